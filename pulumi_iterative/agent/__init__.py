@@ -1,0 +1,1 @@
+"""What runs on the machine: bootstrap template, agent, and the script's client."""

@@ -1,0 +1,85 @@
+"""Render the machine bootstrap from its template in package data.
+
+The payload (task id, cloud, remote, agent version) is JSON, base64-encoded, so
+no shell quoting can break it; it holds nothing secret. The install section says
+how the machine gets the agent:
+
+- `Install.preinstalled(python)`: the agent is already importable by that Python
+  (the local cloud, whose machines are processes on the workstation). This is
+  the explicit switch that skips the OS-level install.
+- `Install.pip(requirement)`: a stock image with nothing but the OS: install
+  Python if missing, make a venv, pip install the agent at the provider's own
+  version (a PyPI pin, or a wheel URL such as a presigned URL into the bucket).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from .. import __version__
+
+_PIP_INSTALL = """\
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+  elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 python3-pip
+  elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
+  fi
+fi
+python3 -m venv {venv}
+{venv}/bin/pip install -q --disable-pip-version-check {requirement}
+AGENT_PYTHON={venv}/bin/python
+export PATH="{venv}/bin:$PATH\""""
+
+
+@dataclass(frozen=True)
+class Install:
+    """How the bootstrap makes the agent available on the machine."""
+
+    python: str = ""  # set: preinstalled, use this interpreter
+    requirement: str = ""  # set: pip install this (a pin or a wheel URL)
+    venv: str = "/opt/pulumi-iterative"
+
+    @classmethod
+    def preinstalled(cls, python: str) -> Install:
+        return cls(python=python)
+
+    @classmethod
+    def pip(cls, requirement: str = "", venv: str = "/opt/pulumi-iterative") -> Install:
+        return cls(requirement=requirement or f"pulumi-iterative=={__version__}", venv=venv)
+
+    def render(self) -> str:
+        if self.python:
+            bindir = self.python.rsplit("/", 1)[0]
+            return (
+                f"# preinstalled agent: no OS-level install\n"
+                f"AGENT_PYTHON={shlex.quote(self.python)}\n"
+                f'export PATH={shlex.quote(bindir)}:"$PATH"'
+            )
+        return _PIP_INSTALL.format(
+            venv=shlex.quote(self.venv), requirement=shlex.quote(self.requirement)
+        )
+
+
+def encode_config(config: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+
+
+def decode_config(text: str) -> dict[str, Any]:
+    return json.loads(base64.b64decode(text))
+
+
+def render_bootstrap(config: dict[str, Any], install: Install) -> str:
+    template = resources.files(__package__).joinpath("bootstrap.sh").read_text()
+    return (
+        template.replace("{version}", __version__)
+        .replace("{task_id}", str(config["task_id"]))
+        .replace("{install}", install.render())
+        .replace("{config}", encode_config(config))
+    )

@@ -1,0 +1,190 @@
+"""The task lifecycle every cloud shares: create, read, logs, pull, stop, delete.
+
+A backend supplies the cloud's parts (bucket, machines, group view); this module
+adds what is the same everywhere: the workdir upload as generation `base`, the
+task definition in the bucket, the bootstrap, status from the bucket's reports,
+and pulling outputs before anything is removed. The provider and the CLI both
+call these functions, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__, registry, sync
+from .agent.bootstrap import render_bootstrap
+from .backends import Backend, get_backend
+from .errors import IterativeError, NotFound, TransferError
+from .spec import TaskSpec
+from .status import Event, TaskStatus, summarize
+from .steps import Step, run_steps, teardown
+from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .task import TaskRef, new_task_id
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 1000  # per machine, in status outputs; `logs` gives everything
+
+
+def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
+    return Rclone(Remote.from_dict(ref.remote), progress=progress)
+
+
+def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec | None, progress: bool) -> list[Step]:
+    rclone = rclone_for(ref, progress=progress)
+    bootstrap = render_bootstrap(
+        {"task_id": ref.task_id, "cloud": ref.cloud, "remote": ref.remote, "version": __version__},
+        backend.install(ref),
+    )
+
+    def upload() -> None:
+        assert spec is not None
+        workdir = spec.storage.workdir
+        sync.upload_base(
+            rclone, workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
+        )
+
+    def store() -> None:
+        assert spec is not None
+        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
+        rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
+
+    common = [Step("Upload workdir", upload), Step("Store task definition", store)]
+    return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
+
+
+def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
+    """What the agent reads from the private bucket (secrets included, never user-data)."""
+    return json.dumps(
+        {
+            "task_id": ref.task_id,
+            "script": spec.script,
+            "environment": dict(spec.environment),
+            "secret_environment": dict(spec.secret_environment),
+            "exclude": list(spec.storage.exclude),
+            "checkpoint_interval": spec.storage.checkpoint_interval,
+            "parallelism": spec.parallelism,
+            "created": ref.created,
+            "deadline": ref.deadline,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False) -> TaskRef:
+    """Provision, upload and start; on failure everything made is removed (StepFailed)."""
+    backend = get_backend(spec.cloud)
+    ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    run_steps(_steps(backend, ref, spec, progress))
+    registry.save(ref)
+    return ref
+
+
+def reports(ref: TaskRef) -> list[dict]:
+    """Every boot's status report, in one read of the status folder."""
+    try:
+        return read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
+    except NotFound:
+        return []
+
+
+def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
+    backend = get_backend(ref.cloud)
+    found = reports(ref)
+    status = summarize(
+        found,
+        backend.machines(ref),
+        parallelism=ref.parallelism,
+        deadline=ref.deadline,
+        now=time.time(),
+    )
+    events = sorted(backend.events(ref) + report_events(found), key=lambda e: e.time)
+    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in fetch_logs(ref).items()} if with_logs else {}
+    return TaskStatus(
+        status.state,
+        status.counts,
+        status.machines,
+        status.restarts,
+        tuple(events),
+        status.addresses,
+        logs,
+    )
+
+
+def report_events(found: list[dict]) -> list[Event]:
+    out = []
+    for r in found:
+        machine = str(r.get("machine", "?"))
+        if r.get("started"):
+            out.append(
+                Event(
+                    float(r["started"]),
+                    "start",
+                    machine,
+                    f"machine {machine} started (restarts {r.get('restarts', 0)})",
+                )
+            )
+        if r.get("finished"):
+            reason = f": {r['reason']}" if r.get("reason") else ""
+            out.append(
+                Event(
+                    float(r["finished"]),
+                    str(r.get("state")),
+                    machine,
+                    f"machine {machine} {r.get('state')}{reason}",
+                )
+            )
+    return out
+
+
+def fetch_logs(ref: TaskRef) -> dict[str, str]:
+    """machine -> log text, with one transfer of the logs folder."""
+    rclone = rclone_for(ref)
+    with tempfile.TemporaryDirectory(prefix="iterative-logs-") as tmp:
+        rclone.download_dir(rclone.remote.path(LOGS), tmp)
+        return {p.stem: p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.log"))}
+
+
+def _tail(text: str, lines: int) -> str:
+    parts = text.splitlines(keepends=True)
+    return "".join(parts[-lines:])
+
+
+def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False) -> int:
+    """Bring `output` from the newest generations into dest (default: the workdir)."""
+    target = dest or ref.workdir
+    if not target:
+        raise IterativeError("this task has no workdir to bring outputs into; pass a folder")
+    return sync.pull(rclone_for(ref, progress=progress), target, ref.output, show_progress=progress)
+
+
+def stop(ref: TaskRef) -> None:
+    get_backend(ref.cloud).stop(ref)
+
+
+def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:
+    """Stop machines, pull `output` home, then remove everything; safe to re-run.
+
+    If the outputs cannot be brought home nothing is removed, so no data is lost.
+    Returns the number of output files pulled.
+    """
+    backend = get_backend(ref.cloud)
+    backend.stop(ref)  # machines take a last checkpoint on their way down
+    pulled = 0
+    if pull_outputs and ref.output and ref.workdir:
+        try:
+            pulled = pull(ref, progress=progress)
+        except NotFound:
+            pulled = 0  # the bucket is gone: an earlier delete got past this point
+        except TransferError as exc:
+            raise IterativeError(
+                f"could not bring {ref.output!r} home ({exc}); nothing was "
+                "removed: fix the cause and run delete again"
+            ) from exc
+    teardown(reversed(_steps(backend, ref, None, progress)))
+    registry.forget(ref.task_id)
+    return pulled

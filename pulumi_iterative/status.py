@@ -1,0 +1,184 @@
+"""One status and event model for every cloud.
+
+Inputs are the bucket's per-boot reports (written by the agent) and the cloud
+group's own view of its machines; `summarize` turns them into one TaskStatus.
+Each backend maps its native machine states to `CloudMachine.state` through a
+dict; nothing here knows a cloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"  # a boot that was taken away (spot) before it finished
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class CloudMachine:
+    """The group's view of one machine: alive or not, and where to reach it."""
+
+    id: str
+    alive: bool
+    address: str = ""
+    zone: str = ""
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    machine: str  # "<index>-<boot>", or the cloud id while no report exists yet
+    index: int | None
+    state: State
+    exit_code: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    reason: str = ""
+    instance: str = ""
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    kind: str  # "launch", "start", "checkpoint", "finish", "interrupt", "terminate", ...
+    machine: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    state: State
+    counts: Mapping[str, int]
+    machines: tuple[MachineStatus, ...]
+    restarts: Mapping[int, int]
+    events: tuple[Event, ...] = ()
+    addresses: tuple[str, ...] = ()
+    logs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE or self.state == State.STOPPED
+
+    @property
+    def exit_code(self) -> int:
+        """The task's exit code: the first non-zero of the finished machines."""
+        codes = [m.exit_code for m in self.machines if m.exit_code]
+        if codes:
+            return codes[0]
+        return 0 if self.state == State.SUCCEEDED else (124 if self.state == State.TIMEOUT else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for Pulumi outputs and JSON; stable keys."""
+        return {
+            "state": self.state.value,
+            "counts": dict(self.counts),
+            "machines": [{**asdict(m), "state": m.state.value} for m in self.machines],
+            "restarts": {str(k): v for k, v in self.restarts.items()},
+        }
+
+
+def summarize(
+    reports: Iterable[Mapping[str, Any]],
+    cloud: Iterable[CloudMachine] | None,
+    *,
+    parallelism: int,
+    deadline: float,
+    now: float,
+    stopped: bool = False,
+) -> TaskStatus:
+    """Fold per-boot reports and the group's machines into one status."""
+    alive = None if cloud is None else {m.id: m for m in cloud if m.alive}
+    boots: list[MachineStatus] = []
+    for r in reports:
+        state = _state(r.get("state"))
+        instance = str(r.get("instance") or "")
+        if state == State.RUNNING and alive is not None and instance not in alive:
+            state = State.INTERRUPTED  # its machine is gone without a final report
+        boots.append(
+            MachineStatus(
+                machine=str(r.get("machine", "?")),
+                index=_int(r.get("index")),
+                state=state,
+                exit_code=_int(r.get("exit_code")),
+                started=_float(r.get("started")),
+                finished=_float(r.get("finished")),
+                reason=str(r.get("reason") or ""),
+                instance=instance,
+                generation=_int(r.get("generation")),
+            )
+        )
+    boots.sort(key=lambda m: (m.index if m.index is not None else -1, m.started or 0))
+    latest: dict[int, MachineStatus] = {}
+    restarts: dict[int, int] = {}
+    for m in boots:
+        if m.index is None:
+            continue
+        if m.index in latest:
+            restarts[m.index] = restarts.get(m.index, 0) + 1
+        latest[m.index] = m
+    # Machines the cloud started that have not reported yet are still booting.
+    reported = {m.instance for m in boots}
+    booting = [
+        MachineStatus(machine=c.id, index=None, state=State.QUEUED, instance=c.id)
+        for c in (alive or {}).values()
+        if c.id not in reported
+    ]
+    current = list(latest.values()) + booting
+    counts: dict[str, int] = {}
+    for m in current:
+        counts[m.state.value] = counts.get(m.state.value, 0) + 1
+
+    states = [m.state for m in latest.values()]
+    if State.FAILED in states:
+        overall = State.FAILED
+    elif State.TIMEOUT in states:
+        overall = State.TIMEOUT
+    elif len(latest) >= parallelism and all(s == State.SUCCEEDED for s in states):
+        overall = State.SUCCEEDED
+    elif now >= deadline and not any(s == State.RUNNING for s in states):
+        overall = State.TIMEOUT
+    elif stopped and not any(s == State.RUNNING for s in states):
+        overall = State.STOPPED
+    elif any(s == State.RUNNING for s in states):
+        overall = State.RUNNING
+    else:
+        overall = State.QUEUED
+    addresses = tuple(sorted(c.address for c in (alive or {}).values() if c.address))
+    return TaskStatus(overall, counts, tuple(boots + booting), restarts, addresses=addresses)
+
+
+def _state(value: Any) -> State:
+    try:
+        return State(str(value))
+    except ValueError:
+        return State.QUEUED
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,368 @@
+"""Checkpoints as generations: upload what changed, then the manifest, last.
+
+A generation is one consistent view of a workdir. Its manifest lists every file
+with its size, mtime and the generation whose folder holds its body; bodies are
+uploaded once, in the generation where they changed. A restore reads the newest
+manifest that landed and copies exactly that set, so a generation whose manifest
+never landed is invisible. Cost is proportional to what changed: the workdir is
+walked locally (stat only), the bucket is never listed to find differences.
+
+Rule for files that change while uploading: a file whose size or mtime differs
+after its upload from before it is left out of that generation (its previous
+version stays, if any) and is taken by the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import NotFound
+from .storage import DATA, Rclone, read_json_objects
+
+log = logging.getLogger(__name__)
+
+BASE = "base"
+MANIFESTS = f"{DATA}/manifests"
+BODIES = f"{DATA}/gen"
+
+Stat = tuple[int, int]  # (size, mtime_ns)
+
+
+def lineage_of(index: int) -> str:
+    return f"i{index}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    size: int
+    mtime_ns: int
+    gen: str  # "<lineage>/<seq>": where the body lives
+
+
+@dataclass(frozen=True)
+class Manifest:
+    lineage: str
+    seq: int
+    machine: str
+    time: float
+    kind: str  # "base", "auto", "explicit", "signal", "final"
+    files: Mapping[str, Entry] = field(default_factory=dict)
+
+    @property
+    def gen(self) -> str:
+        return gen_id(self.lineage, self.seq)
+
+    @property
+    def path(self) -> str:
+        return f"{MANIFESTS}/{self.lineage}/{self.seq:08d}.json"
+
+    def to_json(self) -> bytes:
+        return (
+            json.dumps(
+                {
+                    "lineage": self.lineage,
+                    "seq": self.seq,
+                    "machine": self.machine,
+                    "time": self.time,
+                    "kind": self.kind,
+                    "files": {
+                        p: [e.size, e.mtime_ns, e.gen] for p, e in sorted(self.files.items())
+                    },
+                },
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+        )
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> Manifest:
+        return cls(
+            lineage=str(obj["lineage"]),
+            seq=int(obj["seq"]),
+            machine=str(obj["machine"]),
+            time=float(obj["time"]),
+            kind=str(obj["kind"]),
+            files={p: Entry(int(v[0]), int(v[1]), str(v[2])) for p, v in obj["files"].items()},
+        )
+
+
+def gen_id(lineage: str, seq: int) -> str:
+    return f"{lineage}/{seq:08d}"
+
+
+# --- the local side: which files, and what changed ---------------------------------
+
+
+@lru_cache(maxsize=256)
+def _pattern(glob: str) -> re.Pattern[str]:
+    """rclone's filter glob as a regex over slash-separated relative paths.
+
+    `dir/` matches everything below a folder named dir; a leading `/` anchors at
+    the workdir root, otherwise a pattern matches at any depth; `*` stays inside
+    one path part, `**` crosses parts; `{a,b}` alternates.
+    """
+    anchored = glob.startswith("/")
+    g = glob.lstrip("/")
+    if g.endswith("/"):
+        g += "**"
+    out, i = [], 0
+    while i < len(g):
+        c = g[i]
+        if g.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = g.find("]", i)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                out.append("[" + g[i + 1 : j].replace("!", "^", 1) + "]")
+                i = j
+        elif c == "{":
+            j = g.find("}", i)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                out.append("(?:" + "|".join(re.escape(a) for a in g[i + 1 : j].split(",")) + ")")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    prefix = "^" if anchored else "^(?:.*/)?"
+    return re.compile(prefix + "".join(out) + "$")
+
+
+def excluded(rel: str, patterns: Iterable[str]) -> bool:
+    return any(_pattern(p).match(rel) for p in patterns)
+
+
+def scan(workdir: str | Path, exclude: Iterable[str] = ()) -> dict[str, Stat]:
+    """Every regular file under workdir (not excluded) -> (size, mtime_ns). Local stats only."""
+    root = str(workdir)
+    patterns = tuple(exclude)
+    found: dict[str, Stat] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if not excluded(rel + "/", patterns):
+                            stack.append(rel)
+                    elif entry.is_file(follow_symlinks=False):
+                        if not excluded(rel, patterns):
+                            st = entry.stat(follow_symlinks=False)
+                            found[rel] = (st.st_size, st.st_mtime_ns)
+                except FileNotFoundError:
+                    continue  # removed while we walked: the next checkpoint sees it gone
+    return found
+
+
+def _stat(root: str | Path, rel: str) -> Stat | None:
+    try:
+        st = os.stat(os.path.join(root, rel))
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+# --- generations -------------------------------------------------------------------
+
+
+@dataclass
+class Checkpointer:
+    """One machine's line of generations. Not thread-safe: the agent holds a lock."""
+
+    rclone: Rclone
+    workdir: Path
+    lineage: str
+    machine: str
+    exclude: tuple[str, ...] = ()
+    current: Manifest | None = None  # the newest generation that landed
+    local: dict[str, Stat] = field(default_factory=dict)  # local stats behind `current`
+
+    def checkpoint(self, kind: str) -> Manifest | None:
+        """Take a generation of what changed; None when nothing did."""
+        now = scan(self.workdir, self.exclude)
+        prev = self.current.files if self.current else {}
+        changed = sorted(p for p, st in now.items() if self.local.get(p) != st or p not in prev)
+        removed = [p for p in prev if p not in now]
+        if not changed and not removed:
+            return None
+        seq = self.current.seq + 1 if self.current and self.current.lineage == self.lineage else 1
+        gen = gen_id(self.lineage, seq)
+        remote = self.rclone.remote
+        self.rclone.copy_files(str(self.workdir), remote.path(BODIES, gen), changed)
+        files: dict[str, Entry] = {}
+        local: dict[str, Stat] = {}
+        torn: list[str] = []
+        for p, st in now.items():
+            if p not in changed:
+                files[p], local[p] = prev[p], st
+            elif _stat(self.workdir, p) == st:
+                files[p], local[p] = Entry(st[0], st[1], gen), st
+            else:
+                torn.append(p)
+                if p in prev:  # keep the last complete version in this generation
+                    files[p], local[p] = prev[p], self.local.get(p, (-1, -1))
+        manifest = Manifest(self.lineage, seq, self.machine, time.time(), kind, files)
+        self.rclone.write(remote.path(manifest.path), manifest.to_json())
+        old, self.current, self.local = self.current, manifest, local
+        if torn:
+            log.info(
+                "generation %s left out %d file(s) that changed while uploading", gen, len(torn)
+            )
+        self._collect_garbage(old, manifest, torn)
+        return manifest
+
+    def _collect_garbage(self, old: Manifest | None, new: Manifest, torn: list[str]) -> None:
+        """Remove bodies and manifests only the older generations of this lineage used."""
+        garbage = [f"gen/{new.gen}/{p}" for p in torn]
+        if old is not None:
+            live = {(e.gen, p) for p, e in new.files.items()}
+            garbage += [
+                f"gen/{e.gen}/{p}"
+                for p, e in old.files.items()
+                if (e.gen, p) not in live and e.gen.startswith(self.lineage + "/")
+            ]
+            if old.lineage == self.lineage:
+                garbage.append(old.path.removeprefix(DATA + "/"))
+        try:
+            self.rclone.delete_files(self.rclone.remote.path(DATA), garbage)
+        except Exception as exc:  # garbage left behind costs storage, never correctness
+            log.warning("could not clean up old generations: %s", exc)
+
+    def adopt(self, manifest: Manifest, local: dict[str, Stat]) -> None:
+        """Continue from a restored generation (its own lineage or the base)."""
+        self.current, self.local = manifest, local
+
+
+def manifests(rclone: Rclone, lineages: Iterable[str] | None = None) -> list[Manifest]:
+    """The newest landed manifest of each lineage (all lineages when None), in one listing
+    and one read."""
+    wanted = set(lineages) if lineages is not None else None
+    newest: dict[str, str] = {}
+    for item in rclone.list(rclone.remote.path(MANIFESTS), recursive=True):
+        path = item["Path"]
+        lineage, _, name = path.rpartition("/")
+        if not name.endswith(".json") or (wanted is not None and lineage not in wanted):
+            continue
+        if path > newest.get(lineage, ""):
+            newest[lineage] = path
+    blob = rclone.cat_many(rclone.remote.path(MANIFESTS), sorted(newest.values()))
+    out = []
+    for obj in read_json_objects(blob):
+        try:
+            out.append(Manifest.from_obj(obj))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def latest(rclone: Rclone, lineage: str) -> Manifest | None:
+    found = manifests(rclone, [lineage])
+    return found[0] if found else None
+
+
+def restore(
+    rclone: Rclone,
+    manifest: Manifest,
+    dest: str | Path,
+    paths: Iterable[str] | None = None,
+    *,
+    show_progress: bool = False,
+) -> dict[str, Stat]:
+    """Copy exactly the manifest's files (or the given subset) into dest; return local stats."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    chosen = manifest.files if paths is None else {p: manifest.files[p] for p in paths}
+    by_gen: dict[str, list[str]] = defaultdict(list)
+    for p, e in chosen.items():
+        by_gen[e.gen].append(p)
+
+    def fetch(gen: str) -> None:
+        rclone.copy_files(
+            rclone.remote.path(BODIES, gen),
+            str(dest),
+            sorted(by_gen[gen]),
+            show_progress=show_progress,
+        )
+
+    # One rclone per generation that holds bodies; generations run side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(fetch, sorted(by_gen)))
+    local: dict[str, Stat] = {}
+    for p in chosen:
+        st = _stat(dest, p)
+        if st is None:
+            raise NotFound(f"{p} of generation {manifest.gen} is missing after restore")
+        local[p] = st
+    return local
+
+
+def merged(found: Iterable[Manifest]) -> Manifest | None:
+    """One view across lineages (parallel machines): for each path the newest version."""
+    found = sorted(found, key=lambda m: (m.lineage != BASE, m.time))
+    if not found:
+        return None
+    files: dict[str, Entry] = {}
+    for m in found:
+        for p, e in m.files.items():
+            if p not in files or e.mtime_ns >= files[p].mtime_ns:
+                files[p] = e
+    last = found[-1]
+    return Manifest("merged", last.seq, last.machine, last.time, "merged", files)
+
+
+def pull(rclone: Rclone, dest: str | Path, prefix: str, *, show_progress: bool = False) -> int:
+    """Bring files under `prefix` (relative to the workdir) from the newest generations
+    into dest; return how many."""
+    view = merged(manifests(rclone))
+    if view is None:
+        return 0
+    prefix = prefix.strip("/")
+    chosen = [p for p in view.files if not prefix or p == prefix or p.startswith(prefix + "/")]
+    restore(rclone, view, dest, chosen, show_progress=show_progress)
+    return len(chosen)
+
+
+def upload_base(
+    rclone: Rclone,
+    workdir: str | Path,
+    exclude: Iterable[str],
+    *,
+    show_progress: bool = False,
+    empty: bool = False,
+) -> Manifest:
+    """The workdir as the task starts: generation base/00000000 (empty: no workdir)."""
+    now = {} if empty else scan(workdir, exclude)
+    gen = gen_id(BASE, 0)
+    rclone.copy_files(
+        str(workdir), rclone.remote.path(BODIES, gen), sorted(now), show_progress=show_progress
+    )
+    files = {p: Entry(st[0], st[1], gen) for p, st in now.items()}
+    manifest = Manifest(BASE, 0, "workstation", time.time(), "base", files)
+    rclone.write(rclone.remote.path(manifest.path), manifest.to_json())
+    return manifest
