@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -42,7 +43,5 @@ def all_refs() -> list[TaskRef]:
 
 
 def forget(task_id: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         (home() / "tasks" / f"{task_id}.json").unlink()
-    except FileNotFoundError:
-        pass

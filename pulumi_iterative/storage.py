@@ -18,6 +18,7 @@ identity on machines, the user's own on the workstation), never from here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -183,24 +184,17 @@ class Rclone:
     def delete_files(self, directory: str, files: Sequence[str]) -> None:
         if not files:
             return
-        with _file_list(files) as listing:
-            try:
-                self.run("delete", directory, "--files-from-raw", listing)
-            except NotFound:
-                pass
+        with _file_list(files) as listing, contextlib.suppress(NotFound):
+            self.run("delete", directory, "--files-from-raw", listing)
 
     def purge(self, path: str) -> None:
         """Remove path and everything under it; missing is fine."""
-        try:
+        with contextlib.suppress(NotFound):
             self.run("purge", path)
-        except NotFound:
-            pass
 
     def download_dir(self, path: str, local: str | Path) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.run("copy", path, str(local), "--transfers", "16")
-        except NotFound:
-            pass
 
 
 class _file_list:

@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     agent.serve_checkpoints()
     try:
         return agent.run()
-    except Exception:  # report, then leave: an agent that cannot work costs money idle
+    except Exception as exc:  # report, then leave: an agent that cannot work costs money idle
         log.exception("agent failed")
         agent.safe(
             lambda: agent.write_report(

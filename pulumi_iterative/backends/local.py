@@ -7,6 +7,7 @@ resume logic before paying for a cloud.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,10 +133,8 @@ class LocalBackend:
         for m in _records(folder):
             for pgid in (m.get("pid"), _read_pid(Path(m["dir"]) / "script.pgid")):
                 if pgid:
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(int(pgid), signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
 
 
 def _records(folder: Path) -> list[dict]:

@@ -11,6 +11,7 @@ stops on SIGTERM. Its view of the machines is `machines.json`; its activity is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -103,15 +104,11 @@ class Group:
     def signal_machine(self, m: Machine, sig: int) -> None:
         """Signal the machine's processes: the bootstrap/agent session and the script's."""
         pgids = [m.pid]
-        try:
+        with contextlib.suppress(FileNotFoundError, ValueError):
             pgids.append(int((Path(m.dir) / "script.pgid").read_text()))
-        except (FileNotFoundError, ValueError):
-            pass
         for pgid in pgids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def reap(self) -> None:
         now = time.time()
