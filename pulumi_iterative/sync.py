@@ -171,10 +171,9 @@ def scan(workdir: str | Path, exclude: Iterable[str] = ()) -> dict[str, Stat]:
                     if entry.is_dir(follow_symlinks=False):
                         if not excluded(rel + "/", patterns):
                             stack.append(rel)
-                    elif entry.is_file(follow_symlinks=False):
-                        if not excluded(rel, patterns):
-                            st = entry.stat(follow_symlinks=False)
-                            found[rel] = (st.st_size, st.st_mtime_ns)
+                    elif entry.is_file(follow_symlinks=False) and not excluded(rel, patterns):
+                        st = entry.stat(follow_symlinks=False)
+                        found[rel] = (st.st_size, st.st_mtime_ns)
                 except FileNotFoundError:
                     continue  # removed while we walked: the next checkpoint sees it gone
     return found

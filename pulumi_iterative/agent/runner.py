@@ -309,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return agent.run()
     except Exception as exc:  # report, then leave: an agent that cannot work costs money idle
         log.exception("agent failed")
-        agent.safe(
-            lambda: agent.write_report(
-                state="failed", reason=f"agent error: {exc}", finished=time.time()
-            )
-        )
+        reason = f"agent error: {exc}"
+        agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))
         agent.safe(agent.hooks.leave_group)
         return 0
