@@ -188,3 +188,20 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     teardown(reversed(_steps(backend, ref, None, progress)))
     registry.forget(ref.task_id)
     return pulled
+
+
+def exists(ref: TaskRef) -> bool:
+    """Is the task's bucket still there (its definition is the last thing delete removes)?"""
+    rclone = rclone_for(ref)
+    return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
+
+
+def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
+    """Apply what changes without new machines: output, and exclude for later boots."""
+    from dataclasses import replace
+
+    new = replace(ref, output=spec.storage.output)
+    rclone = rclone_for(new)
+    rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
+    registry.save(new)
+    return new

@@ -76,9 +76,20 @@ class TaskStatus:
         return self.state in DONE or self.state == State.STOPPED
 
     @property
+    def latest(self) -> list[MachineStatus]:
+        """The newest boot of each index (earlier boots were replaced)."""
+        newest: dict[int, MachineStatus] = {}
+        for m in self.machines:
+            if m.index is not None and (
+                m.index not in newest or (m.started or 0) >= (newest[m.index].started or 0)
+            ):
+                newest[m.index] = m
+        return [newest[i] for i in sorted(newest)]
+
+    @property
     def exit_code(self) -> int:
-        """The task's exit code: the first non-zero of the finished machines."""
-        codes = [m.exit_code for m in self.machines if m.exit_code]
+        """The task's exit code: the first non-zero of each index's newest boot."""
+        codes = [m.exit_code for m in self.latest if m.exit_code]
         if codes:
             return codes[0]
         return 0 if self.state == State.SUCCEEDED else (124 if self.state == State.TIMEOUT else 1)

@@ -202,6 +202,10 @@ class Agent:
                 next_log = time.monotonic() + LOG_INTERVAL
             self.stop.wait(0.2)
         code = proc.returncode
+        # A shutdown signals the script and the agent at once: a script killed by a
+        # signal while our own SIGTERM is arriving was preempted, not failed.
+        if code < 0 and self.stop.wait(1.0):
+            return self.interrupted(proc, "the machine is being taken away (SIGTERM)")
         return self.finish(
             "succeeded" if code == 0 else "failed",
             code,
