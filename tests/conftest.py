@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pulumi_iterative import lifecycle, registry
-from pulumi_iterative.status import TaskStatus
-from pulumi_iterative.task import TaskRef
 
 
 @pytest.fixture
@@ -39,21 +36,3 @@ def workdir(tmp_path: Path) -> Path:
     wd = tmp_path / "project"
     wd.mkdir()
     return wd
-
-
-def wait_for(ref: TaskRef, condition: Callable[[TaskStatus], bool], timeout: float = 60,
-             poll: float = 0.3) -> TaskStatus:
-    """Poll the task's status until condition holds; fail with the last status and logs."""
-    end = time.monotonic() + timeout
-    status = lifecycle.read(ref)
-    while not condition(status):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting; last status {status.to_dict()}\n"
-                                 f"logs: {status.logs}")
-        time.sleep(poll)
-        status = lifecycle.read(ref)
-    return status
-
-
-def wait_done(ref: TaskRef, timeout: float = 60) -> TaskStatus:
-    return wait_for(ref, lambda s: s.done, timeout)
