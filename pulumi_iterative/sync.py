@@ -356,6 +356,8 @@ def upload_base(
     empty: bool = False,
 ) -> Manifest:
     """The workdir as the task starts: generation base/00000000 (empty: no workdir)."""
+    if not empty and not Path(workdir).is_dir():
+        raise NotFound(f"storage.workdir {workdir} is not a folder (anymore?); create it")
     now = {} if empty else scan(workdir, exclude)
     gen = gen_id(BASE, 0)
     rclone.copy_files(

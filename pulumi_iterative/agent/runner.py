@@ -89,6 +89,7 @@ class Agent:
             current = self.checkpointer.current
         if manifest is not None:
             self.write_report(generation=manifest.seq)
+            self.safe(self.upload_log)  # the log up to a durable point is worth keeping too
         return current.seq if current is not None else None
 
     # --- the run ------------------------------------------------------------------

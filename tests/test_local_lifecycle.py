@@ -1,0 +1,257 @@
+"""End-to-end tasks on the local cloud: the real bootstrap, agent, group and rclone."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative import lifecycle, registry
+from pulumi_iterative.backends.local import _alive
+from pulumi_iterative.errors import StepFailed
+from pulumi_iterative.spec import parse_spec
+from pulumi_iterative.status import State
+from tests.helpers import wait_done, wait_for
+
+
+def spec(workdir: Path, script: str, **kw):
+    storage = {
+        "workdir": str(workdir),
+        "output": "results",
+        "checkpoint_interval": 0.5,
+        **kw.pop("storage", {}),
+    }
+    return parse_spec({"cloud": "local", "script": script, "storage": storage, **kw}, environ={})
+
+
+def nothing_left(home: Path) -> None:
+    """No bucket, no group folder, no registry entry, no live process of any task."""
+    assert not any((home / "buckets").glob("*")), list((home / "buckets").glob("*"))
+    assert not any((home / "groups").glob("*"))
+    assert registry.all_refs() == []
+
+
+def test_success_brings_outputs_home(iterative_home: Path, workdir: Path) -> None:
+    (workdir / "data.csv").write_text("1,2,3\n")
+    script = (
+        "#!/bin/sh\nset -e\nmkdir -p results\nwc -c < data.csv > results/size.txt\n"
+        "echo trained on $(cat data.csv)\n"
+    )
+    ref = lifecycle.create(spec(workdir, script, environment={"EPOCHS": "3"}))
+    status = wait_done(ref)
+    assert status.state == State.SUCCEEDED and status.exit_code == 0
+    assert status.counts == {"succeeded": 1}
+    assert "trained on 1,2,3" in next(iter(status.logs.values()))
+    assert not (workdir / "results").exists()  # nothing comes home before delete
+    assert lifecycle.delete(ref) == 1
+    assert (workdir / "results" / "size.txt").read_text().strip() == "6"
+    nothing_left(iterative_home)
+
+
+def test_nonzero_exit_is_failed_with_its_code(iterative_home: Path, workdir: Path) -> None:
+    ref = lifecycle.create(spec(workdir, "echo broken >&2; exit 3"))
+    status = wait_done(ref)
+    assert status.state == State.FAILED and status.exit_code == 3
+    (machine,) = status.machines
+    assert machine.exit_code == 3 and "code 3" in machine.reason
+    assert "broken" in status.logs[machine.machine]
+    lifecycle.delete(ref)
+
+
+def test_timeout_stops_the_script(iterative_home: Path, workdir: Path) -> None:
+    ref = lifecycle.create(spec(workdir, "echo start; sleep 120; echo never", timeout=3))
+    status = wait_done(ref, timeout=60)
+    assert status.state == State.TIMEOUT
+    log = next(iter(status.logs.values()))
+    assert "start" in log and "never" not in log
+    lifecycle.delete(ref)
+
+
+def test_parallel_machines_know_their_index(iterative_home: Path, workdir: Path) -> None:
+    script = (
+        "#!/bin/sh\nmkdir -p results\necho $TASK_INDEX of $TASK_COUNT > "
+        "results/part-$TASK_INDEX.txt\n"
+    )
+    ref = lifecycle.create(spec(workdir, script, parallelism=3))
+    status = wait_done(ref)
+    assert status.state == State.SUCCEEDED
+    assert sorted(m.index for m in status.machines) == [0, 1, 2]  # one report each
+    assert status.restarts == {}
+    lifecycle.delete(ref)
+    parts = sorted(p.read_text().strip() for p in (workdir / "results").glob("part-*.txt"))
+    assert parts == ["0 of 3", "1 of 3", "2 of 3"]
+
+
+COUNTER = r"""#!/bin/sh
+n=$(cat count.txt 2>/dev/null || echo 0)
+echo "boot $TASK_RESTARTS resumed $TASK_RESUMED starts at $n"
+while [ "$n" -lt {target} ]; do
+  n=$((n + 1)); echo "$n" > count.txt
+  if [ $((n % 3)) -eq 0 ] && {explicit}; then
+    pulumi-iterative checkpoint >/dev/null && echo "durable $n"
+  fi
+  sleep 0.2
+done
+mkdir -p results; echo "$n" > results/final.txt
+"""
+
+
+def boots(logs: dict[str, str]) -> list[tuple[int, int, list[int]]]:
+    """(restarts, start count, durable counts) per boot, in boot order."""
+    out = []
+    for text in logs.values():
+        m = re.search(r"boot (\d+) resumed \d starts at (\d+)", text)
+        if m:
+            durable = [int(d) for d in re.findall(r"durable (\d+)", text)]
+            out.append((int(m.group(1)), int(m.group(2)), durable))
+    return sorted(out)
+
+
+def test_preemption_resumes_from_the_last_checkpoint(iterative_home: Path, workdir: Path) -> None:
+    """Killed without notice, a replacement restores the newest generation: nothing that
+    was durable is lost."""
+    script = COUNTER.replace("{target}", "40").replace("{explicit}", "true")
+    ref = lifecycle.create(
+        spec(workdir, script, spot=0, preempt_interval=4, preempt_notice=0, timeout=120)
+    )
+    status = wait_done(ref, timeout=100)
+    assert status.state == State.SUCCEEDED
+    assert status.restarts.get(0, 0) >= 1
+    runs = boots(status.logs)
+    assert len(runs) >= 2
+    for (_, _, durable), (_, next_start, _) in itertools.pairwise(runs):
+        if durable:
+            assert next_start >= durable[-1]  # everything made durable came back
+    assert runs[-1][1] > 0
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "final.txt").read_text().strip() == "40"
+
+
+def test_sigterm_takes_a_checkpoint_at_once(iterative_home: Path, workdir: Path) -> None:
+    """With background checkpoints far apart, only the SIGTERM checkpoint can carry the
+    progress a replacement resumes from."""
+    script = COUNTER.replace("{target}", "25").replace("{explicit}", "false")
+    ref = lifecycle.create(
+        spec(
+            workdir,
+            script,
+            spot=0,
+            preempt_interval=2.5,
+            preempt_notice=3,
+            timeout=120,
+            storage={"checkpoint_interval": 3600},
+        )
+    )
+    status = wait_done(ref, timeout=100)
+    assert status.state == State.SUCCEEDED
+    runs = boots(status.logs)
+    assert len(runs) >= 2 and runs[1][1] > 0
+    assert any(m.state == State.INTERRUPTED for m in status.machines)
+    lifecycle.delete(ref)
+
+
+def test_excluded_files_are_never_uploaded(iterative_home: Path, workdir: Path) -> None:
+    (workdir / "keep.txt").write_text("k")
+    (workdir / "scratch.tmp").write_text("x" * 1000)
+    (workdir / ".venv" / "lib").mkdir(parents=True)
+    (workdir / ".venv" / "lib" / "big.so").write_text("y")
+    script = (
+        "#!/bin/sh\nmkdir -p cache results\necho z > cache/blob\necho r > "
+        "results/r.tmp\necho ok > results/ok.txt\n"
+    )
+    ref = lifecycle.create(
+        spec(workdir, script, storage={"exclude": ["*.tmp", ".venv/", "cache/"]})
+    )
+    wait_done(ref)
+    bucket = Path(ref.remote["root"])
+    stored = {p.name for p in (bucket / "data").rglob("*") if p.is_file()}
+    assert {"keep.txt", "ok.txt"} <= stored
+    assert not stored & {"scratch.tmp", "big.so", "blob", "r.tmp"}
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "ok.txt").exists()
+    assert not (workdir / "results" / "r.tmp").exists()
+
+
+def test_delete_twice_is_fine(iterative_home: Path, workdir: Path) -> None:
+    ref = lifecycle.create(spec(workdir, "mkdir -p results; echo 1 > results/a"))
+    wait_done(ref)
+    assert lifecycle.delete(ref) == 1
+    assert lifecycle.delete(ref) == 0
+    nothing_left(iterative_home)
+
+
+def test_delete_of_a_running_task_stops_it_and_keeps_its_outputs(
+    iterative_home: Path, workdir: Path
+) -> None:
+    script = "#!/bin/sh\nmkdir -p results\necho partial > results/p.txt\nsleep 300\n"
+    ref = lifecycle.create(spec(workdir, script))
+    wait_for(ref, lambda s: s.state == State.RUNNING)
+    wait_for(ref, lambda s: any(m.generation for m in s.machines))  # a checkpoint landed
+    pids = [int(p) for p in _machine_pids(iterative_home)]
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "p.txt").read_text().strip() == "partial"
+    assert not any(_alive(pid) for pid in pids)
+    nothing_left(iterative_home)
+
+
+def _machine_pids(home: Path) -> list[str]:
+    import json
+
+    return [
+        str(m["pid"])
+        for f in (home / "groups").glob("*/machines.json")
+        for m in json.loads(f.read_text())
+    ]
+
+
+STEPS = ["Create bucket folder", "Upload workdir", "Store task definition", "Start machine group"]
+
+
+@pytest.mark.parametrize("failing", STEPS)
+def test_a_failed_create_leaves_nothing_behind(
+    iterative_home: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Each step runs for real, then fails: the error names it and every undo runs."""
+    real_steps = lifecycle._steps
+
+    def with_fault(*args, **kwargs):
+        steps = real_steps(*args, **kwargs)
+        out = []
+        for step in steps:
+            if step.name == failing:
+
+                def do(step=step):
+                    step.do()
+                    raise RuntimeError("injected fault")
+
+                step = type(step)(step.name, do, step.undo)
+            out.append(step)
+        return out
+
+    monkeypatch.setattr(lifecycle, "_steps", with_fault)
+    (workdir / "a.txt").write_text("a")
+    with pytest.raises(StepFailed) as info:
+        lifecycle.create(spec(workdir, "sleep 60"))
+    assert info.value.step == failing and "injected fault" in str(info.value)
+    assert f"[{STEPS.index(failing) + 1}/4]" in str(info.value)
+    nothing_left(iterative_home)
+    # No machine of the task survives either.
+    for pid in _machine_pids(iterative_home):
+        assert not _alive(int(pid))
+
+
+def test_machines_do_not_get_the_callers_credentials(
+    iterative_home: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "caller-secret")
+    ref = lifecycle.create(
+        spec(workdir, "env > results.env; mkdir -p results; cp results.env results/")
+    )
+    wait_done(ref)
+    lifecycle.delete(ref)
+    env = (workdir / "results" / "results.env").read_text()
+    assert "caller-secret" not in env and "TASK_ID=" in env
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "caller-secret"
