@@ -1,0 +1,83 @@
+"""The command line, run as a user runs it: the installed `pulumi-iterative` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "pulumi_iterative.cli"]
+
+
+def cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 120):
+    env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(home)}
+    return subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_run_follows_logs_brings_outputs_and_exits_with_the_task_code(
+        iterative_home: Path, workdir: Path) -> None:
+    (workdir / "task.yaml").write_text(
+        "cloud: local\n"
+        "script: |\n  #!/bin/sh\n  mkdir -p results\n  echo hi from $TASK_INDEX\n"
+        "  echo 42 > results/answer.txt\n  exit 3\n"
+        "storage: {workdir: ., output: results, exclude: ['*.yaml']}\n")
+    done = cli("run", "task.yaml", home=iterative_home, cwd=workdir)
+    assert done.returncode == 3, done.stderr
+    assert "hi from 0" in done.stdout
+    assert "failed" in done.stdout
+    assert (workdir / "results" / "answer.txt").read_text().strip() == "42"
+    assert "Traceback" not in done.stderr
+    assert cli("list", home=iterative_home).stdout == ""  # run cleans up after itself
+
+
+def test_lifecycle_commands(iterative_home: Path, workdir: Path) -> None:
+    created = cli("create", "--cloud", "local", "--workdir", str(workdir), "--output", "out",
+                  "--script", "mkdir -p out; echo done > out/x; echo logged",
+                  home=iterative_home)
+    assert created.returncode == 0, created.stderr
+    task_id = created.stdout.strip().splitlines()[-1]
+    assert "[1/4] Create bucket folder" in created.stderr  # progress lines
+    logs = cli("logs", task_id, "--follow", home=iterative_home)
+    assert "logged" in logs.stdout
+    status = cli("status", task_id, home=iterative_home)
+    assert "succeeded" in status.stdout
+    assert task_id in cli("list", home=iterative_home).stdout
+    pulled = cli("pull", task_id, "--to", str(workdir / "elsewhere"), home=iterative_home)
+    assert (workdir / "elsewhere" / "out" / "x").read_text() == "done\n", pulled.stderr
+    assert cli("stop", task_id, home=iterative_home).returncode == 0
+    deleted = cli("delete", task_id, home=iterative_home)
+    assert deleted.returncode == 0 and (workdir / "out" / "x").exists()
+    gone = cli("status", task_id, home=iterative_home)
+    assert gone.returncode == 2 and "pulumi-iterative list" in gone.stderr
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["run", "--cloud", "local", "--script", "x", "--spot", "-3"], "error: spot:"),
+    (["run", "--cloud", "nowhere", "--script", "x"], "error: cloud: unknown cloud"),
+    (["run", "missing.yaml"], "task file missing.yaml not found"),
+    (["status", "not-a-task"], "is not a task id"),
+    (["create", "--cloud", "local", "--script", "x", "--env", "=1"], "NAME=VALUE"),
+])
+def test_errors_are_one_clear_line(iterative_home: Path, tmp_path: Path, args, words) -> None:
+    done = cli(*args, home=iterative_home, cwd=tmp_path)
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (iterative_home / "buckets").exists()  # nothing half-made
+
+
+def test_bad_task_file_names_every_field(iterative_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "t.toml").write_text('cloud = "local"\nparallelism = 0\nspot = -5\n')
+    done = cli("create", "t.toml", home=iterative_home, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert {line.split(":")[1].strip() for line in lines} == {"parallelism", "spot", "script"}
+
+
+def test_checkpoint_outside_a_machine_is_harmless(iterative_home: Path) -> None:
+    env_free = cli("checkpoint", home=iterative_home)
+    assert env_free.returncode == 0 and "not on a task's machine" in env_free.stderr
