@@ -108,47 +108,119 @@ def gen_id(lineage: str, seq: int) -> str:
 def _pattern(glob: str) -> re.Pattern[str]:
     """rclone's filter glob as a regex over slash-separated relative paths.
 
-    `dir/` matches everything below a folder named dir; a leading `/` anchors at
-    the workdir root, otherwise a pattern matches at any depth; `*` stays inside
-    one path part, `**` crosses parts; `{a,b}` alternates.
+    A port of rclone's own glob translation (fs/filter/glob.go), so a file is
+    left out exactly when `rclone --exclude` would leave it out: `dir/` means
+    everything below a folder named dir; a leading `/` anchors at the workdir
+    root, otherwise a pattern matches at any depth; `*` stays inside one path
+    part, `**` crosses parts, `?` is one character; `[...]` is a character class
+    as written (`[^a]` negates; `!` is literal); `{a,b*}` alternates globs;
+    `{{regexp}}` embeds a regexp; `\\` escapes. A glob rclone would refuse is
+    matched literally (and logged), so a typo never hides files.
     """
-    anchored = glob.startswith("/")
-    g = glob.lstrip("/")
-    if g.endswith("/"):
-        g += "**"
-    out, i = [], 0
-    while i < len(g):
-        c = g[i]
-        if g.startswith("**", i):
-            out.append(".*")
-            i += 2
+    g = glob + "**" if glob.endswith("/") else glob  # rclone: excluding dir/ is dir/**
+    try:
+        return re.compile(_glob_regex(g))
+    except (ValueError, re.error) as exc:
+        log.warning(
+            "exclude pattern %r is not a valid rclone glob (%s): matching it literally", glob, exc
+        )
+        return re.compile(
+            ("^" if g.startswith("/") else "^(?:.*/)?") + re.escape(g.lstrip("/")) + r"\Z"
+        )
+
+
+def _glob_regex(glob: str) -> str:
+    out: list[str] = []
+    if glob.startswith("/"):
+        glob = glob[1:]
+        out.append("^")
+    else:
+        out.append("^(?:.*/)?")
+    stars = 0
+    in_braces = in_regexp = regexp_end = slashed = False
+    brackets = 0
+    last = nxt = ""
+
+    def flush_stars() -> None:
+        nonlocal stars
+        if stars > 2:
+            raise ValueError("too many stars")
+        if stars:
+            out.append("[^/]*" if stars == 1 else ".*")
+        stars = 0
+
+    for c in glob:
+        nxt, last = c, nxt
+        if slashed:
+            out.append(c)
+            slashed = False
             continue
-        if c == "*":
-            out.append("[^/]*")
+        if regexp_end:
+            if c == "}":  # `}}}`: the regexp ends with the longest run
+                out[-1] = "}"
+                out.append(")")
+                continue
+            regexp_end = False
+        if in_regexp:
+            if c == "}" and last == "}":
+                in_regexp, regexp_end = False, True
+                out[-1] = ")"
+            else:
+                out.append(c)
+            continue
+        if c != "*":
+            flush_stars()
+        if brackets:
+            out.append(c)
+            brackets += (c == "[") - (c == "]")
+            continue
+        if c == "\\":
+            out.append(c)
+            slashed = True
+        elif c == "*":
+            stars += 1
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = g.find("]", i)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                out.append("[" + g[i + 1 : j].replace("!", "^", 1) + "]")
-                i = j
+            out.append(c)
+            brackets += 1
+        elif c == "]":
+            raise ValueError("mismatched ']'")
         elif c == "{":
-            j = g.find("}", i)
-            if j < 0:
-                out.append(re.escape(c))
+            if in_braces and last == "{":
+                in_regexp, in_braces = True, False
+            elif in_braces:
+                raise ValueError("can't nest '{' '}'")
             else:
-                out.append("(?:" + "|".join(re.escape(a) for a in g[i + 1 : j].split(",")) + ")")
-                i = j
+                in_braces = True
+                out.append("(")
+        elif c == "}":
+            if not in_braces:
+                raise ValueError("mismatched '{' and '}'")
+            out.append(")")
+            in_braces = False
+        elif c == "," and in_braces:
+            out.append("|")
+        elif c in ".+()|^$":
+            out.append("\\" + c)
         else:
-            out.append(re.escape(c))
-        i += 1
-    prefix = "^" if anchored else "^(?:.*/)?"
-    return re.compile(prefix + "".join(out) + "$")
+            out.append(c)
+    flush_stars()
+    if brackets or in_braces or in_regexp or slashed:
+        raise ValueError("unclosed '[', '{', '{{' or trailing '\\'")
+    out.append(r"\Z")
+    return "".join(out)
+
+
+def _folder_rule(glob: str) -> bool:
+    """rclone applies only these to folders: `dir/` and anything with `**`."""
+    return glob.endswith("/") or "**" in glob
 
 
 def excluded(rel: str, patterns: Iterable[str]) -> bool:
+    """Is this file (or, ending in `/`, this folder and all below it) left out?"""
+    if rel.endswith("/"):
+        return any(_folder_rule(p) and _pattern(p).match(rel) for p in patterns)
     return any(_pattern(p).match(rel) for p in patterns)
 
 
@@ -322,7 +394,15 @@ def restore(
 
 
 def merged(found: Iterable[Manifest]) -> Manifest | None:
-    """One view across lineages (parallel machines): for each path the newest version."""
+    """One view across lineages (parallel machines): for each path the newest version.
+
+    Every machine lineage starts from the base, so once one exists the base adds
+    nothing but the files the machines deleted: it counts only while no machine
+    has checkpointed yet.
+    """
+    found = list(found)
+    if any(m.lineage != BASE for m in found):
+        found = [m for m in found if m.lineage != BASE]
     found = sorted(found, key=lambda m: (m.lineage != BASE, m.time))
     if not found:
         return None
