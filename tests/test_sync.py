@@ -1,0 +1,559 @@
+"""Generations against a real rclone and a local-folder bucket.
+
+Each test plays the agent's part directly with `sync.Checkpointer`: a workdir on
+disk, a bucket folder as the remote, and real rclone between them. What the
+bucket holds is checked by looking at the folder itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative import sync
+from pulumi_iterative.errors import TransferError
+from pulumi_iterative.storage import Rclone, Remote
+
+
+@pytest.fixture
+def rclone(tmp_path: Path) -> Rclone:
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    return Rclone(Remote(str(bucket)))
+
+
+@pytest.fixture
+def wd(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def put(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under root -> its text."""
+    return {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def objects(rclone: Rclone) -> set[str]:
+    """Every object in the bucket's data/ folder, relative to data/."""
+    root = Path(rclone.remote.root) / "data"
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def start(rclone: Rclone, wd: Path, exclude: tuple[str, ...] = (), index: int = 0):
+    """Upload the base, then a machine's checkpointer continuing from it (as the agent does)."""
+    base = sync.upload_base(rclone, wd, exclude)
+    cp = sync.Checkpointer(rclone, wd, sync.lineage_of(index), f"{index}-test", exclude)
+    cp.adopt(base, sync.scan(wd, exclude))
+    return cp
+
+
+def boot(rclone: Rclone, dest: Path, index: int = 0, exclude: tuple[str, ...] = ()):
+    """A replacement machine: restore the newest manifest of its index, else the base."""
+    manifest = sync.latest(rclone, sync.lineage_of(index)) or sync.latest(rclone, sync.BASE)
+    assert manifest is not None
+    local = sync.restore(rclone, manifest, dest)
+    cp = sync.Checkpointer(rclone, dest, sync.lineage_of(index), f"{index}-next", exclude)
+    cp.adopt(manifest, local)
+    return cp, manifest
+
+
+def test_generations_restore_exactly_their_set(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    put(wd, "a.txt", "a0")
+    put(wd, "sub/b.txt", "b0")
+    cp = start(rclone, wd)
+
+    put(wd, "a.txt", "a1")
+    put(wd, "sub/c.txt", "c1")
+    m1 = cp.checkpoint("auto")
+    assert m1 is not None and (m1.lineage, m1.seq, m1.kind) == ("i0", 1, "auto")
+    assert {p: e.gen for p, e in m1.files.items()} == {
+        "a.txt": "i0/00000001",
+        "sub/b.txt": "base/00000000",
+        "sub/c.txt": "i0/00000001",
+    }
+    assert m1.files["a.txt"].size == 2
+
+    put(wd, "a.txt", "a2")
+    m2 = cp.checkpoint("explicit")
+    assert m2 is not None and m2.seq == 2
+    assert sync.latest(rclone, "i0") == m2
+
+    dest = tmp_path / "restored"
+    _, found = boot(rclone, dest)
+    assert found.gen == "i0/00000002"
+    assert tree(dest) == {"a.txt": "a2", "sub/b.txt": "b0", "sub/c.txt": "c1"}
+
+
+def test_only_changed_files_are_uploaded(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    for i in range(30):
+        put(wd, f"d/f{i:02d}.txt", f"v0 {i}")
+    cp = start(rclone, wd)
+    put(wd, "d/f07.txt", "v1 changed")
+    calls = rclone.calls
+    m = cp.checkpoint("auto")
+    assert m is not None
+    # One copy of the changed bodies, one manifest write, one garbage delete: no listing.
+    assert rclone.calls - calls <= 3
+    assert sorted(o for o in objects(rclone) if o.startswith("gen/i0/")) == [
+        "gen/i0/00000001/d/f07.txt"
+    ]
+
+    calls = rclone.calls
+    assert cp.checkpoint("auto") is None  # nothing changed: no generation, no request
+    assert rclone.calls == calls
+
+    # A replacement machine restores with the bucket's mtimes, so it too sees no change.
+    cp2, _ = boot(rclone, tmp_path / "next")
+    calls = rclone.calls
+    assert cp2.checkpoint("auto") is None
+    assert rclone.calls == calls
+    put(tmp_path / "next", "d/f20.txt", "v2")
+    m2 = cp2.checkpoint("auto")
+    assert m2 is not None and m2.seq == 2
+    assert [p for p, e in m2.files.items() if e.gen == m2.gen] == ["d/f20.txt"]
+
+
+def test_deleted_files_disappear_and_stay_deleted(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    put(wd, "keep.txt", "k")
+    put(wd, "from-base.txt", "b")
+    cp = start(rclone, wd)
+    put(wd, "made-here.txt", "m")
+    cp.checkpoint("auto")
+    (wd / "from-base.txt").unlink()
+    (wd / "made-here.txt").unlink()
+    m = cp.checkpoint("auto")
+    assert m is not None and sorted(m.files) == ["keep.txt"]
+    # The body this lineage made for the deleted file is gone; the base's stays (other
+    # indexes may still start from it).
+    assert "gen/i0/00000001/made-here.txt" not in objects(rclone)
+    assert "gen/base/00000000/from-base.txt" in objects(rclone)
+
+    dest = tmp_path / "next"
+    cp2, _ = boot(rclone, dest)
+    assert tree(dest) == {"keep.txt": "k"}
+    # And they stay deleted through the next generation of the replacement.
+    put(dest, "keep.txt", "k2")
+    m2 = cp2.checkpoint("auto")
+    assert m2 is not None and sorted(m2.files) == ["keep.txt"]
+    third = tmp_path / "third"
+    boot(rclone, third)
+    assert tree(third) == {"keep.txt": "k2"}
+
+
+def test_file_changed_during_upload_is_left_out(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(wd, "model.pt", "model v0")
+    cp = start(rclone, wd)
+    put(wd, "model.pt", "model v1")
+    put(wd, "new.log", "line 1\n")
+    put(wd, "steady.txt", "steady")
+    real_copy = Rclone.copy_files
+
+    def copy_then_touch(self, src, dst, files, **kw):
+        real_copy(self, src, dst, files, **kw)
+        if src == str(wd):  # an upload: the script writes on while it ran
+            with open(wd / "model.pt", "a") as fh:
+                fh.write(" and more")
+            with open(wd / "new.log", "a") as fh:
+                fh.write("line 2\n")
+
+    monkeypatch.setattr(Rclone, "copy_files", copy_then_touch)
+    m = cp.checkpoint("auto")
+    monkeypatch.setattr(Rclone, "copy_files", real_copy)
+    assert m is not None
+    # The changed file keeps its last complete version; the new one waits for the next.
+    assert m.files["model.pt"].gen == "base/00000000"
+    assert "new.log" not in m.files
+    assert m.files["steady.txt"].gen == m.gen
+    # Its torn bodies are not left in the generation.
+    assert not any(o.endswith(("/model.pt", "/new.log")) for o in objects(rclone) if "i0/" in o)
+    dest = tmp_path / "r1"
+    boot(rclone, dest)
+    assert tree(dest) == {"model.pt": "model v0", "steady.txt": "steady"}
+
+    # The next checkpoint takes both, as they are now.
+    m2 = cp.checkpoint("auto")
+    assert m2 is not None
+    assert m2.files["model.pt"].gen == m2.gen and m2.files["new.log"].gen == m2.gen
+    dest = tmp_path / "r2"
+    boot(rclone, dest)
+    assert tree(dest) == {
+        "model.pt": "model v1 and more",
+        "new.log": "line 1\nline 2\n",
+        "steady.txt": "steady",
+    }
+
+
+def test_a_busy_writer_never_lands_a_torn_file(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    """A thread rewrites a file in small pieces while checkpoints run: every version that
+    lands in a manifest restores complete (header, body and trailer of one version)."""
+    put(wd, "other.txt", "x")
+    cp = start(rclone, wd)
+    stop = threading.Event()
+    versions = 0
+
+    def writer() -> None:
+        nonlocal versions
+        v = 0
+        while not stop.is_set():
+            v += 1
+            with open(wd / "log.bin", "w") as fh:
+                fh.write(f"begin {v}\n")
+                for _ in range(20):
+                    fh.write(f"{v} " * 50 + "\n")
+                    fh.flush()
+                    time.sleep(0.002)
+                fh.write(f"end {v}\n")
+            versions = v
+            time.sleep(0.15)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    landed = []
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and (len(landed) < 4 or versions < 8):
+            m = cp.checkpoint("auto")
+            if m is not None and m.files.get("log.bin") and m.files["log.bin"].gen == m.gen:
+                dest = tmp_path / f"r{m.seq}"
+                sync.restore(rclone, m, dest, ["log.bin"])
+                landed.append((dest / "log.bin").read_text())
+    finally:
+        stop.set()
+        thread.join()
+    assert landed, "no complete version of the file ever landed"
+    for text in landed:
+        lines = text.splitlines()
+        v = lines[0].removeprefix("begin ")
+        assert lines[-1] == f"end {v}", "a torn file landed in a generation"
+        assert all(line.split() == [v] * 50 for line in lines[1:-1])
+    # Once the writer is quiet, the next checkpoint takes the file as it is.
+    m = cp.checkpoint("final")
+    assert m is not None and m.files["log.bin"].gen == m.gen
+    dest = tmp_path / "last"
+    boot(rclone, dest)
+    assert (dest / "log.bin").read_text() == (wd / "log.bin").read_text()
+
+
+def test_a_manifest_that_never_landed_is_ignored(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(wd, "model.pt", "epoch 1")
+    put(wd, "opt.pt", "epoch 1")
+    cp = start(rclone, wd)
+    m1 = cp.checkpoint("explicit")  # nothing changed since the base
+    assert m1 is None
+    put(wd, "model.pt", "epoch 2")
+    put(wd, "opt.pt", "epoch 2")
+    assert cp.checkpoint("explicit") is not None
+
+    # Epoch 3: the bodies go up, then the manifest write fails (the machine died there).
+    put(wd, "model.pt", "epoch 3")
+    put(wd, "opt.pt", "epoch 3")
+    put(wd, "extra.bin", "only in the lost generation")
+    real_write = Rclone.write
+
+    def failing_write(self, path, data):
+        if "/manifests/" in path:
+            raise TransferError("rclone rcat failed: connection reset")
+        return real_write(self, path, data)
+
+    monkeypatch.setattr(Rclone, "write", failing_write)
+    with pytest.raises(TransferError):
+        cp.checkpoint("explicit")
+    monkeypatch.setattr(Rclone, "write", real_write)
+    assert "gen/i0/00000002/model.pt" in objects(rclone)  # the bodies did land
+
+    # A replacement restores epoch 2, and nothing of the lost generation.
+    dest = tmp_path / "next"
+    cp2, found = boot(rclone, dest)
+    assert found.seq == 1
+    assert tree(dest) == {"model.pt": "epoch 2", "opt.pt": "epoch 2"}
+
+    # It goes on (reusing the lost generation's number) and its manifest is the truth.
+    put(dest, "model.pt", "epoch 4")
+    put(dest, "opt.pt", "epoch 4")
+    m = cp2.checkpoint("explicit")
+    assert m is not None and m.seq == 2 and "extra.bin" not in m.files
+    third = tmp_path / "third"
+    boot(rclone, third)
+    assert tree(third) == {"model.pt": "epoch 4", "opt.pt": "epoch 4"}
+
+
+def test_a_failed_manifest_write_is_retried_whole(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same machine retries after a failed manifest write: nothing is lost or mixed."""
+    put(wd, "a.txt", "a0")
+    cp = start(rclone, wd)
+    put(wd, "a.txt", "a1")
+    real_write = Rclone.write
+
+    def failing_write(self, path, data):
+        raise TransferError("rclone rcat failed: 503")
+
+    monkeypatch.setattr(Rclone, "write", failing_write)
+    with pytest.raises(TransferError):
+        cp.checkpoint("auto")
+    monkeypatch.setattr(Rclone, "write", real_write)
+    m = cp.checkpoint("auto")
+    assert m is not None and m.seq == 1 and m.files["a.txt"].gen == m.gen
+    dest = tmp_path / "r"
+    boot(rclone, dest)
+    assert tree(dest) == {"a.txt": "a1"}
+
+
+def test_garbage_collection_keeps_only_the_newest_generation(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    put(wd, "base-only.txt", "b")
+    put(wd, "model.pt", "m0")
+    cp = start(rclone, wd)
+    for step in range(1, 6):
+        put(wd, "model.pt", f"m{step}")
+        put(wd, f"log-{step}.txt", f"step {step}")
+        if step > 1:
+            (wd / f"log-{step - 1}.txt").unlink()
+        if step == 3:
+            put(wd, "kept-from-3.txt", "3")
+        cp.checkpoint("auto")
+    assert cp.current is not None and cp.current.seq == 5
+    assert objects(rclone) == {
+        "manifests/base/00000000.json",
+        "manifests/i0/00000005.json",
+        "gen/base/00000000/base-only.txt",
+        "gen/base/00000000/model.pt",
+        "gen/i0/00000003/kept-from-3.txt",
+        "gen/i0/00000005/model.pt",
+        "gen/i0/00000005/log-5.txt",
+    }
+    # A replacement continues and collects behind itself too.
+    dest = tmp_path / "next"
+    cp2, _ = boot(rclone, dest)
+    (dest / "kept-from-3.txt").unlink()
+    put(dest, "model.pt", "m6")
+    cp2.checkpoint("auto")
+    assert objects(rclone) == {
+        "manifests/base/00000000.json",
+        "manifests/i0/00000006.json",
+        "gen/base/00000000/base-only.txt",
+        "gen/base/00000000/model.pt",
+        "gen/i0/00000005/log-5.txt",
+        "gen/i0/00000006/model.pt",
+    }
+
+
+def test_garbage_collection_failure_costs_storage_not_correctness(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(wd, "a.txt", "a0")
+    cp = start(rclone, wd)
+
+    def failing_delete(self, directory, files):
+        raise TransferError("rclone delete failed")
+
+    monkeypatch.setattr(Rclone, "delete_files", failing_delete)
+    for step in (1, 2):
+        put(wd, "a.txt", f"a{step}")
+        assert cp.checkpoint("auto") is not None
+    assert {"manifests/i0/00000001.json", "manifests/i0/00000002.json"} <= objects(rclone)
+    dest = tmp_path / "r"
+    _, found = boot(rclone, dest)
+    assert found.seq == 2 and tree(dest) == {"a.txt": "a2"}
+
+
+# --- exclude: rclone's own filter semantics --------------------------------------------
+
+PATHS = [
+    "train.py",
+    "a.tmp",
+    "d/a.tmp",
+    "d/e/a.tmp",
+    "top.log",
+    "d/top.log",
+    "cache/x.bin",
+    "d/cache/y.bin",
+    "cachefile",
+    "a.txt",
+    "b.txt",
+    "c.txt",
+    "d/a.txt",
+    "ckpt/model.pt",
+    "ckpt/deep/opt.pt",
+    "x.c",
+    "y.c",
+    "!.c",
+    "logs/run.log",
+    "logs/old/run.log",
+    "img/c.jpg",
+    "img/d.png",
+    "Makefile",
+]
+PATTERNS = [
+    "*.tmp",
+    "/top.log",
+    "top.log",
+    "cache/",
+    "/cache/",
+    "{a,b}.txt",
+    "[ab].txt",
+    "[!a].c",
+    "ckpt/**",
+    "ckpt/*",
+    "d/*.txt",
+    "**/a.tmp",
+    "?.c",
+    "[^a].c",
+    "\\!.c",
+    "logs/*",
+    "*",
+    "*.{jpg,png}",
+    "{*.tmp,*.log}",
+    "{{.*\\.t[a-z]+}}",
+    "{{^[A-Z]}}*",
+    "d/**/a.tmp",
+    "/d/",
+]
+
+
+@pytest.fixture(scope="module")
+def pattern_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("patterns")
+    for p in PATHS:
+        put(root, p, p)
+    return root
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_exclude_matches_rclone(pattern: str, pattern_tree: Path, rclone: Rclone) -> None:
+    """scan() leaves out exactly what `rclone --exclude` leaves out."""
+    out = subprocess.run(
+        [rclone.binary, "lsf", "-R", "--files-only", "--exclude", pattern, str(pattern_tree)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=rclone.env,
+    ).stdout
+    assert set(sync.scan(pattern_tree, [pattern])) == set(out.split())
+
+
+def test_a_glob_rclone_refuses_is_matched_literally(tmp_path: Path) -> None:
+    """A typo in exclude must not stop checkpoints nor hide files: it matches itself only."""
+    put(tmp_path, "{draft", "x")
+    put(tmp_path, "a.txt", "a")
+    put(tmp_path, "d/***", "y")
+    assert sorted(sync.scan(tmp_path, ["{draft", "***", "x]"])) == ["a.txt"]
+
+
+def test_excluded_files_are_never_uploaded(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    exclude = ("*.tmp", "cache/", "/secret.env")
+    put(wd, "train.py", "code")
+    put(wd, "scratch.tmp", "t")
+    put(wd, "cache/blob", "c")
+    put(wd, "secret.env", "s")
+    put(wd, "sub/secret.env", "fine: not at the root")
+    cp = start(rclone, wd, exclude)
+    put(wd, "run/out.tmp", "t")
+    put(wd, "run/cache/more", "c")
+    put(wd, "run/result.txt", "r")
+    m = cp.checkpoint("auto")
+    assert m is not None
+    assert sorted(m.files) == ["run/result.txt", "sub/secret.env", "train.py"]
+    bodies = {o.split("/", 3)[3] for o in objects(rclone) if o.startswith("gen/")}
+    assert bodies == {"run/result.txt", "sub/secret.env", "train.py"}
+    dest = tmp_path / "next"
+    boot(rclone, dest, exclude=exclude)
+    assert sorted(tree(dest)) == ["run/result.txt", "sub/secret.env", "train.py"]
+
+
+# --- parallel machines --------------------------------------------------------------------
+
+
+def test_lineages_are_per_index_and_pull_merges_the_newest(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    put(wd, "data.csv", "1,2,3")
+    put(wd, "results/stale.txt", "from the workstation")
+    base = sync.upload_base(rclone, wd, ())
+    machines = []
+    for index in (0, 1):
+        dest = tmp_path / f"m{index}"
+        cp, found = boot(rclone, dest, index)
+        assert found == base  # nothing of its own yet: it starts from the base
+        machines.append((cp, dest))
+
+    (cp0, d0), (cp1, d1) = machines
+    put(d0, "results/part-0.txt", "zero")
+    put(d0, "results/shared.txt", "from 0")
+    (d0 / "results/stale.txt").unlink()
+    cp0.checkpoint("auto")
+    time.sleep(0.01)  # distinct mtimes on coarse clocks
+    put(d1, "results/part-1.txt", "one")
+    put(d1, "results/shared.txt", "from 1, later")
+    (d1 / "results/stale.txt").unlink()
+    cp1.checkpoint("auto")
+
+    # Each index restores its own lineage only.
+    r0 = tmp_path / "r0"
+    boot(rclone, r0, 0)
+    assert tree(r0) == {
+        "data.csv": "1,2,3",
+        "results/part-0.txt": "zero",
+        "results/shared.txt": "from 0",
+    }
+
+    # pull: for each path the newest version across lineages; what every lineage
+    # deleted stays deleted.
+    out = tmp_path / "pulled"
+    assert sync.pull(rclone, out, "results") == 3
+    assert tree(out) == {
+        "results/part-0.txt": "zero",
+        "results/part-1.txt": "one",
+        "results/shared.txt": "from 1, later",
+    }
+    everything = tmp_path / "all"
+    sync.pull(rclone, everything, "")
+    assert sorted(tree(everything)) == [
+        "data.csv",
+        "results/part-0.txt",
+        "results/part-1.txt",
+        "results/shared.txt",
+    ]
+
+
+def test_pull_before_any_machine_checkpointed_gives_the_base(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    put(wd, "results/seed.txt", "s")
+    sync.upload_base(rclone, wd, ())
+    out = tmp_path / "pulled"
+    assert sync.pull(rclone, out, "results") == 1
+    assert tree(out) == {"results/seed.txt": "s"}
+
+
+def test_restore_keeps_mtimes(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
+    put(wd, "a.txt", "a")
+    os.utime(wd / "a.txt", ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    cp = start(rclone, wd)
+    put(wd, "b.txt", "b")
+    m = cp.checkpoint("auto")
+    assert m is not None
+    local = sync.restore(rclone, m, tmp_path / "r")
+    assert local == {p: (e.size, e.mtime_ns) for p, e in m.files.items()}
