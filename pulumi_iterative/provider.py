@@ -23,6 +23,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 from . import lifecycle
 from .errors import IterativeError, SpecError
@@ -33,7 +34,7 @@ from .task import TaskRef
 OUTPUTS = ("task_id", "ref", "status", "events", "logs", "addresses")
 # Changing these does not need new machines (the Terraform provider replaces on the rest).
 UPDATABLE = {"storage.output", "storage.exclude"}
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for unknown values
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire marker for values unknown at preview
 
 
 def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _has_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    if isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN):
         return True
     if isinstance(value, Mapping):
         return any(_has_unknown(v) for v in value.values())
