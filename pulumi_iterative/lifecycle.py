@@ -20,7 +20,7 @@ from .agent.bootstrap import render_bootstrap
 from .backends import Backend, get_backend
 from .errors import IterativeError, NotFound, TransferError
 from .spec import TaskSpec
-from .status import Event, TaskStatus, summarize
+from .status import STOP_MARKER, Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
 from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
 from .task import TaskRef, new_task_id
@@ -163,7 +163,11 @@ def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False
 
 
 def stop(ref: TaskRef) -> None:
+    """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
+    rclone = rclone_for(ref)
+    marker = json.dumps({"kind": STOP_MARKER, "time": time.time()}).encode() + b"\n"
+    rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
 
 def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:

@@ -28,6 +28,7 @@ class State(str, Enum):
 
 
 DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)
+STOP_MARKER = "stop"  # status/stop.json: {"kind": "stop", "time": ...}
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,12 @@ def summarize(
     """Fold per-boot reports and the group's machines into one status."""
     alive = None if cloud is None else {m.id: m for m in cloud if m.alive}
     boots: list[MachineStatus] = []
+    reports = list(reports)
+    # `stop` leaves a marker among the reports, so status needs no extra read.
+    stopped = stopped or any(r.get("kind") == STOP_MARKER for r in reports)
     for r in reports:
+        if r.get("kind") == STOP_MARKER:
+            continue
         state = _state(r.get("state"))
         instance = str(r.get("instance") or "")
         if state == State.RUNNING and alive is not None and instance not in alive:

@@ -255,3 +255,16 @@ def test_machines_do_not_get_the_callers_credentials(
     env = (workdir / "results" / "results.env").read_text()
     assert "caller-secret" not in env and "TASK_ID=" in env
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == "caller-secret"
+
+
+def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Path) -> None:
+    script = "#!/bin/sh\nmkdir -p results\necho 1 > results/a\nsleep 300\n"
+    ref = lifecycle.create(spec(workdir, script, parallelism=2))
+    wait_for(ref, lambda s: s.counts.get("running") == 2)
+    lifecycle.stop(ref)
+    status = lifecycle.read(ref)
+    assert status.state == State.STOPPED and status.done
+    assert not any(_alive(int(pid)) for pid in _machine_pids(iterative_home))
+    assert lifecycle.pull(ref) == 1  # storage kept: outputs can still come home
+    lifecycle.delete(ref)
+    nothing_left(iterative_home)
