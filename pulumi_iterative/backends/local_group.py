@@ -25,7 +25,7 @@ from typing import Any
 
 BACKSTOP_GRACE = 60.0  # after the deadline, the agent's own timeout handling goes first
 STOP_GRACE = 20.0  # after SIGTERM on stop, machines get this long to checkpoint
-MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying at boot is not replaced forever
+MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is given up on
 MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 TICK = 0.1
 
@@ -136,6 +136,13 @@ class Group:
                 m.state = "terminated"
                 self.lost_in_a_row.pop(m.index, None)
                 self.event("terminate", m.id, f"machine {m.id} left the group")
+            elif (Path(m.dir) / "script.pgid").exists():
+                # It booted and ran the script: killed from outside (a preemption
+                # without notice, the OOM killer), not a machine that cannot boot.
+                m.state = "lost"
+                self.lost_in_a_row.pop(m.index, None)
+                self.event("terminate", m.id, f"machine {m.id} died (exit {code})")
+                self.launch(m.index, f"replacing lost {m.id}")
             else:
                 m.state = "lost"
                 lost = self.lost_in_a_row[m.index] = self.lost_in_a_row.get(m.index, 0) + 1
