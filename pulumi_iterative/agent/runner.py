@@ -11,6 +11,7 @@ the end. Its per-boot report in `status/` is what status is built from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -81,10 +82,14 @@ class Agent:
             fh.write(f"[agent {stamp}] {message}\n")
         log.info(message)
 
-    def checkpoint(self, kind: str) -> int | None:
+    def checkpoint(self, kind: str, *, background: bool = False) -> int | None:
         if self.checkpointer is None:
             raise RuntimeError("the workdir is not restored yet")
         with self.lock:
+            if background and self.explicit:
+                # Checked under the lock: the script may have asked while we waited
+                # for it, and a background generation after its point may be torn.
+                return None
             manifest = self.checkpointer.checkpoint(kind)
             current = self.checkpointer.current
         if manifest is not None:
@@ -216,11 +221,13 @@ class Agent:
     def background_checkpoint(self, kind: str) -> None:
         if self.explicit:
             return  # the script chose its consistency points
-        self.safe(lambda: self.checkpoint(kind))
+        self.safe(lambda: self.checkpoint(kind, background=True))
 
     def interrupted(self, proc: subprocess.Popen[bytes], reason: str) -> int:
         self.note(reason + ("" if self.explicit else ": checkpointing now"))
         self.background_checkpoint("signal")
+        with self.lock:
+            pass  # a consistency point the script asked for before the notice lands first
         kill_session(proc)
         self.safe(self.upload_log)
         self.safe(
@@ -280,9 +287,11 @@ class Agent:
             try:
                 seq = self.checkpoint("explicit")
             except Exception as exc:
-                conn.sendall(f"error {exc}\n".encode())
-                return
-            conn.sendall(f"ok {seq if seq is not None else 0}\n".encode())
+                reply = f"error {exc}\n"
+            else:
+                reply = f"ok {seq if seq is not None else 0}\n"
+            with contextlib.suppress(OSError):  # the script may be gone (preempted)
+                conn.sendall(reply.encode())
 
 
 def kill_session(proc: subprocess.Popen[bytes]) -> None:
