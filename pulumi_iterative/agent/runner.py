@@ -54,7 +54,12 @@ class Agent:
         self.lock = threading.Lock()  # one checkpoint at a time
         self.explicit = False  # the script asked for a consistency point
         self.stop = threading.Event()  # SIGTERM: the machine is going away
-        self.report: dict[str, Any] = {}
+        self.report: dict[str, Any] = {
+            "machine": self.machine,
+            "index": self.index,
+            "boot": self.boot,
+            "instance": self.instance,
+        }
         self.uploaded_log_size = -1
         self.task: dict[str, Any] = {}
         self.checkpointer: sync.Checkpointer | None = None
@@ -121,7 +126,11 @@ class Agent:
         try:
             resumed = self.restore()
         except Exception as exc:
+            if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
+                return self.taken_away_at_boot()
             return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
+        if self.stop.is_set():
+            return self.taken_away_at_boot()
         remaining = float(self.task["deadline"]) - time.time()
         if remaining <= 0:
             return self.finish("timeout", None, "the task's timeout passed before this boot")
@@ -223,6 +232,14 @@ class Agent:
             return  # the script chose its consistency points
         self.safe(lambda: self.checkpoint(kind, background=True))
 
+    def taken_away_at_boot(self) -> int:
+        """SIGTERM before the script started: nothing new to checkpoint; the group replaces us."""
+        reason = "the machine was taken away while booting (SIGTERM)"
+        self.safe(
+            lambda: self.write_report(state="interrupted", reason=reason, finished=time.time())
+        )
+        return 143
+
     def interrupted(self, proc: subprocess.Popen[bytes], reason: str) -> int:
         self.note(reason + ("" if self.explicit else ": checkpointing now"))
         self.background_checkpoint("signal")
@@ -322,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return agent.run()
     except Exception as exc:  # report, then leave: an agent that cannot work costs money idle
+        if agent.stop.is_set():
+            return agent.taken_away_at_boot()
         log.exception("agent failed")
         reason = f"agent error: {exc}"
         agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))

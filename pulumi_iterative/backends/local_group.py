@@ -163,7 +163,13 @@ class Group:
         if not interval or time.time() < self.next_preempt:
             return
         self.next_preempt = time.time() + interval
-        running = [m for m in self.machines if m.state == "running"]
+        # Only machines whose script runs: rehearsing is about resuming work, and a
+        # machine taken away at every boot (a loaded laptop) would never get anywhere.
+        running = [
+            m
+            for m in self.machines
+            if m.state == "running" and (Path(m.dir) / "script.pgid").exists()
+        ]
         if not running:
             return
         m = self.rng.choice(running)
