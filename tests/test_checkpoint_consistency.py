@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,10 @@ from typing import Any
 import pytest
 
 from pulumi_iterative import lifecycle, sync
+from pulumi_iterative.agent.runner import Agent
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
+from pulumi_iterative.storage import Rclone, Remote
 from pulumi_iterative.task import TaskRef
 from tests.helpers import wait_done, wait_for
 
@@ -276,6 +279,12 @@ from pulumi_iterative import checkpoint
 
 note("restored.json", {"env": ENV, "steps": restored_steps(), "files": files()})
 if ENV["TASK_RESUMED"] == "1":
+    # Resumed from a consistency point: background checkpoints stay off from the start,
+    # even before this boot asks for anything.
+    write_slowly(3, 0.0)
+    with open(WORK / "ckpt" / "part1.txt", "w") as fh:
+        fh.write(body(4, 1))
+    note("half", 2)
     wait_release()
     sys.exit(0)
 write_slowly(1, 0.0)
@@ -312,6 +321,14 @@ def test_killed_right_after_a_consistency_point_gets_exactly_that_set(
     assert found["env"]["TASK_RESUMED"] == "1"
     assert found["steps"] == [1, 1, 1, 1]
     assert found["files"] == [f"ckpt/part{i}.txt" for i in range(4)]
+
+    until(lambda: read_note(m2, "half"), "the replacement to write a mixed set")
+    time.sleep(1.5)
+    newest = sync.latest(bucket(ref), "i0")
+    assert newest is not None and (newest.seq, newest.kind) == (gen, "explicit")
+    preempt(m2)
+    found = read_note(next_boot(ref, seen), "restored.json")
+    assert found["steps"] == [1, 1, 1, 1]
     release(ref)
     assert wait_done(ref).state == State.SUCCEEDED
     lifecycle.delete(ref, pull_outputs=False)
@@ -524,3 +541,68 @@ def test_notice_during_a_consistency_point_restores_a_whole_set(
     assert read_note(m, "acked") == 1  # the interrupted point was never confirmed
     release(ref)
     lifecycle.delete(ref, pull_outputs=False)
+
+
+# --- the agent itself: an ask that lands while a background checkpoint waits --------------
+
+
+class AnnouncingLock:
+    """A lock that tells when someone starts waiting for it."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> AnnouncingLock:
+        self.waiting.set()
+        self.inner.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.release()
+
+
+class Hooks:
+    def __init__(self, home: Path) -> None:
+        self.path = home
+
+    def index(self) -> int:
+        return 0
+
+    def instance_id(self) -> str:
+        return "m-test"
+
+    def home(self) -> Path:
+        return self.path
+
+    def preemption_notice(self) -> bool:
+        return False
+
+    def leave_group(self) -> None:
+        return None
+
+
+def test_background_checkpoint_waiting_on_an_ask_takes_nothing(
+    tmp_path: Path, workdir: Path
+) -> None:
+    """The background thread passed its 'has the script asked?' check, then waited for the
+    lock the script's consistency point held: once that lands, it must not checkpoint."""
+    remote = Remote(str(tmp_path / "bucket"))
+    rclone = Rclone(remote)
+    (workdir / "model.pt").write_text("epoch 1")
+    sync.upload_base(rclone, workdir, ())
+    agent = Agent({"remote": remote.to_dict()}, Hooks(tmp_path / "machine"))
+    agent.home.mkdir()
+    agent.task = {"exclude": []}
+    agent.restore()
+    agent.lock = AnnouncingLock()  # type: ignore[assignment]
+    agent.lock.inner.acquire()  # the script's consistency point is uploading
+    (agent.workdir / "model.pt").write_text("epoch 2, half")  # and the script went on
+    waiter = threading.Thread(target=agent.background_checkpoint, args=("auto",))
+    waiter.start()
+    assert agent.lock.waiting.wait(30)
+    agent.explicit = True  # what the ask set before it took the lock
+    agent.lock.inner.release()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert sync.latest(rclone, "i0") is None

@@ -7,6 +7,7 @@ bucket holds is checked by looking at the folder itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -201,16 +202,17 @@ def test_file_changed_during_upload_is_left_out(
     }
 
 
-def test_a_busy_writer_never_lands_a_torn_file(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
-    """A thread rewrites a file in small pieces while checkpoints run: every version that
-    lands in a manifest restores complete (header, body and trailer of one version)."""
+def test_a_busy_writer_lands_only_the_version_its_manifest_describes(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    """A thread rewrites a file in pieces while checkpoints run. Whatever lands is the
+    exact version the manifest recorded (its size and mtime held through the upload);
+    a version written over while uploading is left out."""
     put(wd, "other.txt", "x")
     cp = start(rclone, wd)
     stop = threading.Event()
-    versions = 0
 
     def writer() -> None:
-        nonlocal versions
         v = 0
         while not stop.is_set():
             v += 1
@@ -219,31 +221,31 @@ def test_a_busy_writer_never_lands_a_torn_file(rclone: Rclone, wd: Path, tmp_pat
                 for _ in range(20):
                     fh.write(f"{v} " * 50 + "\n")
                     fh.flush()
-                    time.sleep(0.002)
+                    time.sleep(0.005)
                 fh.write(f"end {v}\n")
-            versions = v
-            time.sleep(0.15)
+            time.sleep(0.2)
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     landed = []
+    taken = 0
     deadline = time.monotonic() + 20
     try:
-        while time.monotonic() < deadline and (len(landed) < 4 or versions < 8):
+        while taken < 15 and time.monotonic() < deadline:
             m = cp.checkpoint("auto")
-            if m is not None and m.files.get("log.bin") and m.files["log.bin"].gen == m.gen:
+            if m is None:
+                time.sleep(0.02)
+                continue
+            taken += 1
+            if m.files.get("log.bin") and m.files["log.bin"].gen == m.gen:
                 dest = tmp_path / f"r{m.seq}"
-                sync.restore(rclone, m, dest, ["log.bin"])
-                landed.append((dest / "log.bin").read_text())
+                local = sync.restore(rclone, m, dest, ["log.bin"])
+                landed.append((local["log.bin"], m.files["log.bin"]))
     finally:
         stop.set()
         thread.join()
-    assert landed, "no complete version of the file ever landed"
-    for text in landed:
-        lines = text.splitlines()
-        v = lines[0].removeprefix("begin ")
-        assert lines[-1] == f"end {v}", "a torn file landed in a generation"
-        assert all(line.split() == [v] * 50 for line in lines[1:-1])
+    for (size, mtime_ns), entry in landed:
+        assert (size, mtime_ns) == (entry.size, entry.mtime_ns), "a body that is not its version"
     # Once the writer is quiet, the next checkpoint takes the file as it is.
     m = cp.checkpoint("final")
     assert m is not None and m.files["log.bin"].gen == m.gen
@@ -557,3 +559,97 @@ def test_restore_keeps_mtimes(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
     assert m is not None
     local = sync.restore(rclone, m, tmp_path / "r")
     assert local == {p: (e.size, e.mtime_ns) for p, e in m.files.items()}
+
+
+# --- a seeded walk through everything at once ------------------------------------------------
+
+
+def tearing(real_copy, workdir: Path, victim: str | None):
+    """copy_files during which the script writes on to `victim`: the body that goes up
+    is not the version the scan saw."""
+
+    def copy(self, src, dst, files, **kw):
+        if src == str(workdir) and victim in files:
+            with open(workdir / victim, "a") as fh:
+                fh.write(" more")
+        real_copy(self, src, dst, files, **kw)
+
+    return copy
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_random_walk_restores_exactly_what_landed(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Writes, deletes, checkpoints (some torn, some whose manifest fails), and reboots in
+    a seeded order; after every step the newest manifest restores exactly the model."""
+    import random
+
+    rng = random.Random(seed)
+    names = ["a.txt", "b.txt", "d/c.txt", "d/e/f.txt", "g.bin", "h.tmp"]
+    exclude = ("*.tmp",)
+    put(wd, "a.txt", "a-base")
+    put(wd, "d/c.txt", "c-base")
+    cp = start(rclone, wd, exclude)
+    landed = {"a.txt": "a-base", "d/c.txt": "c-base"}  # what a restore must give
+    failed: set[str] = set()  # bodies a failed attempt may have left
+    real_copy, real_write = Rclone.copy_files, Rclone.write
+    counter = 0
+
+    def check(where: Path) -> None:
+        manifest = sync.latest(rclone, "i0") or sync.latest(rclone, sync.BASE)
+        assert manifest is not None
+        dest = tmp_path / f"check{counter}"
+        sync.restore(rclone, manifest, dest)
+        assert tree(dest) == landed
+        if manifest.lineage == "i0":
+            live = {
+                f"gen/{e.gen}/{p}" for p, e in manifest.files.items() if e.gen != "base/00000000"
+            }
+            bodies = {o for o in objects(rclone) if o.startswith("gen/i0/")}
+            assert live <= bodies and bodies - live <= failed
+            assert {o for o in objects(rclone) if o.startswith("manifests/i0/")} == {
+                manifest.path.removeprefix("data/")
+            }
+
+    for _ in range(45):
+        counter += 1
+        op = rng.choice(
+            ["write", "write", "write", "delete", "ckpt", "ckpt", "torn", "lost", "boot"]
+        )
+        if op == "write":
+            name = rng.choice(names)
+            put(wd, name, f"{name} v{counter} " + "x" * rng.randrange(50))
+        elif op == "delete":
+            present = [n for n in names if (wd / n).exists()]
+            if present:
+                (wd / rng.choice(present)).unlink()
+        elif op in ("ckpt", "torn"):
+            before = {k: v for k, v in tree(wd).items() if not k.endswith(".tmp")}
+            victim = rng.choice(sorted(before)) if before and op == "torn" else None
+            monkeypatch.setattr(Rclone, "copy_files", tearing(real_copy, wd, victim))
+            m = cp.checkpoint("auto")
+            monkeypatch.setattr(Rclone, "copy_files", real_copy)
+            if m is not None:
+                new = dict(before)
+                if victim is not None and m.files.get(victim, sync.Entry(0, 0, "")).gen != m.gen:
+                    if victim in landed:  # torn: the last complete version stays
+                        new[victim] = landed[victim]
+                    else:
+                        del new[victim]
+                landed = new
+        elif op == "lost":
+            monkeypatch.setattr(
+                Rclone, "write", lambda self, path, data: (_ for _ in ()).throw(TransferError("x"))
+            )
+            seq = (cp.current.seq + 1) if cp.current and cp.current.lineage == "i0" else 1
+            failed |= {f"gen/i0/{seq:08d}/{p}" for p in sync.scan(wd, exclude)}
+            with contextlib.suppress(TransferError):
+                cp.checkpoint("auto")
+            monkeypatch.setattr(Rclone, "write", real_write)
+        elif op == "boot":
+            wd = tmp_path / f"boot{counter}"
+            cp, _ = boot(rclone, wd, exclude=exclude)
+            assert tree(wd) == landed
+        if op not in ("write", "delete"):  # only these change the bucket
+            check(wd)
