@@ -417,14 +417,25 @@ def merged(found: Iterable[Manifest]) -> Manifest | None:
 
 def pull(rclone: Rclone, dest: str | Path, prefix: str, *, show_progress: bool = False) -> int:
     """Bring files under `prefix` (relative to the workdir) from the newest generations
-    into dest; return how many."""
-    view = merged(manifests(rclone))
-    if view is None:
-        return 0
+    into dest; return how many.
+
+    While machines run, a newer generation may land and collect the bodies of the
+    one just read: then the newest manifests are read again.
+    """
     prefix = prefix.strip("/")
-    chosen = [p for p in view.files if not prefix or p == prefix or p.startswith(prefix + "/")]
-    restore(rclone, view, dest, chosen, show_progress=show_progress)
-    return len(chosen)
+    tries = 3
+    while True:
+        view = merged(manifests(rclone))
+        if view is None:
+            return 0
+        chosen = [p for p in view.files if not prefix or p == prefix or p.startswith(prefix + "/")]
+        try:
+            restore(rclone, view, dest, chosen, show_progress=show_progress)
+            return len(chosen)
+        except NotFound:
+            tries -= 1
+            if not tries:
+                raise
 
 
 def upload_base(
