@@ -540,6 +540,32 @@ def test_lineages_are_per_index_and_pull_merges_the_newest(
     ]
 
 
+def test_pull_while_a_machine_checkpoints_gets_a_whole_view(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pull reads the manifests, then the machine lands a newer generation and collects
+    the bodies pull was about to copy: pull reads again instead of failing."""
+    put(wd, "results/model.pt", "m0")
+    cp = start(rclone, wd)
+    put(wd, "results/model.pt", "m1")
+    cp.checkpoint("auto")
+    real = sync.manifests
+    raced = []
+
+    def manifests_then_checkpoint(*args, **kw):
+        found = real(*args, **kw)
+        if not raced:
+            raced.append(1)
+            put(wd, "results/model.pt", "m2, longer")
+            cp.checkpoint("auto")  # removes gen i0/1's body of model.pt
+        return found
+
+    monkeypatch.setattr(sync, "manifests", manifests_then_checkpoint)
+    out = tmp_path / "pulled"
+    assert sync.pull(rclone, out, "results") == 1
+    assert raced and tree(out) == {"results/model.pt": "m2, longer"}
+
+
 def test_pull_before_any_machine_checkpointed_gives_the_base(
     rclone: Rclone, wd: Path, tmp_path: Path
 ) -> None:
