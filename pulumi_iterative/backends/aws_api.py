@@ -1,0 +1,195 @@
+"""boto3 clients and the one way every AWS call is made: `call`.
+
+`call` translates botocore's error codes once, never message text: "not found"
+codes become errors.NotFound (delete paths treat it as done), classified
+transient codes and connection failures are retried with capped, jittered
+backoff until a deadline, and everything else becomes AwsError carrying the code
+and what AWS said. botocore's own retries are off so this is the only retry
+layer. Clients are made per operation (never kept on a pickled object); the
+endpoint override `AWS_ENDPOINT_URL` (an emulator) is honoured by boto3 itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from ..errors import IterativeError, NotFound
+from .aws_names import endpoint_override
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Codes meaning "this object does not exist" (S3, IAM, EC2, launch templates).
+NOT_FOUND = frozenset(
+    {
+        "404",
+        "NoSuchBucket",
+        "NoSuchKey",
+        "NotFound",
+        "NoSuchEntity",
+        "InvalidGroup.NotFound",
+        "InvalidGroupId.NotFound",
+        "InvalidLaunchTemplateName.NotFoundException",
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.NotFoundException",
+        "InvalidInstanceID.NotFound",
+        "InvalidAMIID.NotFound",
+    }
+)
+# Codes that say "try again later" on any call.
+TRANSIENT = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "IDPCommunicationError",
+    }
+)
+CONNECTION_ERRORS = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+DEADLINE = 120.0  # seconds a call keeps retrying transient errors
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 15.0
+
+
+class AwsError(IterativeError):
+    """AWS refused a request; `code` is its error code ("" for connection failures)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def call(
+    fn: Callable[..., T],
+    /,
+    *,
+    retry: Iterable[str] = (),
+    deadline: float = DEADLINE,
+    **kwargs: Any,
+) -> T:
+    """fn(**kwargs), with errors classified once and transient ones retried.
+
+    `retry` adds codes that are transient for this call only (for example
+    DependencyViolation while a security group's instances are still going away).
+    """
+    extra = frozenset(retry)
+    end = time.monotonic() + deadline
+    attempt = 0
+    while True:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = error_code(exc)
+            op = exc.operation_name
+            message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+            if code not in extra and code in NOT_FOUND:
+                raise NotFound(f"{op}: {code}: {message}") from exc
+            if not (code in extra or code in TRANSIENT or _status(exc) >= 500):
+                raise AwsError(f"{op}: {code}: {message}", code) from exc
+            failure: Exception = exc
+            what = f"{op}: {code}"
+        except CONNECTION_ERRORS as exc:
+            failure, what, code = exc, f"{type(exc).__name__}: {exc}", ""
+        attempt += 1
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+        if time.monotonic() + delay > end:
+            raise AwsError(
+                f"{what} (still failing after {attempt} attempts in {deadline:g}s)", code
+            ) from failure
+        log.debug("retrying in %.1fs after %s", delay, what)
+        time.sleep(delay)
+
+
+def gone(fn: Callable[..., object], /, **kwargs: Any) -> None:
+    """A delete where "not found" means done."""
+    try:
+        call(fn, **kwargs)
+    except NotFound:
+        pass
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, *, deadline: float, first: float = 1.0
+) -> None:
+    """Poll condition with capped, jittered backoff; AwsError when the deadline passes."""
+    end = time.monotonic() + deadline
+    delay = first
+    while not condition():
+        if time.monotonic() + delay > end:
+            raise AwsError(f"timed out after {deadline:g}s waiting for {what}")
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(BACKOFF_CAP, delay * 2)
+
+
+def client(service: str, region: str, *, on_machine: bool = False) -> Any:
+    """A boto3 client with botocore's retries off (call() retries) and, against an
+    emulator endpoint, path-style S3 addressing.
+
+    On a task's machine (`on_machine`) credentials come from the instance role
+    through IMDS; botocore asks it once with a 1 s timeout by default, which a
+    busy machine can miss, so there it asks up to 3 times with 3 s each.
+    """
+    config = Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_override() else None,
+    )
+    core = botocore.session.get_session()
+    if on_machine:
+        core.set_config_variable("metadata_service_timeout", 3)
+        core.set_config_variable("metadata_service_num_attempts", 3)
+    session = boto3.session.Session(region_name=region, botocore_session=core)
+    return session.client(service, config=config)  # type: ignore[call-overload]
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
