@@ -9,7 +9,17 @@ how the machine gets the agent:
   the explicit switch that skips the OS-level install.
 - `Install.pip(requirement)`: a stock image with nothing but the OS: install
   Python if missing, make a venv, pip install the agent at the provider's own
-  version (a PyPI pin, or a wheel URL such as a presigned URL into the bucket).
+  version (a PyPI pin, or a wheel). `fetch` is optional shell run in between,
+  when the venv exists and before pip, e.g. to download the agent's wheel from
+  the task's bucket with the machine's own identity (see backends/aws.py).
+
+  The rendered pip install has one explicit skip switch, for machine simulators
+  only: when the environment that runs the bootstrap has
+  `PULUMI_ITERATIVE_AGENT_PYTHON` set to a Python that can already import this
+  package, the whole OS-level install (packages, venv, fetch, pip) is skipped
+  and that Python runs the agent. Nothing a backend stores sets it (a real
+  machine's user-data, startup script or custom data runs without it), so on a
+  cloud machine the install always runs; tests set it to their own interpreter.
 """
 
 from __future__ import annotations
@@ -23,7 +33,14 @@ from typing import Any
 
 from .. import __version__
 
+SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
+
 _PIP_INSTALL = """\
+if [ -n "${{{skip}:-}}" ]; then
+  # The documented skip switch (machine simulators only): no OS-level install.
+  AGENT_PYTHON="${skip}"
+  export PATH="${{AGENT_PYTHON%/*}}:$PATH"
+else
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -33,9 +50,10 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   fi
 fi
 python3 -m venv {venv}
-{venv}/bin/pip install -q --disable-pip-version-check {requirement}
+{fetch}{venv}/bin/pip install -q --disable-pip-version-check {requirement}
 AGENT_PYTHON={venv}/bin/python
-export PATH="{venv}/bin:$PATH\""""
+export PATH="{venv}/bin:$PATH"
+fi"""
 
 
 @dataclass(frozen=True)
@@ -45,14 +63,19 @@ class Install:
     python: str = ""  # set: preinstalled, use this interpreter
     requirement: str = ""  # set: pip install this (a pin or a wheel URL)
     venv: str = "/opt/pulumi-iterative"
+    fetch: str = ""  # shell run after the venv exists, before pip (e.g. get the wheel)
 
     @classmethod
     def preinstalled(cls, python: str) -> Install:
         return cls(python=python)
 
     @classmethod
-    def pip(cls, requirement: str = "", venv: str = "/opt/pulumi-iterative") -> Install:
-        return cls(requirement=requirement or f"pulumi-iterative=={__version__}", venv=venv)
+    def pip(
+        cls, requirement: str = "", venv: str = "/opt/pulumi-iterative", fetch: str = ""
+    ) -> Install:
+        return cls(
+            requirement=requirement or f"pulumi-iterative=={__version__}", venv=venv, fetch=fetch
+        )
 
     def render(self) -> str:
         if self.python:
@@ -62,8 +85,12 @@ class Install:
                 f"AGENT_PYTHON={shlex.quote(self.python)}\n"
                 f'export PATH={shlex.quote(bindir)}:"$PATH"'
             )
+        fetch = self.fetch.rstrip("\n") + "\n" if self.fetch.strip() else ""
         return _PIP_INSTALL.format(
-            venv=shlex.quote(self.venv), requirement=shlex.quote(self.requirement)
+            skip=SKIP_INSTALL_ENV,
+            venv=shlex.quote(self.venv),
+            requirement=shlex.quote(self.requirement),
+            fetch=fetch,
         )
 
 

@@ -45,6 +45,7 @@ class LocalHooks:
 
 HOOKS: dict[str, str] = {
     "local": "pulumi_iterative.agent.hooks:LocalHooks",
+    "aws": "pulumi_iterative.agent.aws_hooks:AwsHooks",
 }
 
 

@@ -62,6 +62,7 @@ class Backend(Protocol):
 # Explicit dispatch: cloud name -> "module:class". Adding a cloud is one line here.
 BACKENDS: dict[str, str] = {
     "local": "pulumi_iterative.backends.local:LocalBackend",
+    "aws": "pulumi_iterative.backends.aws:AwsBackend",
 }
 
 
