@@ -81,3 +81,12 @@ def test_bad_task_file_names_every_field(iterative_home: Path, tmp_path: Path) -
 def test_checkpoint_outside_a_machine_is_harmless(iterative_home: Path) -> None:
     env_free = cli("checkpoint", home=iterative_home)
     assert env_free.returncode == 0 and "not on a task's machine" in env_free.stderr
+
+
+def test_checkpoint_with_a_dead_agent_is_one_line(iterative_home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(iterative_home),
+           "TASK_AGENT_SOCKET": str(tmp_path / "gone.sock")}
+    done = subprocess.run([*CLI, "checkpoint"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2 and "not answering" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import socket
 
+from ..errors import IterativeError
+
 SOCKET_ENV = "TASK_AGENT_SOCKET"
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(IterativeError):
+    """The generation could not be made durable; the previous one stays the newest."""
 
 
 def checkpoint(timeout: float | None = None) -> int | None:
@@ -33,7 +35,10 @@ def checkpoint(timeout: float | None = None) -> int | None:
         return None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(path)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise CheckpointError(f"the agent is not answering on {path}: {exc}") from exc
         sock.sendall(b"checkpoint\n")
         reply = b""
         while not reply.endswith(b"\n"):

@@ -5,6 +5,11 @@
 # from the task's private bucket with the machine's own identity.
 set -eu
 export PULUMI_ITERATIVE_BOOTSTRAP=1
+if [ -n "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ]; then
+  # The documented skip switch (machine simulators only): no OS-level install.
+  AGENT_PYTHON="$PULUMI_ITERATIVE_AGENT_PYTHON"
+  export PATH="${AGENT_PYTHON%/*}:$PATH"
+else
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -17,4 +22,5 @@ python3 -m venv /opt/pulumi-iterative
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'pulumi-iterative[aws]==0.1.0'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
+fi
 exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ=='
