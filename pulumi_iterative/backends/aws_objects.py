@@ -353,6 +353,7 @@ class Image:
     id: str
     root_device: str
     name: str
+    root_size: int = 0  # GB of the image's root snapshot (0: not told)
 
 
 def resolve_image(aws: Aws, image: str) -> Image:
@@ -380,9 +381,13 @@ def resolve_image(aws: Aws, image: str) -> Image:
                 f"no image of owner {owner} matches {pattern!r} in {aws.region}", "NoImage"
             )
     newest = max(found, key=lambda i: (i.get("CreationDate") or "", i["ImageId"]))
-    return Image(
-        newest["ImageId"], newest.get("RootDeviceName") or "/dev/sda1", newest.get("Name", "")
-    )
+    root = newest.get("RootDeviceName") or "/dev/sda1"
+    sizes = [
+        int(m["Ebs"]["VolumeSize"])
+        for m in newest.get("BlockDeviceMappings") or []
+        if m.get("DeviceName") == root and (m.get("Ebs") or {}).get("VolumeSize")
+    ]
+    return Image(newest["ImageId"], root, newest.get("Name", ""), sizes[0] if sizes else 0)
 
 
 def launch_template_data(
@@ -400,8 +405,10 @@ def launch_template_data(
         "Encrypted": True,
         "DeleteOnTermination": True,
     }
-    if disk_size > 0:
-        ebs["VolumeSize"] = disk_size
+    # -1: the image's own size, said explicitly where the image tells it.
+    size = disk_size if disk_size > 0 else image.root_size
+    if size > 0:
+        ebs["VolumeSize"] = size
     return {
         "ImageId": image.id,
         "InstanceType": instance_type,
