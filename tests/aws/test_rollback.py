@@ -1,0 +1,136 @@
+"""A failed create leaves nothing in AWS and names its step; delete is re-runnable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative import lifecycle
+from pulumi_iterative.backends import aws_objects
+from pulumi_iterative.errors import StepFailed, TeardownFailed
+from pulumi_iterative.spec import TaskSpec, parse_spec
+from pulumi_iterative.steps import Step
+from pulumi_iterative.task import new_task_id
+from tests.aws.conftest import Moto, leftovers
+
+# Every create step of an AWS task, in order (lifecycle adds the upload and definition).
+STEPS = (
+    "Create bucket",
+    "Upload agent",
+    "Upload workdir",
+    "Store task definition",
+    "Create machine identity",
+    "Create security group",
+    "Create launch template",
+    "Create machine group",
+    "Schedule deadline backstop",
+    "Start machines",
+)
+
+
+def _spec(workdir: Path, **extra: object) -> TaskSpec:
+    (workdir / "data.csv").write_text("x,y\n1,2\n")
+    return parse_spec(
+        {
+            "cloud": "aws",
+            "machine": "s",
+            "spot": 0,
+            "parallelism": 2,
+            "script": "#!/bin/sh\ntrue\n",
+            "storage": {"workdir": str(workdir), "output": "results"},
+            **extra,
+        }
+    )
+
+
+def test_the_steps_are_the_issue_order(moto: Moto, workdir: Path, monkeypatch) -> None:
+    seen: list[str] = []
+    real = lifecycle.run_steps
+    monkeypatch.setattr(
+        lifecycle, "run_steps", lambda steps: (seen.extend(s.name for s in steps), real(steps))
+    )
+    ref = lifecycle.create(_spec(workdir))
+    assert tuple(seen) == STEPS
+    lifecycle.delete(ref)
+    assert leftovers(moto, ref.task_id) == []
+
+
+@pytest.mark.parametrize("failing", STEPS)
+def test_failure_after_each_step_removes_everything(
+    moto: Moto, workdir: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The step does its work and then fails: even its own half is undone."""
+    real = lifecycle.run_steps
+
+    def sabotaged(steps: list[Step]) -> None:
+        assert failing in [s.name for s in steps]
+
+        def broken(step: Step) -> Step:
+            def do() -> None:
+                step.do()
+                raise RuntimeError(f"injected failure after {step.name}")
+
+            return Step(step.name, do, step.undo)
+
+        real([broken(s) if s.name == failing else s for s in steps])
+
+    monkeypatch.setattr(lifecycle, "run_steps", sabotaged)
+    task_id = new_task_id("rollback")
+    with pytest.raises(StepFailed) as info:
+        lifecycle.create(_spec(workdir), task_id=task_id)
+    failed = info.value
+    assert failed.step == failing
+    assert failed.index == STEPS.index(failing) + 1 and failed.total == len(STEPS)
+    assert f"injected failure after {failing}" in str(failed)
+    assert failed.undo_errors == []
+    assert leftovers(moto, task_id) == []
+
+
+def test_cloud_refusal_names_the_step(moto: Moto, workdir: Path) -> None:
+    """A real refusal: the image does not exist in the region."""
+    task_id = new_task_id("badimage")
+    with pytest.raises(StepFailed) as info:
+        lifecycle.create(_spec(workdir, image="ami-0123456789abcdef0"), task_id=task_id)
+    assert info.value.step == "Create launch template"
+    assert "ami-0123456789abcdef0" in str(info.value)
+    assert leftovers(moto, task_id) == []
+
+
+def test_no_default_vpc_is_a_clear_failure(moto: Moto, workdir: Path) -> None:
+    ec2 = moto.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    for subnet in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])[
+        "Subnets"
+    ]:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    task_id = new_task_id("novpc")
+    with pytest.raises(StepFailed) as info:
+        lifecycle.create(_spec(workdir), task_id=task_id)
+    assert info.value.step == "Create security group"
+    assert "create-default-vpc" in str(info.value)
+    assert leftovers(moto, task_id) == []
+
+
+def test_delete_goes_on_past_a_failure_and_can_be_rerun(
+    moto: Moto, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = lifecycle.create(_spec(workdir))
+    real = aws_objects.delete_launch_template
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise aws_objects.AwsError("DeleteLaunchTemplate: UnauthorizedOperation: no", "X")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aws_objects, "delete_launch_template", flaky)
+    with pytest.raises(TeardownFailed) as info:
+        lifecycle.delete(ref)
+    assert "Create launch template" in str(info.value)
+    # Everything else went; only the template is left, and a second delete removes it.
+    assert [x for x in leftovers(moto, ref.task_id) if not x.startswith("launch template")] == []
+    lifecycle.delete(ref)
+    assert leftovers(moto, ref.task_id) == []
