@@ -1,0 +1,85 @@
+"""AWS names are validated at check time (preview), with the choices; no cloud call."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulumi_iterative import catalog
+from pulumi_iterative.backends.aws import AwsBackend
+from pulumi_iterative.errors import IterativeError, SpecError
+from pulumi_iterative.provider import TaskProvider
+from pulumi_iterative.spec import parse_spec
+
+BASE = {"cloud": "aws", "script": "#!/bin/sh\ntrue\n"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "choice"),
+    [
+        ("machine", "huge", "m+t4"),
+        ("machine", "m+tpu", "xl+h100"),
+        ("region", "mars-north", "eu-west"),
+        ("region", "us-east1", "us-west"),  # a GCP-shaped region is not an AWS one
+        ("image", "windows", "nvidia"),
+        ("image", "ami-xyz", "ubuntu"),
+    ],
+)
+def test_unknown_names_fail_at_check_with_the_choices(field: str, value: str, choice: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec({**BASE, field: value})
+    (error,) = info.value.errors
+    assert error.field == field
+    assert value in error.message and choice in error.message and "choose one of" in error.message
+    # The provider's check reports the same, naming the field, before anything is created.
+    result = TaskProvider().check({}, {**BASE, field: value})
+    assert [(f.property, f.reason) for f in result.failures] == [(field, error.message)]
+
+
+@pytest.mark.parametrize(
+    ("machine", "types"),
+    [
+        ("m", ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge")),
+        ("m+t4", ("g4dn.xlarge",)),
+        ("m+k80", ("g4dn.xlarge",)),  # the old name resolves to the nearest current part
+        ("m+v100", ("g5.xlarge", "g5.2xlarge")),
+        ("c7g.large", ("c7g.large",)),  # a native instance type as is
+    ],
+)
+def test_machines_resolve_to_types_with_fallbacks(machine: str, types: tuple[str, ...]) -> None:
+    parse_spec({**BASE, "machine": machine})
+    assert catalog.resolve_machine("aws", machine).types == types
+
+
+@pytest.mark.parametrize(
+    ("region", "native"),
+    [
+        ("us-east", "us-east-1"),
+        ("us-west", "us-west-2"),
+        ("eu-north", "eu-north-1"),
+        ("eu-west", "eu-west-1"),
+        ("ap-southeast-2", "ap-southeast-2"),
+    ],
+)
+def test_regions_resolve(region: str, native: str) -> None:
+    parse_spec({**BASE, "region": region})
+    assert catalog.resolve_region("aws", region) == native
+
+
+def test_images_resolve_to_owner_and_pattern_or_ami() -> None:
+    assert catalog.resolve_image("aws", "ubuntu").startswith("099720109477:ubuntu/images/")
+    assert catalog.resolve_image("aws", "nvidia").startswith("898082745236:")
+    assert catalog.resolve_image("aws", "ami-0123456789abcdef0") == "ami-0123456789abcdef0"
+    assert catalog.resolve_image("aws", "123456789012:my-image-*") == "123456789012:my-image-*"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"permission_set": "my-role"}, "permission_set"),
+        ({"storage": {"container": "b", "container_opts": {"x": "y"}}}, "container_opts"),
+    ],
+)
+def test_aws_only_rules_fail_before_any_cloud_call(extra: dict, message: str) -> None:
+    spec = parse_spec({**BASE, **extra}, check_paths=False)
+    with pytest.raises(IterativeError, match=message):
+        AwsBackend().prepare(spec, "train-abcdefgh12")
