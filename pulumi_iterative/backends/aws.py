@@ -223,7 +223,7 @@ class AwsBackend:
             ),
             Step(
                 "Start machines",
-                lambda: obj.set_capacity(aws, names, ref.parallelism, ref.parallelism),
+                lambda: obj.set_capacity(aws, names, ref.parallelism),
                 lambda: self.stop(ref),
             ),
         ]
@@ -291,7 +291,6 @@ class AwsBackend:
         """Desired 0, every instance of the task terminated, and wait until they are."""
         aws, names = obj.Aws(ref.region), Names(ref.task_id)
         try:
-            obj.describe_group(aws, names)
             obj.set_capacity(aws, names, 0)
         except NotFound:
             pass

@@ -544,11 +544,28 @@ def _group_exists(aws: Aws, names: Names) -> bool:
     return True
 
 
-def set_capacity(aws: Aws, names: Names, desired: int, maximum: int | None = None) -> None:
-    kwargs: dict[str, Any] = {"MinSize": 0, "DesiredCapacity": desired}
-    if maximum is not None:
-        kwargs["MaxSize"] = maximum
-    call(aws.autoscaling.update_auto_scaling_group, AutoScalingGroupName=names.group, **kwargs)
+def set_capacity(aws: Aws, names: Names, desired: int) -> None:
+    """Desired capacity only (min is 0 and max is parallelism from creation).
+
+    SetDesiredCapacity rather than UpdateAutoScalingGroup: it touches nothing else
+    (moto's UpdateAutoScalingGroup even drops the MixedInstancesPolicy when the
+    request does not repeat it).
+    """
+    group = describe_group(aws, names)
+    if int(group.get("MinSize", 0)) > desired:  # changed by hand: never block a stop
+        call(
+            aws.autoscaling.update_auto_scaling_group,
+            AutoScalingGroupName=names.group,
+            MinSize=0,
+            DesiredCapacity=desired,
+        )
+        return
+    call(
+        aws.autoscaling.set_desired_capacity,
+        AutoScalingGroupName=names.group,
+        DesiredCapacity=desired,
+        HonorCooldown=False,
+    )
 
 
 def put_backstop(aws: Aws, names: Names, when: float) -> None:
