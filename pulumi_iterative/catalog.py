@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 CLOUDS = ("local", "aws", "gcp", "azure", "k8s")
 CLOUD_ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
@@ -171,44 +174,44 @@ def normalize_cloud(name: str) -> str:
     return cloud
 
 
+def _lookup(
+    kind: str,
+    cloud: str,
+    name: str,
+    table: dict[str, T],
+    pattern: re.Pattern[str] | None,
+    what_native: str,
+) -> T | str:
+    """The table's entry for a generic name, else a native name of the cloud's shape."""
+    if name in table:
+        return table[name]
+    if pattern and pattern.match(name) and name not in GENERIC_REGIONS:
+        return name
+    raise CatalogError(
+        f"unknown {kind} {name!r} for {cloud}; choose one of {', '.join(table)}"
+        + (f" or a native {what_native}" if pattern else "")
+    )
+
+
 def resolve_machine(cloud: str, name: str) -> Machine:
     key = name.strip()
     if "+" in key:
         size, acc = key.split("+", 1)
         key = f"{size}+{ACCELERATOR_ALIASES.get(acc, acc)}"
-    table = MACHINES[cloud]
-    if key in table:
-        return Machine(key, table[key])
-    pattern = NATIVE_MACHINE.get(cloud)
-    if pattern and pattern.match(name):
-        return Machine(None, (name,))
-    raise CatalogError(
-        f"unknown machine {name!r} for {cloud}; choose one of {', '.join(table)}"
-        + (" or a native instance type" if pattern else "")
+    if key in MACHINES[cloud]:
+        return Machine(key, MACHINES[cloud][key])
+    table = {k: (k,) for k in MACHINES[cloud]}  # the choices, for the message
+    return Machine(
+        None,
+        (str(_lookup("machine", cloud, name, table, NATIVE_MACHINE.get(cloud), "instance type")),),
     )
 
 
 def resolve_region(cloud: str, name: str) -> str:
-    table = REGIONS[cloud]
-    if name in table:
-        return table[name]
-    pattern = NATIVE_REGION.get(cloud)
-    if pattern and pattern.match(name) and name not in GENERIC_REGIONS:
-        return name
-    raise CatalogError(
-        f"unknown region {name!r} for {cloud}; choose one of {', '.join(table)}"
-        + (" or a native region name" if pattern else "")
+    return str(
+        _lookup("region", cloud, name, REGIONS[cloud], NATIVE_REGION.get(cloud), "region name")
     )
 
 
 def resolve_image(cloud: str, name: str) -> str:
-    table = IMAGES[cloud]
-    if name in table:
-        return table[name]
-    pattern = NATIVE_IMAGE.get(cloud)
-    if pattern and pattern.match(name):
-        return name
-    raise CatalogError(
-        f"unknown image {name!r} for {cloud}; choose one of {', '.join(table)}"
-        + (" or a native image id" if pattern else "")
-    )
+    return str(_lookup("image", cloud, name, IMAGES[cloud], NATIVE_IMAGE.get(cloud), "image id"))
