@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 BASE = "base"
 MANIFESTS = f"{DATA}/manifests"
 BODIES = f"{DATA}/gen"
+LIST_SOURCE_FROM = 32  # restore: from this many files of one generation, list its folder
 
 Stat = tuple[int, int]  # (size, mtime_ns)
 
@@ -378,6 +379,9 @@ def restore(
             rclone.remote.path(BODIES, gen),
             str(dest),
             sorted(by_gen[gen]),
+            # Many files of one generation: list its folder (a request per 1,000 on a
+            # bucket) rather than look each one up (a request per file).
+            list_src=len(by_gen[gen]) >= LIST_SOURCE_FROM,
             show_progress=show_progress,
         )
 

@@ -106,6 +106,10 @@ class Agent:
 
     def run(self) -> int:
         self.home.mkdir(parents=True, exist_ok=True)
+        # One rclone for the whole boot: checkpoints, logs and reports then cost a
+        # request each instead of a process each. Started from the main thread (it
+        # dies with the thread that started it); it comes up while task.json is read.
+        self.rclone.start_daemon()
         self.task = json.loads(self.rclone.cat(self.remote.path(TASK_FILE)))
         earlier = [
             e
@@ -346,3 +350,5 @@ def main(argv: list[str] | None = None) -> int:
         agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))
         agent.safe(agent.hooks.leave_group)
         return 0
+    finally:
+        agent.rclone.stop_daemon()
