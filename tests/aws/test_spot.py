@@ -88,7 +88,9 @@ def test_spot_interruption_resumes_from_the_checkpoint(
     replacement = boots[1].instance
     assert replacement != first and replacement in simulator.machines
 
-    # The replacement took over index 0 (its claimant was gone), not finished index 1.
+    # The replacement took over index 0 (its claimant was gone), not finished index 1,
+    # and left the group when done (the report comes first, then the leave).
+    simulator.wait_for(lambda: desired() == 0, "the group to reach zero")
     claims = {
         i: json.loads(
             moto.client("s3").get_object(Bucket=names.bucket, Key=f"claims/{i}.json")["Body"].read()
@@ -97,7 +99,6 @@ def test_spot_interruption_resumes_from_the_checkpoint(
     }
     assert claims[0]["instance"] == replacement and claims[0]["done"] is True
     assert claims[1]["done"] is True
-    simulator.wait_for(lambda: desired() == 0, "the group to reach zero")
 
     lifecycle.delete(ref)
     history = (workdir / "results" / "history-0.txt").read_text().splitlines()
