@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 GROUP_GONE_DEADLINE = 900.0  # a force-deleted group waits for its instances to terminate
 SG_DELETE_DEADLINE = 900.0  # a security group cannot go while instances still use it
+BUCKET_DELETE_DEADLINE = 120.0  # a bucket written to while it is being emptied
 # Instance states -> still working for the task (status.CloudMachine.alive).
 INSTANCE_ALIVE = {
     "pending": True,
@@ -163,8 +164,14 @@ def delete_objects(aws: Aws, bucket: str, prefix: str) -> int:
 
 
 def delete_bucket(aws: Aws, bucket: str) -> None:
-    delete_objects(aws, bucket, "")  # NotFound when the bucket is gone: done
-    call(aws.s3.delete_bucket, Bucket=bucket)
+    """Empty it, then remove it; a straggler's last write (a machine still shutting
+    down) empties again instead of failing the delete."""
+
+    def empty_and_delete() -> None:
+        delete_objects(aws, bucket, "")  # NotFound when the bucket is gone: done
+        aws.s3.delete_bucket(Bucket=bucket)  # its errors are classified by the call below
+
+    call(empty_and_delete, retry=("BucketNotEmpty",), deadline=BUCKET_DELETE_DEADLINE)
 
 
 # --- identity -------------------------------------------------------------------------

@@ -134,3 +134,26 @@ def test_delete_goes_on_past_a_failure_and_can_be_rerun(
     assert [x for x in leftovers(moto, ref.task_id) if not x.startswith("launch template")] == []
     lifecycle.delete(ref)
     assert leftovers(moto, ref.task_id) == []
+
+
+def test_bucket_delete_survives_a_straggling_write(
+    moto: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine still shutting down writes once more while the bucket is emptied."""
+    aws = aws_objects.Aws("us-east-1")
+    aws_objects.create_bucket(aws, "pulumi-iterative-straggler", [])
+    real = aws_objects.delete_objects
+    writes = {"n": 0}
+
+    def then_a_write(*args: object) -> int:
+        removed = real(*args)  # type: ignore[arg-type]
+        if writes["n"] == 0:
+            writes["n"] += 1
+            aws.s3.put_object(Bucket="pulumi-iterative-straggler", Key="claims/0.json", Body=b"{}")
+        return removed
+
+    monkeypatch.setattr(aws_objects, "delete_objects", then_a_write)
+    aws_objects.delete_bucket(aws, "pulumi-iterative-straggler")
+    assert writes["n"] == 1
+    names = [b["Name"] for b in moto.client("s3").list_buckets().get("Buckets", [])]
+    assert "pulumi-iterative-straggler" not in names
