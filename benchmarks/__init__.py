@@ -1,0 +1,1 @@
+"""Benchmarks: pulumi-iterative side by side with the Terraform provider's method."""

@@ -1,0 +1,150 @@
+"""Run every benchmark on this machine; write results.md and results.png; print the table.
+
+    python -m benchmarks            # the full run (a few minutes on 2 cores)
+    python -m benchmarks --quick    # smaller workdirs, fewer repetitions
+    python -m benchmarks --only 1,2 # some of them
+
+Results go to benchmarks/results/ (not committed); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import (
+    bench_checkpoint,
+    bench_preview,
+    bench_recovery,
+    bench_status,
+    bench_transfer,
+    report,
+    workload,
+)
+from .common import HERE, MB, Row, Scratch, Target, log, machine_info
+from .s3server import MotoS3
+
+
+@dataclass(frozen=True)
+class Plan:
+    small: int  # bytes in the 1,000-file workdir
+    large: int  # bytes in the 10,000-file workdir
+    big_local: int  # the single appended file, local folder
+    big_s3: int  # the single appended file, S3 on moto
+    transfer_rounds: int
+    transfer_rounds_s3: int
+    checkpoint_rounds: int
+    big_rounds: int
+    recovery_intervals: tuple[float, ...]  # one round of preemptions per interval
+
+
+QUICK = Plan(20 * MB, 100 * MB, 128 * MB, 64 * MB, 2, 1, 5, 3, (13.0, 17.5))
+FULL = Plan(100 * MB, 1024 * MB, 1024 * MB, 256 * MB, 3, 2, 7, 3, (13.0, 16.5, 19.5))
+
+
+def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[Row]:
+    """Benchmarks 1 and 2: they share workdirs and uploads."""
+    rows: list[Row] = []
+    local = Target("local folder", str(scratch.path("remote")))
+    s3.make_bucket("bench-storage", bench_checkpoint.rclone_binary())
+    on_s3 = Target("S3 (moto)", ":s3:bench-storage", s3.env(), s3)
+    log(f"making workdirs: 1,000 files / {plan.small // MB} MB, 10,000 / {plan.large // MB} MB")
+    t1k = workload.make_tree(scratch.fresh("wd-1k"), 1000, plan.small, seed=1)
+    t10k = workload.make_tree(scratch.fresh("wd-10k"), 10_000, plan.large, seed=2)
+    cases = (
+        (f"1,000 files / {plan.small // MB} MB", t1k, local, plan.transfer_rounds),
+        (f"10,000 files / {plan.large // MB} MB", t10k, local, plan.transfer_rounds),
+        (f"1,000 files / {plan.small // MB} MB", t1k, on_s3, plan.transfer_rounds_s3),
+    )
+    for label, tree, target, rounds in cases:
+        if "2" in which:
+            transfer_rows, uploaded = bench_transfer.measure(label, tree, target, rounds, scratch)
+            rows += transfer_rows
+        else:
+            uploaded = bench_checkpoint.upload_both(tree, target, label[:6].strip())
+        if "1" in which:
+            rows.append(
+                bench_checkpoint.measure(
+                    f"{label}, 1 changed",
+                    tree,
+                    target,
+                    uploaded,
+                    lambda i, t=tree: workload.change_one(t, i),
+                    plan.checkpoint_rounds,
+                    0.2,
+                    scratch,
+                )
+            )
+    if "1" in which:
+        for size, target in ((plan.big_local, local), (plan.big_s3, on_s3)):
+            log(f"making a {size // MB} MB file")
+            tree = workload.make_big(scratch.fresh("wd-big"), size)
+            uploaded = bench_checkpoint.upload_both(tree, target, f"big{size // MB}")
+            row = bench_checkpoint.measure(
+                f"1 file of {size // MB} MB, 1 MB appended",
+                tree,
+                target,
+                uploaded,
+                lambda _i, t=tree: workload.append(t, MB),
+                plan.big_rounds,
+                1.0,
+                scratch,
+            )
+            row.note = "both upload the whole file again"
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="small workdirs, fewer repetitions")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="which benchmarks, e.g. 1,2")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    args = parser.parse_args(argv)
+    which = {w.strip() for w in args.only.split(",") if w.strip()}
+    plan = QUICK if args.quick else FULL
+    machine = machine_info()
+    log(f"machine: {machine}")
+    started = time.monotonic()
+    scratch = Scratch()
+    rows: list[Row] = []
+    try:
+        with MotoS3() as s3:
+            if which & {"1", "2"}:
+                rows += storage(plan, scratch, s3, which)
+        if which & {"3", "4"}:
+            rows += [
+                r
+                for r in bench_recovery.run(scratch, plan.recovery_intervals)
+                if r.bench[0] in which
+            ]
+        if "5" in which:
+            rows += bench_preview.run(scratch, args.quick)
+        if "6" in which:
+            rows += bench_status.run(scratch, args.quick)
+    finally:
+        scratch.cleanup()
+    rows.sort(key=lambda r: r.bench.split(".")[0])
+    elapsed = time.monotonic() - started
+    meta = {
+        "mode": "quick" if args.quick else "full",
+        "benchmarks run": ",".join(sorted(which)),
+        "wall time": f"{elapsed:.0f} s",
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "load at end": " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if os.path.exists("/proc/loadavg")
+        else "?",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = report.markdown(rows, machine, meta, report.misses_text(rows))
+    (args.out / "results.md").write_text(text)
+    report.chart(rows, args.out / "results.png")
+    sys.stdout.write(report.table(rows))
+    log(f"wrote {args.out / 'results.md'} and {args.out / 'results.png'} in {elapsed:.0f} s")
+    return 0
