@@ -11,8 +11,11 @@ endpoint override `AWS_ENDPOINT_URL` (an emulator) is honoured by boto3 itself.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -165,26 +168,54 @@ def wait_until(
         delay = min(BACKOFF_CAP, delay * 2)
 
 
+# What decides a client's endpoint and credentials: a client is reused only while
+# these are unchanged (hashed, so no credential is kept in another structure).
+_CLIENT_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+)
+_clients: dict[tuple[str, str, bool, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(service: str, region: str, *, on_machine: bool = False) -> Any:
     """A boto3 client with botocore's retries off (call() retries) and, against an
     emulator endpoint, path-style S3 addressing.
 
-    On a task's machine (`on_machine`) credentials come from the instance role
-    through IMDS; botocore asks it once with a 1 s timeout by default, which a
-    busy machine can miss, so there it asks up to 3 times with 3 s each.
+    Clients are thread-safe and costly to make, so one is kept per service,
+    region and environment (module level, never on a pickled object). On a
+    task's machine (`on_machine`) credentials come from the instance role through
+    IMDS; botocore asks it once with a 1 s timeout by default, which a busy
+    machine can miss, so there it asks up to 3 times with 3 s each.
     """
-    config = Config(
-        retries={"total_max_attempts": 1},
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if endpoint_override() else None,
-    )
-    core = botocore.session.get_session()
-    if on_machine:
-        core.set_config_variable("metadata_service_timeout", 3)
-        core.set_config_variable("metadata_service_num_attempts", 3)
-    session = boto3.session.Session(region_name=region, botocore_session=core)
-    return session.client(service, config=config)  # type: ignore[call-overload]
+    fingerprint = hashlib.sha256(
+        "\0".join(os.environ.get(k, "") for k in _CLIENT_ENV).encode()
+    ).hexdigest()
+    cache_key = (service, region, on_machine, fingerprint)
+    with _clients_lock:
+        made = _clients.get(cache_key)
+        if made is None:
+            config = Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=10,
+                read_timeout=60,
+                s3={"addressing_style": "path"} if endpoint_override() else None,
+            )
+            core = botocore.session.get_session()
+            if on_machine:
+                core.set_config_variable("metadata_service_timeout", 3)
+                core.set_config_variable("metadata_service_num_attempts", 3)
+            session = boto3.session.Session(region_name=region, botocore_session=core)
+            made = _clients[cache_key] = session.client(service, config=config)  # type: ignore[call-overload]
+    return made
 
 
 def partition(region: str) -> str:
