@@ -33,8 +33,15 @@ def package_dir() -> Path:
 
 
 def released() -> bool:
-    """Can a machine get this exact agent from PyPI by its version pin?"""
+    """Can a machine get this exact agent from PyPI by its version pin?
+
+    Not for a `.dev`/local version, a package run from a source tree (editable or
+    on sys.path), or one installed from a URL, folder or VCS (PEP 610's
+    direct_url.json): the code may differ from what PyPI has under that version.
+    """
     if "dev" in __version__ or "+" in __version__:
+        return False
+    if any(d.read_text("direct_url.json") for d in importlib.metadata.distributions(name=DIST)):
         return False
     installed = {
         Path(p).resolve()
