@@ -200,3 +200,33 @@ def test_requests_where_moto_stores_but_does_not_act(moto: Moto, workdir: Path) 
 
     lifecycle.delete(ref)
     assert leftovers(moto, ref.task_id) == []
+
+
+def test_scaling_activities_become_events(monkeypatch) -> None:
+    """moto records no scaling activities; AWS's shape is mapped to the one event model."""
+    from datetime import datetime, timezone
+
+    from pulumi_iterative.backends import aws_objects
+    from pulumi_iterative.backends.aws import AwsBackend
+    from pulumi_iterative.task import TaskRef
+
+    when = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    activities = [
+        {"Description": "Launching a new EC2 instance: i-0abc123", "StatusCode": "Successful",
+         "StartTime": when},
+        {"Description": "Terminating EC2 instance: i-0abc123", "StatusCode": "Successful",
+         "StartTime": when},
+        {"Description": "Launching a new EC2 instance.  Status Reason: no capacity",
+         "StatusCode": "Failed", "StatusMessage": "InsufficientInstanceCapacity",
+         "StartTime": when},
+    ]  # fmt: skip
+    monkeypatch.setattr(aws_objects, "scaling_activities", lambda aws, names: activities)
+    ref = TaskRef("t-abcdefgh12", "aws", "us-east-1", {"root": ":s3:b", "env": {}}, 1, 0, 1)
+    events = AwsBackend().events(ref)
+    assert [(e.kind, e.machine) for e in events] == [
+        ("launch", "i-0abc123"),
+        ("terminate", "i-0abc123"),
+        ("error", ""),
+    ]
+    assert events[2].message.endswith(": InsufficientInstanceCapacity")
+    assert events[0].time == when.timestamp()

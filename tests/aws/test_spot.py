@@ -60,6 +60,9 @@ def test_spot_interruption_resumes_from_the_checkpoint(
     )
     simulator.wait_for(lambda: desired() == 1, "index 1 to leave the group")
     first = next(m for m in status.latest if m.index == 0).instance
+    ec2 = moto.client("ec2")
+    described = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]
+    assert described["PublicIpAddress"] in status.addresses  # the group's public addresses
     machine = simulator.machines[first]
     progress = machine.folder / "pulumi-iterative" / "work" / "results" / "progress.txt"
     simulator.wait_for(progress.exists, "the first epoch")
