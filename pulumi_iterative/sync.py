@@ -237,14 +237,17 @@ def scan(workdir: str | Path, exclude: Iterable[str] = ()) -> dict[str, Stat]:
             entries = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
+        prefix = f"{rel_dir}/" if rel_dir else ""
         with entries:
             for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                rel = prefix + entry.name
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if not excluded(rel + "/", patterns):
+                        if not patterns or not excluded(rel + "/", patterns):
                             stack.append(rel)
-                    elif entry.is_file(follow_symlinks=False) and not excluded(rel, patterns):
+                    elif entry.is_file(follow_symlinks=False) and (
+                        not patterns or not excluded(rel, patterns)
+                    ):
                         st = entry.stat(follow_symlinks=False)
                         found[rel] = (st.st_size, st.st_mtime_ns)
                 except FileNotFoundError:
