@@ -337,7 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s agent %(levelname)s %(message)s"
     )
     config = decode_config(args.config)
-    agent = Agent(config, machine_hooks(config))
+    hooks = machine_hooks(config)
+    try:
+        agent = Agent(config, hooks)  # claims an index: on a cloud this talks to the bucket
+    except Exception:
+        # No index, so no report to write; leaving beats idling until the backstop.
+        log.exception("agent could not start")
+        with contextlib.suppress(Exception):
+            hooks.leave_group()
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     agent.serve_checkpoints()
     try:
