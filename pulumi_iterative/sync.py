@@ -456,12 +456,30 @@ def upload_base(
     """The workdir as the task starts: generation base/00000000 (empty: no workdir)."""
     if not empty and not Path(workdir).is_dir():
         raise NotFound(f"storage.workdir {workdir} is not a folder (anymore?); create it")
-    now = {} if empty else scan(workdir, exclude)
-    gen = gen_id(BASE, 0)
-    rclone.copy_files(
-        str(workdir), rclone.remote.path(BODIES, gen), sorted(now), show_progress=show_progress
-    )
-    files = {p: Entry(st[0], st[1], gen) for p, st in now.items()}
-    manifest = Manifest(BASE, 0, "workstation", time.time(), "base", files)
-    rclone.write(rclone.remote.path(manifest.path), manifest.to_json())
+    # Bodies and manifest are two rclone calls: one daemon for both costs one rclone
+    # start instead of two (unless the transfer shows progress on a terminal). It
+    # comes up while the workdir is walked, and the manifest is made while the
+    # bodies upload; it is still written only after they all landed.
+    own_daemon = not empty and not show_progress and rclone.daemon is None
+    if own_daemon:
+        rclone.start_daemon()
+    try:
+        now = {} if empty else scan(workdir, exclude)
+        gen = gen_id(BASE, 0)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            bodies = pool.submit(
+                rclone.copy_files,
+                str(workdir),
+                rclone.remote.path(BODIES, gen),
+                sorted(now),
+                show_progress=show_progress,
+            )
+            files = {p: Entry(st[0], st[1], gen) for p, st in now.items()}
+            manifest = Manifest(BASE, 0, "workstation", time.time(), "base", files)
+            body = manifest.to_json()
+            bodies.result()
+        rclone.write(rclone.remote.path(manifest.path), body)
+    finally:
+        if own_daemon:
+            rclone.stop_daemon()
     return manifest
