@@ -48,7 +48,11 @@ def measure(
     down_base: list[float] = []
     req = {"up_ours": [], "up_base": [], "down_ours": [], "down_base": []}  # type: dict[str, list[float]]
     uploaded: Uploaded | None = None
+    earlier: list[str] = []  # the previous round's copies, dropped to bound the space used
     for r in range(rounds):
+        if not target.s3:
+            for folder in earlier:
+                drop(folder)
         log(f"transfer: {label}, {target.name}: round {r + 1}/{rounds}")
         remote = _ours_remote(target, f"ours-{label[:6].strip()}-{r}")
         base_root = target.path(f"base-{label[:6].strip()}-{r}")
@@ -109,6 +113,7 @@ def measure(
             agent.stop_daemon()
         drop(dest_ours), drop(dest_base)
         uploaded = Uploaded(remote, manifest[0], base_root)
+        earlier = [remote.root, base_root]
 
     assert uploaded is not None
     mb = tree.total / MB
@@ -131,7 +136,24 @@ def measure(
         )
         assert row.ratio is not None
         row.met = row.ratio <= GOAL
-        row.note = f"{mb / median(ours):.0f} vs {mb / median(base):.0f} MB/s"
+        row.note = f"{mb / median(ours):.0f} vs {mb / median(base):.0f} MB/s; {row.spread()}"
+        if not row.met:
+            row.why = (
+                f"{(row.ratio - 1) * 100:.0f}% slower at the median, "
+                + (
+                    "within run-to-run noise (the sides' ranges overlap; "
+                    f"{row.spread()}) with the same rclone doing the same transfers"
+                    if row.overlaps()
+                    else "outside the run-to-run range"
+                )
+                + (
+                    f"; ours adds a local scan and a manifest write ({row.ours_req:g} vs "
+                    f"{row.base_req:g} {row.req_unit})"
+                    if what == "upload"
+                    else ""
+                )
+                + "."
+            )
         rows.append(row)
         log(f"transfer: {what} {label}, {target.name}: {row.note}")
     return rows, uploaded

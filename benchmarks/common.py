@@ -49,6 +49,16 @@ class Row:
             return None
         return self.ours / self.base
 
+    def spread(self) -> str:
+        """The range of each side's samples, e.g. "ours 1.01-1.20 s, baseline 0.98-1.05 s"."""
+        parts = [f"{side} {min(v):.3g}-{max(v):.3g} s" for side, v in self.samples.items() if v]
+        return ", ".join(parts)
+
+    def overlaps(self) -> bool:
+        """Do the two sides' sample ranges overlap (a difference within run-to-run noise)?"""
+        ours, base = self.samples.get("ours") or [], self.samples.get("baseline") or []
+        return bool(ours and base) and min(ours) <= max(base) and min(base) <= max(ours)
+
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
@@ -162,11 +172,25 @@ class Target:
 # --- temp space -------------------------------------------------------------------
 
 
+SHM = Path("/dev/shm")
+
+
+def default_scratch(need_bytes: int) -> Path | None:
+    """tmpfs when it has room (so disk writeback from earlier steps, or from other
+    people's work on a shared machine, does not drown small differences), else the
+    temp folder."""
+    try:
+        st = os.statvfs(SHM)
+    except OSError:
+        return None
+    return SHM if st.f_bavail * st.f_frsize > need_bytes else None
+
+
 class Scratch:
     """One temp folder for the whole run, removed at the end."""
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="pi-bench-"))
+    def __init__(self, under: Path | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="pi-bench-", dir=under))
 
     def path(self, *parts: str) -> Path:
         p = self.root.joinpath(*parts)

@@ -33,6 +33,16 @@ def verdict(row: Row) -> str:
     return "yes" if row.met else "**no**"
 
 
+LEGEND = """\
+How to read it: *ours* and *baseline* are medians of *runs* samples (seconds unless
+a unit is given); *ours / baseline* divides them. *Requests*: for a local-folder
+remote, rclone calls (the baseline: rclone processes; ours: operations sent to the
+agent's one rclone daemon, or processes on the workstation side); for S3, the
+HTTP requests moto answered, by both rclone and boto3. Notes give each side's
+range where it matters: on a shared 2-core machine a few percent is noise.
+"""
+
+
 def table(rows: Sequence[Row]) -> str:
     head = (
         "| benchmark | case | ours | baseline | ours / baseline | requests (ours / baseline) "
@@ -67,6 +77,7 @@ def markdown(
     out.append("")
     out.append("## Results\n")
     out.append(table(rows))
+    out.append(LEGEND)
     out.append("## Goals missed\n")
     out.append(misses or "None.\n")
     return "\n".join(out)

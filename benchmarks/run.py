@@ -25,7 +25,7 @@ from . import (
     report,
     workload,
 )
-from .common import HERE, MB, Row, Scratch, Target, log, machine_info
+from .common import HERE, MB, SHM, Row, Scratch, Target, default_scratch, drop, log, machine_info
 from .s3server import MotoS3
 
 
@@ -35,15 +35,14 @@ class Plan:
     large: int  # bytes in the 10,000-file workdir
     big_local: int  # the single appended file, local folder
     big_s3: int  # the single appended file, S3 on moto
-    transfer_rounds: int
-    transfer_rounds_s3: int
-    checkpoint_rounds: int
+    transfer_rounds: tuple[int, int, int]  # 1,000 files local, 10,000 local, 1,000 on S3
+    checkpoint_rounds: tuple[int, int]  # local, S3
     big_rounds: int
-    recovery_intervals: tuple[float, ...]  # one round of preemptions per interval
+    recovery_intervals: tuple[float, ...]  # seconds between preemptions, one task pair each
 
 
-QUICK = Plan(20 * MB, 100 * MB, 128 * MB, 64 * MB, 2, 1, 5, 3, (13.0, 17.5))
-FULL = Plan(100 * MB, 1024 * MB, 1024 * MB, 256 * MB, 3, 2, 7, 3, (13.0, 16.5, 19.5))
+QUICK = Plan(20 * MB, 100 * MB, 128 * MB, 64 * MB, (3, 2, 1), (5, 3), 3, (13.0, 17.5))
+FULL = Plan(100 * MB, 1024 * MB, 1024 * MB, 128 * MB, (3, 2, 2), (7, 5), 5, (13.0, 16.5, 19.5))
 
 
 def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[Row]:
@@ -55,12 +54,13 @@ def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[R
     log(f"making workdirs: 1,000 files / {plan.small // MB} MB, 10,000 / {plan.large // MB} MB")
     t1k = workload.make_tree(scratch.fresh("wd-1k"), 1000, plan.small, seed=1)
     t10k = workload.make_tree(scratch.fresh("wd-10k"), 10_000, plan.large, seed=2)
+    small, large = f"1,000 files / {plan.small // MB} MB", f"10,000 files / {plan.large // MB} MB"
     cases = (
-        (f"1,000 files / {plan.small // MB} MB", t1k, local, plan.transfer_rounds),
-        (f"10,000 files / {plan.large // MB} MB", t10k, local, plan.transfer_rounds),
-        (f"1,000 files / {plan.small // MB} MB", t1k, on_s3, plan.transfer_rounds_s3),
+        (small, t1k, local, plan.transfer_rounds[0], plan.checkpoint_rounds[0]),
+        (large, t10k, local, plan.transfer_rounds[1], plan.checkpoint_rounds[0]),
+        (small, t1k, on_s3, plan.transfer_rounds[2], plan.checkpoint_rounds[1]),
     )
-    for label, tree, target, rounds in cases:
+    for label, tree, target, rounds, checkpoint_rounds in cases:
         if "2" in which:
             transfer_rows, uploaded = bench_transfer.measure(label, tree, target, rounds, scratch)
             rows += transfer_rows
@@ -74,11 +74,16 @@ def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[R
                     target,
                     uploaded,
                     lambda i, t=tree: workload.change_one(t, i),
-                    plan.checkpoint_rounds,
+                    checkpoint_rounds,
                     0.2,
                     scratch,
                 )
             )
+        if not target.s3:  # bound the space used: this case's copies are done with
+            drop(uploaded.ours.root)
+            drop(uploaded.baseline)
+        if tree is t10k:
+            drop(tree.root)
     if "1" in which:
         for size, target in ((plan.big_local, local), (plan.big_s3, on_s3)):
             log(f"making a {size // MB} MB file")
@@ -94,8 +99,10 @@ def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[R
                 1.0,
                 scratch,
             )
-            row.note = "both upload the whole file again"
             rows.append(row)
+            if not target.s3:
+                drop(uploaded.ours.root)
+                drop(uploaded.baseline)
     return rows
 
 
@@ -106,24 +113,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small workdirs, fewer repetitions")
     parser.add_argument("--only", default="1,2,3,4,5,6", help="which benchmarks, e.g. 1,2")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="where workdirs and local remotes go (default: /dev/shm when it has room)",
+    )
     args = parser.parse_args(argv)
     which = {w.strip() for w in args.only.split(",") if w.strip()}
     plan = QUICK if args.quick else FULL
     machine = machine_info()
     log(f"machine: {machine}")
     started = time.monotonic()
-    scratch = Scratch()
+    need = (plan.small + plan.large) * 3 + plan.big_local * 3
+    scratch = Scratch(args.scratch or default_scratch(need))
     rows: list[Row] = []
     try:
         with MotoS3() as s3:
             if which & {"1", "2"}:
                 rows += storage(plan, scratch, s3, which)
         if which & {"3", "4"}:
-            rows += [
-                r
-                for r in bench_recovery.run(scratch, plan.recovery_intervals)
-                if r.bench[0] in which
-            ]
+            rows += bench_recovery.run(
+                scratch,
+                plan.recovery_intervals,
+                args.out / "evidence",
+                recovery="3" in which,
+                idle="4" in which,
+            )
         if "5" in which:
             rows += bench_preview.run(scratch, args.quick)
         if "6" in which:
@@ -134,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     meta = {
         "mode": "quick" if args.quick else "full",
+        "scratch": str(scratch.root.parent)
+        + (" (tmpfs: no disk writeback in the timings)" if scratch.root.parent == SHM else ""),
+        "sizes": (
+            f"workdirs of 1,000 files / {plan.small // MB} MB and 10,000 files / "
+            f"{plan.large // MB} MB; appended file {plan.big_local // MB} MB (local), "
+            f"{plan.big_s3 // MB} MB (S3); recovery and idle workdir 1,000 files / 20 MB"
+        ),
         "benchmarks run": ",".join(sorted(which)),
         "wall time": f"{elapsed:.0f} s",
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
