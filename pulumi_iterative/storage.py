@@ -376,8 +376,16 @@ class _Daemon:
         self.ready = False
 
     def _wait_ready(self, seconds: float = 30.0) -> None:
+        """Until the socket accepts a connection: it exists (bind) a moment before it
+        listens, and a connection in between is refused."""
         end = time.monotonic() + seconds
-        while not os.path.exists(self.socket):
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(self.socket)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    pass
             if self.proc.poll() is not None:
                 raise _Gone(f"rclone rcd exited with {self.proc.returncode}")
             if time.monotonic() > end:
