@@ -275,10 +275,18 @@ class _Parser:
             self.err("cloud", f"expected a string, one of {', '.join(catalog.CLOUDS)}")
             return None
         try:
-            return catalog.normalize_cloud(value)
+            cloud = catalog.normalize_cloud(value)
         except catalog.CatalogError as exc:
             self.err("cloud", str(exc))
             return None
+        from .backends import BACKENDS  # names only: no SDK is imported
+
+        if cloud not in BACKENDS:
+            self.err(
+                "cloud", f"{cloud!r} has no backend yet; available: {', '.join(sorted(BACKENDS))}"
+            )
+            return None
+        return cloud
 
     def catalog_name(
         self, name: str, cloud: str | None, resolve: Callable[[str, str], object], default: str
