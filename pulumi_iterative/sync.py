@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 BASE = "base"
 MANIFESTS = f"{DATA}/manifests"
 BODIES = f"{DATA}/gen"
+REPLACED_RETRIES = 2  # a file renamed over while it uploaded goes up again this many times
 LIST_SOURCE_FROM = 32  # restore: from this many files of one generation, list its folder
 
 Stat = tuple[int, int]  # (size, mtime_ns)
@@ -225,8 +226,13 @@ def excluded(rel: str, patterns: Iterable[str]) -> bool:
     return any(_pattern(p).match(rel) for p in patterns)
 
 
-def scan(workdir: str | Path, exclude: Iterable[str] = ()) -> dict[str, Stat]:
-    """Every regular file under workdir (not excluded) -> (size, mtime_ns). Local stats only."""
+def scan(
+    workdir: str | Path, exclude: Iterable[str] = (), inodes: dict[str, int] | None = None
+) -> dict[str, Stat]:
+    """Every regular file under workdir (not excluded) -> (size, mtime_ns). Local stats only.
+
+    With `inodes`, each file's inode number is put there too (free: readdir has it).
+    """
     root = str(workdir)
     patterns = tuple(exclude)
     found: dict[str, Stat] = {}
@@ -250,9 +256,22 @@ def scan(workdir: str | Path, exclude: Iterable[str] = ()) -> dict[str, Stat]:
                     ):
                         st = entry.stat(follow_symlinks=False)
                         found[rel] = (st.st_size, st.st_mtime_ns)
+                        if inodes is not None:
+                            inodes[rel] = st.st_ino
                 except FileNotFoundError:
                     continue  # removed while we walked: the next checkpoint sees it gone
     return found
+
+
+_Stat3 = tuple[int, int, int]  # (size, mtime_ns, inode)
+
+
+def _stat3(root: str | Path, rel: str) -> _Stat3 | None:
+    try:
+        st = os.stat(os.path.join(root, rel))
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _stat(root: str | Path, rel: str) -> Stat | None:
@@ -280,7 +299,8 @@ class Checkpointer:
 
     def checkpoint(self, kind: str) -> Manifest | None:
         """Take a generation of what changed; None when nothing did."""
-        now = scan(self.workdir, self.exclude)
+        inodes: dict[str, int] = {}
+        now = scan(self.workdir, self.exclude, inodes)
         prev = self.current.files if self.current else {}
         changed = sorted(p for p, st in now.items() if self.local.get(p) != st or p not in prev)
         removed = [p for p in prev if p not in now]
@@ -289,14 +309,15 @@ class Checkpointer:
         seq = self.current.seq + 1 if self.current and self.current.lineage == self.lineage else 1
         gen = gen_id(self.lineage, seq)
         remote = self.rclone.remote
-        self.rclone.copy_files(str(self.workdir), remote.path(BODIES, gen), changed)
+        landed = self._upload(changed, now, inodes, remote.path(BODIES, gen))
         files: dict[str, Entry] = {}
         local: dict[str, Stat] = {}
         torn: list[str] = []
         for p, st in now.items():
             if p not in changed:
                 files[p], local[p] = prev[p], st
-            elif _stat(self.workdir, p) == st:
+            elif p in landed:
+                st = landed[p]
                 files[p], local[p] = Entry(st[0], st[1], gen), st
             else:
                 torn.append(p)
@@ -311,6 +332,35 @@ class Checkpointer:
             )
         self._collect_garbage(old, manifest, torn)
         return manifest
+
+    def _upload(
+        self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str
+    ) -> dict[str, Stat]:
+        """Upload the changed files; return those whose body is the version their stats say.
+
+        A file modified in place since it was scanned is left out (its body may be
+        torn). A file replaced whole since it was scanned (written aside, then renamed
+        over: another inode) was read complete, but which version is unknown: it goes
+        up again, as it is now, up to REPLACED_RETRIES times, so a file rewritten that
+        way every fraction of a second still lands.
+        """
+        expected: dict[str, _Stat3] = {p: (*seen[p], inodes.get(p, -1)) for p in changed}
+        landed: dict[str, Stat] = {}
+        pending = changed
+        for attempt in range(REPLACED_RETRIES + 1):
+            self.rclone.copy_files(str(self.workdir), dest, pending)
+            again = []
+            for p in pending:
+                after = _stat3(self.workdir, p)
+                if after == expected[p]:
+                    landed[p] = after[:2]
+                elif after is not None and after[2] != expected[p][2]:
+                    expected[p] = after
+                    again.append(p)
+            if not again or attempt == REPLACED_RETRIES:
+                break
+            pending = again
+        return landed
 
     def _collect_garbage(self, old: Manifest | None, new: Manifest, torn: list[str]) -> None:
         """Remove bodies and manifests only the older generations of this lineage used."""
