@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from .common import Row
+
+
+def write_all(
+    rows: Sequence[Row], machine: Mapping[str, str], meta: Mapping[str, str], out: Path
+) -> str:
+    """results.md, results.png and results.json (the rows, to re-render without re-running)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, machine, meta, misses_text(rows))
+    (out / "results.md").write_text(text)
+    chart(rows, out / "results.png")
+    data = {"machine": dict(machine), "meta": dict(meta), "rows": [asdict(r) for r in rows]}
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m benchmarks.report [results folder]: render md and png again from json."""
+    out = Path(
+        (argv if argv is not None else sys.argv[1:] or [""])[0] or Path(__file__).parent / "results"
+    )
+    data = json.loads((out / "results.json").read_text())
+    rows = [Row(**r) for r in data["rows"]]
+    write_all(rows, data["machine"], data["meta"], out)
+    sys.stdout.write(table(rows))
+    return 0
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -138,5 +166,9 @@ def chart(rows: Sequence[Row], path: Path) -> None:
         for i, v in enumerate(vals2):
             ax2.text(v, i, f" {v:.3g} s", va="center", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -163,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.exists("/proc/loadavg")
         else "?",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = report.markdown(rows, machine, meta, report.misses_text(rows))
-    (args.out / "results.md").write_text(text)
-    report.chart(rows, args.out / "results.png")
+    report.write_all(rows, machine, meta, args.out)
     sys.stdout.write(report.table(rows))
     log(f"wrote {args.out / 'results.md'} and {args.out / 'results.png'} in {elapsed:.0f} s")
     return 0
