@@ -419,7 +419,7 @@ class _Parser:
                 f"storage.{key}", f"unknown; the storage fields are {', '.join(STORAGE_FIELDS)}"
             )
         workdir = value.get("workdir") or ""
-        if not isinstance(workdir, str):
+        if not isinstance(workdir, str) or "\x00" in workdir:
             self.err("storage.workdir", "expected a folder path")
             workdir = ""
         if workdir:
