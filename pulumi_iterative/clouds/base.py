@@ -1,0 +1,162 @@
+"""The contract every cloud implements, written once.
+
+A cloud is one folder, `pulumi_iterative/clouds/<cloud>/`, holding:
+
+    catalog.py   CATALOG: a `CloudCatalog` (machine types, regions, images as data)
+    backend.py   Backend: a class following `Backend` below (the workstation side)
+    machine.py   MachineSide: a class following `MachineSide` below (what the agent
+                 calls on a machine of that cloud); imports only what a machine has
+
+plus whatever it needs inside (names.py, api.py, resources/...). The registry in
+`clouds/__init__.py` names each cloud's folder explicitly. Nothing outside
+`clouds/<cloud>/` imports that cloud's SDK, and `catalog.py` imports none at all, so
+`pulumi preview` can validate a task without any SDK installed.
+
+Creation is an ordered list of `Step`s (steps.py). A step that makes a cloud object
+declares it as a `Made` record *before* it runs; the records are kept in the task's
+state (`TaskRef.made`) and teardown - a failed create's rollback or a delete - asks
+the backend to `remove` exactly those, newest first. So delete never re-derives
+what today's code would have made: it undoes what the task's own create made.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..agent.bootstrap import Install
+    from ..errors import FieldError
+    from ..spec import TaskSpec
+    from ..status import CloudMachine, Event
+    from ..steps import Step
+    from ..task import TaskRef
+
+
+@dataclass(frozen=True)
+class Made:
+    """One cloud object a create step made: its kind and what finds it again.
+
+    `kind` is the backend's own word ("bucket", "identity", "group", ...); `attrs` are
+    plain strings (derived names, keys), never secrets. Stored in Pulumi state.
+    """
+
+    kind: str
+    attrs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, **attrs: str) -> Made:
+        return cls(kind, tuple(sorted((k, str(v)) for k, v in attrs.items())))
+
+    def get(self, name: str, default: str = "") -> str:
+        return dict(self.attrs).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dict(self.attrs)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Made:
+        rest = {k: str(v) for k, v in data.items() if k != "kind"}
+        return cls.of(str(data["kind"]), **rest)
+
+
+@dataclass(frozen=True)
+class CloudCatalog:
+    """A cloud's offer as data: generic names -> native ones, and the native shapes.
+
+    machines: generic machine ("m", "m+t4") -> native types, best first (the later
+              ones are capacity fallbacks).
+    regions:  generic region ("us-east") -> native region or zone.
+    images:   alias ("ubuntu", "nvidia") -> the cloud's image reference.
+    native_*: what a native name looks like, so a typo is refused at preview
+              instead of being sent to the cloud (None: only the table's names).
+    """
+
+    machines: Mapping[str, tuple[str, ...]]
+    regions: Mapping[str, str]
+    default_region: str
+    images: Mapping[str, str]
+    native_machine: re.Pattern[str] | None = None
+    native_region: re.Pattern[str] | None = None
+    native_image: re.Pattern[str] | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)  # e.g. "what 'spot' means here"
+
+
+class Backend(Protocol):
+    """The workstation side of a cloud. Every method is idempotent; none keeps an SDK
+    client, socket or lock on self (the provider object is pickled into state)."""
+
+    name: str
+
+    def validate(self, spec: TaskSpec) -> list[FieldError]:
+        """Cloud rules on a parsed spec, at `pulumi preview`: no cloud calls, no SDK
+        needed. Each error names the field and the fix."""
+        ...
+
+    def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
+        """Derive names, the remote and the budget from the spec. No cloud calls."""
+        ...
+
+    def storage_steps(self, ref: TaskRef) -> list[Step]:
+        """Make the task's bucket (or check the user's container and use a prefix)."""
+        ...
+
+    def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
+        """Identity, network, template, group, backstop, start: each a Step whose `made`
+        names the object it makes."""
+        ...
+
+    def remove(self, ref: TaskRef, made: Made) -> None:
+        """Delete one object a step made. Missing is done (return or raise NotFound)."""
+        ...
+
+    def legacy_made(self, ref: TaskRef) -> list[Made]:
+        """For a state written before `TaskRef.made` existed: the objects that version's
+        create made, in creation order, derived from the ref alone."""
+        ...
+
+    def install(self, ref: TaskRef) -> Install:
+        """How a machine of this cloud gets the agent (the bootstrap's install part)."""
+        ...
+
+    def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
+        """The group's machines, alive or recently gone; None if the cloud cannot tell."""
+        ...
+
+    def events(self, ref: TaskRef) -> list[Event]:
+        """The group's own activity (launches, terminations, preemptions, errors)."""
+        ...
+
+    def stop(self, ref: TaskRef) -> None:
+        """Bring the group to zero machines and wait for them; storage is kept. A missing
+        group is fine."""
+        ...
+
+
+class MachineSide(Protocol):
+    """What the agent asks the machine it runs on. Constructed with the boot config;
+    imports only what the agent's own install has (never Pulumi, never the backend)."""
+
+    def index(self) -> int:
+        """This machine's task index, 0..parallelism-1 (claimed, or given by the cloud)."""
+        ...
+
+    def instance_id(self) -> str:
+        """The cloud's id for this machine (for reports and events)."""
+        ...
+
+    def home(self) -> Path:
+        """Where the agent keeps its workdir, logs and scratch on this machine."""
+        ...
+
+    def preemption_notice(self) -> bool:
+        """Has the cloud announced it will take this machine away? Cheap; polled."""
+        ...
+
+    def leave_group(self) -> None:
+        """Remove this machine from its group, lowering the target, so no replacement
+        comes for it and the group reaches zero at the last machine."""
+        ...
