@@ -427,7 +427,9 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in answer.getheaders():
             if k.lower() not in HOP_HEADERS and k.lower() != "content-length":
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD answer has no body but tells the length of the GET's
+        length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
