@@ -19,6 +19,7 @@ from typing import Any
 from ....errors import NotFound
 from ..api import Kube, call, wait_until
 from ..catalog import MachineShape
+from ..machine import POD_NAME_ENV
 from ..names import (
     BOOTSTRAP_KEY,
     CONTAINER,
@@ -41,7 +42,6 @@ GPU_TAINT = "nvidia.com/gpu"
 GRACE_SECONDS = 180  # SIGTERM -> SIGKILL: room for the agent's last checkpoint
 BACKOFF_PER_INDEX = 1  # a failing pod is retried once for its index, then the index fails
 TTL_AFTER_FINISHED = 7 * 24 * 3600
-POD_NAME_ENV = "TASK_POD_NAME"
 
 
 def placement(machine: MachineShape, spot: float) -> dict[str, Any]:
