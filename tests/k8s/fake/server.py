@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Resources whose DELETE answers with the object (the client's declared types), not a Status.
+RETURNS_DELETED = frozenset(
+    {"pods", "persistentvolumeclaims", "serviceaccounts", "namespaces", "nodes"}
+)
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "authorization"}
 
@@ -373,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             obj = self.api.cluster.delete(
                 kind, route.namespace, route.name, policy, options.get("gracePeriodSeconds")
             )
-            if kind.plural == "pods":
+            if kind.plural in RETURNS_DELETED:
                 self._json(200, obj)
             else:
                 self._json(
