@@ -9,10 +9,12 @@ call these functions, so they behave the same.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,22 +38,52 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
     return Rclone(Remote.from_dict(ref.remote), progress=progress)
 
 
-def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
-    rclone = rclone_for(ref, progress=progress)
+@contextlib.contextmanager
+def bucket(ref: TaskRef, *, progress: bool = False) -> Iterator[Rclone]:
+    """The task's bucket as this workstation reaches it, for one operation.
+
+    Most clouds' buckets are reachable directly at `ref.remote`. A backend with an
+    `open_bucket(ref)` context manager (k8s: a volume inside the cluster, reached
+    through a short-lived transfer pod) gives a session remote instead, closed when
+    the operation ends.
+    """
+    opener = getattr(get_backend(ref.cloud), "open_bucket", None)
+    if opener is None:
+        yield rclone_for(ref, progress=progress)
+        return
+    with opener(ref) as remote:
+        yield Rclone(remote, progress=progress)
+
+
+def _steps(
+    backend: Backend,
+    ref: TaskRef,
+    spec: TaskSpec,
+    progress: bool,
+    sessions: contextlib.ExitStack,
+) -> list[Step]:
     bootstrap = render_bootstrap(
         {"task_id": ref.task_id, "cloud": ref.cloud, "remote": ref.remote, "version": __version__},
         backend.install(ref),
     )
+    opened: list[Rclone] = []
+
+    def rclone() -> Rclone:
+        """One bucket session for the create's transfers, opened when first needed."""
+        if not opened:
+            opened.append(sessions.enter_context(bucket(ref, progress=progress)))
+        return opened[0]
 
     def upload() -> None:
         workdir = spec.storage.workdir
         sync.upload_base(
-            rclone, workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
+            rclone(), workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
         )
 
     def store() -> None:
-        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
-        rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
+        into = rclone()
+        into.write(into.remote.path(TASK_FILE), task_definition(spec, ref))
+        into.write(into.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
     return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
@@ -79,7 +111,9 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
-    made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
+    with contextlib.ExitStack() as sessions:
+        steps = _steps(backend, ref, spec, progress, sessions)
+        made = run_steps(steps, lambda m: backend.remove(ref, m))
     ref = replace(ref, made=made)
     registry.save(ref)
     return ref
@@ -87,15 +121,22 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
 
 def reports(ref: TaskRef) -> list[dict]:
     """Every boot's status report, in one read of the status folder."""
+    with bucket(ref) as rclone:
+        return _reports(rclone)
+
+
+def _reports(rclone: Rclone) -> list[dict]:
     try:
-        return read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
+        return read_json_objects(rclone.cat(rclone.remote.path(STATUS)))
     except NotFound:
         return []
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
-    found = reports(ref)
+    with bucket(ref) as rclone:
+        found = _reports(rclone)
+        texts = _logs(rclone) if with_logs else {}
     status = summarize(
         found,
         backend.machines(ref),
@@ -104,7 +145,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         now=time.time(),
     )
     events = sorted(backend.events(ref) + report_events(found), key=lambda e: e.time)
-    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in fetch_logs(ref).items()} if with_logs else {}
+    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in texts.items()}
     return TaskStatus(
         status.state,
         status.counts,
@@ -144,7 +185,11 @@ def report_events(found: list[dict]) -> list[Event]:
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
     """machine -> log text, with one transfer of the logs folder."""
-    rclone = rclone_for(ref)
+    with bucket(ref) as rclone:
+        return _logs(rclone)
+
+
+def _logs(rclone: Rclone) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="iterative-logs-") as tmp:
         rclone.download_dir(rclone.remote.path(LOGS), tmp)
         return {p.stem: p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.log"))}
@@ -160,15 +205,16 @@ def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False
     target = dest or ref.workdir
     if not target:
         raise IterativeError("this task has no workdir to bring outputs into; pass a folder")
-    return sync.pull(rclone_for(ref, progress=progress), target, ref.output, show_progress=progress)
+    with bucket(ref, progress=progress) as rclone:
+        return sync.pull(rclone, target, ref.output, show_progress=progress)
 
 
 def stop(ref: TaskRef) -> None:
     """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
-    rclone = rclone_for(ref)
     marker = json.dumps({"kind": STOP_MARKER, "time": time.time()}).encode() + b"\n"
-    rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
+    with bucket(ref) as rclone:
+        rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
 
 def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:
@@ -198,14 +244,14 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
 
 def exists(ref: TaskRef) -> bool:
     """Is the task's bucket still there (its definition is the last thing delete removes)?"""
-    rclone = rclone_for(ref)
-    return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
+    with bucket(ref) as rclone:
+        return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
 
 
 def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     """Apply what changes without new machines: output, and exclude for later boots."""
     new = replace(ref, output=spec.storage.output)
-    rclone = rclone_for(new)
-    rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
+    with bucket(new) as rclone:
+        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
     registry.save(new)
     return new

@@ -50,3 +50,6 @@ class K8sMachine:
 
     def leave_group(self) -> None:
         return None
+
+
+MachineSide = K8sMachine  # the name the registry looks for

@@ -3,6 +3,7 @@ Secret (secret_environment, and storage credentials), named from the task id."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 from ..api import Kube, call, gone
@@ -10,14 +11,19 @@ from ..names import Names
 from . import STRICT, ensure
 
 
-def config_map_body(names: Names, files: Mapping[str, str]) -> dict[str, object]:
-    return {
+def config_map_body(
+    names: Names, files: Mapping[str, str], binary: Mapping[str, bytes] | None = None
+) -> dict[str, object]:
+    body: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": names.config_map, "labels": names.labels("task")},
         "data": dict(files),
         "immutable": True,  # what a machine boots from never changes under it
     }
+    if binary:
+        body["binaryData"] = {k: base64.b64encode(v).decode() for k, v in binary.items()}
+    return body
 
 
 def secret_body(names: Names, values: Mapping[str, str]) -> dict[str, object]:
@@ -31,13 +37,15 @@ def secret_body(names: Names, values: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def create_config_map(kube: Kube, names: Names, files: Mapping[str, str]) -> None:
+def create_config_map(
+    kube: Kube, names: Names, files: Mapping[str, str], binary: Mapping[str, bytes] | None = None
+) -> None:
     ensure(
         names,
         f"configmap {names.config_map}",
         lambda: kube.core.read_namespaced_config_map(names.config_map, kube.namespace),
         lambda: kube.core.create_namespaced_config_map(
-            kube.namespace, config_map_body(names, files), **STRICT
+            kube.namespace, config_map_body(names, files, binary), **STRICT
         ),
     )
 
