@@ -105,6 +105,10 @@ def session_remote(endpoint: str) -> Remote:
                     "RCLONE_S3_FORCE_PATH_STYLE": "true",
                     "RCLONE_S3_NO_CHECK_BUCKET": "true",
                     "RCLONE_S3_USE_UNSIGNED_PAYLOAD": "true",
+                    # parts above 16 MiB: a big upload through the proxy retries a part,
+                    # not the whole file
+                    "RCLONE_S3_UPLOAD_CUTOFF": "16M",
+                    "RCLONE_S3_CHUNK_SIZE": "16M",
                     "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                 }.items()
             )
