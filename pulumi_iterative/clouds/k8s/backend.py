@@ -127,8 +127,14 @@ def container_remote(
         variable = f"RCLONE_{kind.upper()}_{name.upper()}"
         (secret if SECRET_OPTION.search(name) else plain)[variable] = value
     if kind == "s3":
-        plain.setdefault("RCLONE_S3_NO_CHECK_BUCKET", "true")
-        plain.setdefault("RCLONE_S3_ENV_AUTH", "true")
+        endpoint = plain.get("RCLONE_S3_ENDPOINT", "")
+        plain.setdefault("RCLONE_S3_PROVIDER", "Other" if endpoint else "AWS")
+        plain.setdefault("RCLONE_S3_NO_CHECK_BUCKET", "true")  # the bucket is yours, made
+        plain.setdefault("RCLONE_S3_ENV_AUTH", "true")  # the workstation: your own credentials
+        if endpoint.startswith("http://"):
+            # plain HTTP (an endpoint inside the cluster): trailing checksums need TLS
+            plain.setdefault("RCLONE_S3_USE_UNSIGNED_PAYLOAD", "true")
+            plain.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     return Remote(f":{kind}:{bucket_name}/{prefix}", tuple(sorted(plain.items()))), secret
 
 
