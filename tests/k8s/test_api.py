@@ -60,6 +60,11 @@ def test_the_namespace_comes_from_the_target_then_the_context(cluster: FakeClust
         api.namespace_of(Target(kubeconfig=kubeconfig, context="prod"))
 
 
+def test_the_current_context_is_pinned_by_name(cluster: FakeCluster) -> None:
+    assert api.context_of(Target(kubeconfig=str(cluster.kubeconfig))) == "fake"
+    assert api.context_of(Target(kubeconfig=str(cluster.kubeconfig), context="x")) == "x"
+
+
 def test_a_missing_kubeconfig_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(K8sError, match="KUBECONFIG"):
         api.api_client(Target(kubeconfig=str(tmp_path / "absent")))

@@ -107,6 +107,20 @@ def api_client(target: Target) -> Any:
     return made
 
 
+def context_of(target: Target) -> str:
+    """The context name the target means, pinned ("" = current is resolved; "" in-cluster)."""
+    if target.context or _in_cluster(target):
+        return target.context
+    from kubernetes import config
+
+    path = target.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    try:
+        _, current = config.list_kube_config_contexts(config_file=path)
+    except (config.ConfigException, OSError) as exc:
+        raise K8sError(f"cannot read the kubeconfig: {exc}") from exc
+    return str((current or {}).get("name") or "")
+
+
 def namespace_of(target: Target) -> str:
     """The namespace to use: the target's, else the context's, else "default"."""
     if target.namespace:

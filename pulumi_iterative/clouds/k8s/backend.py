@@ -42,7 +42,7 @@ from ...storage import Rclone, Remote
 from ...task import TaskRef
 from ..base import Made
 from . import catalog, transfer
-from .api import Kube, Target, call, namespace_of, wait_until
+from .api import Kube, Target, call, context_of, namespace_of, wait_until
 from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
 from .rules import CONTAINER, SECRET_OPTION
@@ -144,7 +144,9 @@ class Backend:
     # --- names and budget ------------------------------------------------------------
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
-        context = catalog.resolve_context(spec.region)
+        # pinned at create: a later change of the current context must not send
+        # refresh or destroy to another cluster
+        context = context_of(Target(context=catalog.resolve_context(spec.region)))
         namespace = namespace_of(Target(context=context))
         opts = dict(spec.storage.container_opts)
         secret_env: dict[str, str] = {}
