@@ -101,6 +101,12 @@ def test_a_gpu_machine_asks_for_the_gpu_and_its_product() -> None:
     assert "nodeSelector" not in _job_body(machine="m")["spec"]["template"]["spec"]
 
 
+def test_tags_are_an_annotation_on_the_job_and_its_pods() -> None:
+    body = _job_body(annotations={"pulumi-iterative/tags": '{"team": "ml"}'})
+    assert body["metadata"]["annotations"] == {"pulumi-iterative/tags": '{"team": "ml"}'}
+    assert body["spec"]["template"]["metadata"]["annotations"] == body["metadata"]["annotations"]
+
+
 def test_secrets_are_referenced_never_inlined() -> None:
     text = json.dumps(_job_body())
     container = _job_body()["spec"]["template"]["spec"]["containers"][0]

@@ -74,6 +74,7 @@ EVENT_KINDS = {
     "Resumed": "scaling",
 }
 LIVE_PHASES = ("Pending", "Running")
+TAGS_ANNOTATION = "pulumi-iterative/tags"
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,8 @@ class Backend:
                 plain_env={},
                 bucket_claim=not place.container,
                 labels={},
+                # tags may not fit label syntax: kept whole, as one annotation
+                annotations={TAGS_ANNOTATION: json.dumps(dict(spec.tags))} if spec.tags else {},
             )
             job.create_job(kube, names, body)
 

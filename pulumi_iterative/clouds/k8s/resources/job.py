@@ -96,6 +96,7 @@ def job_body(
     plain_env: Mapping[str, str],
     bucket_claim: bool,
     labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole Job, as the API sees it. Secret values never appear: only references."""
     env: list[dict[str, Any]] = [
@@ -142,7 +143,11 @@ def job_body(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": names.job, "labels": pod_labels},
+        "metadata": {
+            "name": names.job,
+            "labels": pod_labels,
+            "annotations": dict(annotations or {}),
+        },
         "spec": {
             "completionMode": "Indexed",
             "completions": parallelism,
@@ -159,7 +164,10 @@ def job_body(
             "podReplacementPolicy": "Failed",
             "activeDeadlineSeconds": max(1, int(deadline_seconds)),
             "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": dict(annotations or {})},
+                "spec": pod_spec,
+            },
         },
     }
 
