@@ -110,7 +110,13 @@ def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
 
 class Backend(Protocol):
     """The workstation side of a cloud. Every method is idempotent; none keeps an SDK
-    client, socket or lock on self (the provider object is pickled into state)."""
+    client, socket or lock on self (the provider object is pickled into state).
+
+    Optional: `open_bucket(ref)`, a context manager yielding the `storage.Remote` the
+    workstation uses for one operation, for a bucket that is not reachable at
+    `ref.remote` directly (k8s: a volume inside the cluster, served by a short-lived
+    transfer pod). Without it, lifecycle uses `ref.remote`, which the machines use too.
+    """
 
     name: str
 
