@@ -65,10 +65,12 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
 
     def upload_agent() -> None:
         # A version PyPI does not have: machines fetch this wheel with their own identity
-        # (each cloud's install() says how). It goes with the bucket or prefix.
-        rclone.write(
-            rclone.remote.path(AGENT_DIR, agent_wheel.wheel_name()), agent_wheel.build_wheel()
-        )
+        # (each cloud's install() says how). It goes with the bucket or prefix. From a
+        # file, so rclone knows its size and makes one plain upload (no multipart).
+        with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
+            wheel = Path(tmp) / agent_wheel.wheel_name()
+            wheel.write_bytes(agent_wheel.build_wheel())
+            rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
     if install.wheel_from_bucket:
