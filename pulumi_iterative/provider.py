@@ -249,7 +249,9 @@ def _warn_if_shell_differs(spec: TaskSpec, taken: Taken) -> None:
     or CI's shell never replaces it; a difference is only reported."""
     here = _taken_here(spec)
     for m in ENV_MAPS:
-        differ = sorted(k for k in here.keys() | taken[m].keys() if here.get(k) != taken[m].get(k))
+        differ = sorted(
+            k for k in here[m].keys() | taken[m].keys() if here[m].get(k) != taken[m].get(k)
+        )
         if differ:
             pulumi_log.warn(
                 f"{m}: {', '.join(differ)} in your shell differ from what the running task "

@@ -1,0 +1,124 @@
+"""A stack shared by a team, on the local cloud, through the real provider server: Alice
+creates from her checkout; Bob (or CI), with another checkout path, another shell and an
+unusable home directory, runs a no-op `up`, a refresh and a destroy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative.spec import TaskSpec
+from tests.provider_server import ProviderServer, Secret
+from tests.team import two_workstations
+
+SCRIPT = (
+    '#!/bin/sh\nmkdir -p results\necho "$GREETING/$TOKEN/$TEAM_A" > results/out.txt\n'
+    "cat data/input.txt >> results/out.txt\n"
+)
+
+
+def program() -> dict:
+    """The program in the repository: the same text in every checkout."""
+    return {
+        "cloud": "local",
+        "script": SCRIPT,
+        "environment": {"GREETING": "", "TEAM_*": ""},
+        "secret_environment": Secret({"TOKEN": ""}),
+        "storage": {"workdir": ".", "output": "results", "exclude": ["*.tmp"]},
+    }
+
+
+def read_until_done(server: ProviderServer, id_: str, outs: dict, timeout: float = 90) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        _, outs = server.read(id_, "train", outs)
+        if outs["status"]["state"] not in ("queued", "running"):
+            return outs
+        time.sleep(0.3)
+    raise AssertionError(f"task not done: {outs['status']}")
+
+
+@pytest.mark.timeout(240)
+def test_a_teammate_changes_nothing_refreshes_and_destroys_into_their_checkout(
+    tmp_path: Path,
+) -> None:
+    alice, bob = two_workstations(tmp_path)
+    alice.shell["TOKEN"] = "alice-token"
+    with alice.server() as a:
+        inputs, failures = a.check("train", {}, program())
+        assert failures == []
+        id_, state = a.create("train", inputs)
+        assert state["ref"]["workdir"] == "." and state["storage"]["workdir"] == "."
+        assert str(alice.checkout) not in str(state["ref"])  # no workstation path in state
+        assert state["bucket"] == state["ref"]["remote"]["root"]  # the local cloud: a folder
+        state = read_until_done(a, id_, state)
+        assert state["status"]["state"] == "succeeded", state["status"]
+    # The task's own bucket lives in Alice's home; the CLI's task list is not written.
+    local_state = alice.home / ".local" / "state" / "pulumi-iterative"
+    assert (local_state / "buckets" / id_).is_dir()
+    assert not (local_state / "tasks").exists()
+
+    with bob.server() as b:
+        # A no-op `up` from another checkout, home and shell: the same inputs, no diff.
+        again, failures = b.check("train", inputs, program())
+        assert failures == [] and again == inputs
+        diff = b.diff(id_, "train", state, again)
+        assert diff.changes is False and diff.replaces == []
+        warning = b.stderr_text()
+        assert "GREETING, TEAM_A in your shell differ" in warning  # said, not acted on
+        assert "TOKEN in your shell differ" in warning
+        assert "alice" not in warning and "bob" not in warning  # names only, never values
+
+        # Refresh: status and logs read from anywhere; state stays portable.
+        same_id, refreshed = b.read(id_, "train", state)
+        assert same_id == id_ and refreshed["status"]["state"] == "succeeded"
+        assert refreshed["ref"]["workdir"] == "."
+        assert refreshed["inherited"] == state["inherited"]
+
+        # Destroy: the outputs come home into Bob's checkout.
+        b.delete(id_, "train", refreshed)
+        assert f"into {bob.checkout.resolve()}" in b.stderr_text()
+    out = (bob.checkout / "results" / "out.txt").read_text()
+    assert out == "from alice/alice-token/1\nx\n"  # what the task took at create
+    assert not (alice.checkout / "results").exists()
+    assert not (local_state / "buckets" / id_).exists()
+
+
+def test_a_changed_program_still_replaces_from_any_checkout(tmp_path: Path) -> None:
+    alice, bob = two_workstations(tmp_path)
+    with alice.server() as a:
+        inputs, _ = a.check("train", {}, program())
+    state = {**inputs, "inherited": {"environment": {}, "secret_environment": {}}}
+    with bob.server() as b:
+        moved, _ = b.check("train", inputs, {**program(), "storage": {"workdir": "data"}})
+        assert b.diff("x", "train", state, moved).replaces == ["storage"]
+        more, _ = b.check("train", inputs, {**program(), "environment": {"GREETING": "", "X": ""}})
+        assert b.diff("x", "train", state, more).replaces == ["environment"]
+        out, _ = b.check(
+            "train",
+            inputs,
+            {
+                **program(),
+                "storage": {"workdir": ".", "output": "results/model", "exclude": ["*.tmp"]},
+            },
+        )
+        diff = b.diff("x", "train", state, out)
+        assert diff.changes is True and diff.replaces == []
+
+
+def test_a_state_written_before_team_stacks_does_not_replace(tmp_path: Path) -> None:
+    """Older versions kept Alice's absolute workdir and the shell's values in state."""
+    alice, _ = two_workstations(tmp_path)
+    with alice.server() as a:
+        inputs, _ = a.check("train", {}, program())
+        old_state = {
+            **inputs,
+            "storage": {**inputs["storage"], "workdir": str(alice.checkout.resolve())},
+            "environment": {"GREETING": "from alice", "TEAM_A": "1"},
+            "secret_environment": {"TOKEN": ""},
+        }
+        assert a.diff("x", "train", old_state, inputs).changes is False
+        spec = TaskSpec.from_dict(old_state, base_dir=alice.checkout)
+        assert spec.storage.workdir == "."
