@@ -40,6 +40,7 @@ from .spec import (
     shell_values,
     with_shell_values,
 )
+from .status import TaskStatus
 from .task import TaskRef
 
 # Computed outputs: declared as None on the resource so the engine keeps them.
@@ -197,10 +198,12 @@ class TaskProvider(ResourceProvider):
             return ReadResult("", {})
         spec = TaskSpec.from_dict(_inputs(props))
         ref = _here(TaskRef.from_dict(props["ref"]), spec)
+        # Status first: a task this workstation cannot reach is an error, never "gone".
+        status = lifecycle.read(ref)
         if not lifecycle.exists(ref):
             return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
         taken = _taken_in_state(props) or _legacy_taken(props)
-        return ReadResult(id_, self._outputs(spec, ref, taken))
+        return ReadResult(id_, self._outputs(spec, ref, taken, status))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = TaskSpec.from_dict(_inputs(news))
@@ -220,12 +223,14 @@ class TaskProvider(ResourceProvider):
             pulumi_log.info(f"brought {pulled} output file(s) home into {ref.workdir}")
 
     @staticmethod
-    def _outputs(spec: TaskSpec, ref: TaskRef, taken: Taken) -> dict[str, Any]:
-        try:
-            status = lifecycle.read(ref)
-        except IterativeError as exc:
-            pulumi_log.warn(f"could not read the task's status: {exc}")
-            status = None
+    def _outputs(
+        spec: TaskSpec, ref: TaskRef, taken: Taken, status: TaskStatus | None = None
+    ) -> dict[str, Any]:
+        if status is None:
+            try:
+                status = lifecycle.read(ref)
+            except IterativeError as exc:
+                pulumi_log.warn(f"could not read the task's status: {exc}")
         # State keeps the declared workdir, never this checkout's absolute path.
         ref = replace(ref, workdir=spec.storage.workdir)
         return {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative.spec import TaskSpec
-from tests.provider_server import ProviderServer, Secret
+from tests.provider_server import ProviderError, ProviderServer, Secret
 from tests.team import two_workstations
 
 SCRIPT = (
@@ -122,3 +122,32 @@ def test_a_state_written_before_team_stacks_does_not_replace(tmp_path: Path) -> 
         assert a.diff("x", "train", old_state, inputs).changes is False
         spec = TaskSpec.from_dict(old_state, base_dir=alice.checkout)
         assert spec.storage.workdir == "."
+
+
+def test_a_local_task_read_from_another_workstation_is_an_error_not_gone(
+    tmp_path: Path,
+) -> None:
+    """The local cloud keeps its bucket and machines on Alice's workstation. From a
+    workstation without her folders, refresh and destroy say so; the stack keeps it."""
+    alice, bob = two_workstations(tmp_path)
+    with alice.server() as a:
+        inputs, _ = a.check("train", {}, program())
+        id_, state = a.create("train", inputs)
+        state = read_until_done(a, id_, state)
+        away = alice.home.with_name("home-elsewhere")
+        alice.home.rename(away)  # Bob's view: none of Alice's folders exist
+        try:
+            with bob.server() as b:
+                for call in (
+                    lambda: b.read(id_, "train", state),
+                    lambda: b.delete(id_, "train", state),
+                ):
+                    with pytest.raises(ProviderError) as info:
+                        call()
+                    assert "runs on the local cloud of the workstation that created it" in (
+                        info.value.message
+                    )
+        finally:
+            away.rename(alice.home)
+        a.delete(id_, "train", state)
+    assert (alice.checkout / "results" / "out.txt").exists()
