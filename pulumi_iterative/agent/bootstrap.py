@@ -29,9 +29,9 @@ import json
 import shlex
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from .. import __version__
+from ..records import BootConfig
 
 SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
 
@@ -94,19 +94,19 @@ class Install:
         )
 
 
-def encode_config(config: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+def encode_config(config: BootConfig) -> str:
+    return base64.b64encode(json.dumps(config.to_dict(), sort_keys=True).encode()).decode()
 
 
-def decode_config(text: str) -> dict[str, Any]:
-    return json.loads(base64.b64decode(text))
+def decode_config(text: str) -> BootConfig:
+    return BootConfig.from_dict(json.loads(base64.b64decode(text)))
 
 
-def render_bootstrap(config: dict[str, Any], install: Install) -> str:
+def render_bootstrap(config: BootConfig, install: Install) -> str:
     template = resources.files(__package__).joinpath("bootstrap.sh").read_text()
     return (
         template.replace("{version}", __version__)
-        .replace("{task_id}", str(config["task_id"]))
+        .replace("{task_id}", config.task_id)
         .replace("{install}", install.render())
         .replace("{config}", encode_config(config))
     )

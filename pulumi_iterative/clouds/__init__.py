@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..errors import FieldError
+    from ..records import BootConfig
     from ..spec import TaskSpec
     from .base import Backend, CloudCatalog, MachineSide
 
@@ -48,7 +49,7 @@ class Cloud:
     def backend(self) -> Backend:
         return self._module("backend").Backend()  # type: ignore[no-any-return]
 
-    def machine_side(self, config: Any) -> MachineSide:
+    def machine_side(self, config: BootConfig) -> MachineSide:
         return self._module("machine").MachineSide(config)  # type: ignore[no-any-return]
 
 

@@ -25,6 +25,7 @@ from pulumi_iterative.agent.bootstrap import render_bootstrap
 from pulumi_iterative.clouds.aws.backend import VENV, WHEEL_DIR
 from pulumi_iterative.clouds.aws.backend import Backend as AwsBackend
 from pulumi_iterative.clouds.aws.names import Names
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import REGION, Moto
@@ -49,7 +50,7 @@ def _fixed_ref() -> TaskRef:
 def test_rendered_aws_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: False)
     ref = _fixed_ref()
-    config = {"task_id": ref.task_id, "cloud": "aws", "remote": ref.remote, "version": "0.1.0"}
+    config = BootConfig(ref.task_id, "aws", ref.remote, "0.1.0")
     text = render_bootstrap(config, AwsBackend().install(ref))
     path = GOLDEN / "bootstrap-aws-wheel.sh"
     if os.environ.get("UPDATE_GOLDEN"):

@@ -26,4 +26,4 @@ mkdir -p /opt/pulumi-iterative-agent
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ=='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='
