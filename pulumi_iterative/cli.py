@@ -145,7 +145,12 @@ def _parser() -> argparse.ArgumentParser:
         ("logs", "print the logs"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("task_id")
+        p.add_argument(
+            "task_id",
+            metavar="TASK",
+            help="a task id from this workstation's list, or the task's `ref` output as a "
+            "JSON file (`-` reads it from stdin), e.g. from `pulumi stack output ref --json`",
+        )
         if name == "status":
             p.add_argument("--json", action="store_true")
         if name == "logs":
@@ -218,6 +223,23 @@ def _delete(ref: TaskRef, *, pull_outputs: bool = True) -> int:
     return pulled
 
 
+def _find(task: str) -> TaskRef:
+    """A task by id (this workstation's list) or by its `ref` output (any workstation)."""
+    if task != "-" and not task.endswith(".json"):
+        return registry.load(task)
+    try:
+        text = sys.stdin.read() if task == "-" else Path(task).read_text()
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("ref"), dict):
+            data = data["ref"]  # the whole `pulumi stack output --json`
+        return TaskRef.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IterativeError(
+            f"{task}: expected a task's `ref` output as JSON "
+            f"(`pulumi stack output ref --json`): {exc}"
+        ) from exc
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     ref = _create(spec)
@@ -285,7 +307,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             print(f"generation {gen} is durable")
         return 0
-    ref = registry.load(args.task_id)
+    ref = _find(args.task_id)
     if cmd == "status":
         status = lifecycle.read(ref, with_logs=False)
         if args.json:

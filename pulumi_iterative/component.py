@@ -117,6 +117,7 @@ class IterativeTask(pulumi.ComponentResource):
                 "task_id": self.task_id,
                 "status": self.status,
                 "bucket": self.bucket,
+                "ref": self.ref,
                 "events": self.events,
                 "logs": self.logs,
                 "addresses": self.addresses,

@@ -127,4 +127,5 @@ def test_unknown_argument_is_named():
 
 def test_outputs_are_declared_on_the_resource():
     # Only declared keys come back from the engine: every computed output is declared.
-    assert set(OUTPUTS) >= {"task_id", "status", "events", "logs", "addresses"}
+    assert set(OUTPUTS) >= {"task_id", "status", "events", "logs", "addresses", "bucket",
+                            "ref", "inherited"}

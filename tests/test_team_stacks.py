@@ -4,6 +4,10 @@ unusable home directory, runs a no-op `up`, a refresh and a destroy."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,6 +80,32 @@ def test_a_teammate_changes_nothing_refreshes_and_destroys_into_their_checkout(
         assert same_id == id_ and refreshed["status"]["state"] == "succeeded"
         assert refreshed["ref"]["workdir"] == "."
         assert refreshed["inherited"] == state["inherited"]
+
+        # Without Pulumi, from the stack's `ref` output: status and a pull, no registry.
+        (bob.checkout / "ref.json").write_text(json.dumps(refreshed["ref"]))
+        env = {**os.environ, **bob.env()}
+        status = subprocess.run(
+            [sys.executable, "-m", "pulumi_iterative.cli", "status", "ref.json"],
+            env=env,
+            cwd=bob.checkout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert status.returncode == 0 and "succeeded" in status.stdout, status.stderr
+        pulled = subprocess.run(
+            [sys.executable, "-m", "pulumi_iterative.cli", "pull", "-", "--to", "model"],
+            input=json.dumps({"ref": refreshed["ref"]}),
+            env=env,
+            cwd=bob.checkout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        assert (bob.checkout / "model" / "results" / "out.txt").read_text().startswith("from alice")
 
         # Destroy: the outputs come home into Bob's checkout.
         b.delete(id_, "train", refreshed)
