@@ -79,8 +79,12 @@ def _taken_in_state(olds: Mapping[str, Any]) -> Taken | None:
     return {m: {str(k): str(v) for k, v in dict(found.get(m) or {}).items()} for m in ENV_MAPS}
 
 
-def _legacy_taken(olds: Mapping[str, Any]) -> Taken:
-    return {m: {str(k): str(v) for k, v in dict(olds.get(m) or {}).items()} for m in ENV_MAPS}
+def _legacy_taken(olds: Mapping[str, Any], spec: TaskSpec) -> Taken:
+    """For a state that kept values, not declarations: what `spec`'s shell entries took."""
+    return {
+        m: shell_values(getattr(spec, m), {str(k): str(v) for k, v in (olds.get(m) or {}).items()})
+        for m in ENV_MAPS
+    }
 
 
 def _filled(spec: TaskSpec, taken: Taken) -> TaskSpec:
@@ -202,13 +206,13 @@ class TaskProvider(ResourceProvider):
         status = lifecycle.read(ref)
         if not lifecycle.exists(ref):
             return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
-        taken = _taken_in_state(props) or _legacy_taken(props)
-        return ReadResult(id_, self._outputs(spec, ref, taken, status))
+        # An older state stays in its form (values, no declarations) until an update.
+        return ReadResult(id_, self._outputs(spec, ref, _taken_in_state(props), status))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = TaskSpec.from_dict(_inputs(news))
         # The running task keeps what it took from its creator's shell, not the updater's.
-        taken = _taken_in_state(olds) or _legacy_taken(olds)
+        taken = _taken_in_state(olds) or _legacy_taken(olds, spec)
         ref = _here(TaskRef.from_dict(olds["ref"]), spec)
         ref = lifecycle.update(ref, _runnable(spec, taken))
         return UpdateResult(self._outputs(spec, ref, taken))
@@ -224,7 +228,7 @@ class TaskProvider(ResourceProvider):
 
     @staticmethod
     def _outputs(
-        spec: TaskSpec, ref: TaskRef, taken: Taken, status: TaskStatus | None = None
+        spec: TaskSpec, ref: TaskRef, taken: Taken | None, status: TaskStatus | None = None
     ) -> dict[str, Any]:
         if status is None:
             try:
@@ -245,7 +249,7 @@ class TaskProvider(ResourceProvider):
             ],
             "logs": list(status.logs.values()) if status else [],
             "addresses": list(status.addresses) if status else [],
-            "inherited": taken,
+            **({} if taken is None else {"inherited": taken}),
         }
 
 

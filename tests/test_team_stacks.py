@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pulumi_iterative.arguments import FIELDS
 from pulumi_iterative.spec import TaskSpec
 from tests.provider_server import ProviderError, ProviderServer, Secret
 from tests.team import two_workstations
@@ -139,19 +140,45 @@ def test_a_changed_program_still_replaces_from_any_checkout(tmp_path: Path) -> N
 
 
 def test_a_state_written_before_team_stacks_does_not_replace(tmp_path: Path) -> None:
-    """Older versions kept Alice's absolute workdir and the shell's values in state."""
+    """Older versions kept Alice's absolute workdir and her shell's values in state: her
+    next no-op `up` and refresh change nothing, and an update moves it to the new form."""
     alice, _ = two_workstations(tmp_path)
+    alice.shell["TOKEN"] = "t"
     with alice.server() as a:
         inputs, _ = a.check("train", {}, program())
-        old_state = {
-            **inputs,
-            "storage": {**inputs["storage"], "workdir": str(alice.checkout.resolve())},
+        id_, state = a.create("train", inputs)
+        workdir = str(alice.checkout.resolve())
+        old = {
+            **{k: v for k, v in state.items() if k != "inherited"},
+            "storage": {**state["storage"], "workdir": workdir},
+            "ref": {**state["ref"], "workdir": workdir},
             "environment": {"GREETING": "from alice", "TEAM_A": "1"},
-            "secret_environment": {"TOKEN": ""},
+            "secret_environment": {"TOKEN": "t"},
         }
-        assert a.diff("x", "train", old_state, inputs).changes is False
-        spec = TaskSpec.from_dict(old_state, base_dir=alice.checkout)
-        assert spec.storage.workdir == "."
+        assert a.diff(id_, "train", old, inputs).changes is False
+        old_inputs = {k: v for k, v in old.items() if k in FIELDS}
+        assert TaskSpec.from_dict(old_inputs, base_dir=alice.checkout).storage.workdir == "."
+        _, refreshed = a.read(id_, "train", old)
+        assert "inherited" not in refreshed
+        assert a.diff(id_, "train", refreshed, inputs).changes is False
+
+        moved, _ = a.check(
+            "train",
+            inputs,
+            {
+                **program(),
+                "storage": {"workdir": ".", "output": "results/out.txt", "exclude": ["*.tmp"]},
+            },
+        )
+        assert a.diff(id_, "train", refreshed, moved).replaces == []
+        updated = a.update(id_, "train", refreshed, moved)
+        assert updated["environment"] == {"GREETING": "", "TEAM_*": ""}
+        assert updated["inherited"]["environment"] == {"GREETING": "from alice", "TEAM_A": "1"}
+        assert a.diff(id_, "train", updated, moved).changes is False
+        assert "differ" not in a.stderr_text()
+        read_until_done(a, id_, updated)
+        a.delete(id_, "train", updated)
+    assert (alice.checkout / "results" / "out.txt").read_text() == "from alice/t/1\nx\n"
 
 
 def test_a_local_task_read_from_another_workstation_is_an_error_not_gone(

@@ -1,6 +1,6 @@
-"""A team's AWS stack through the real provider server (moto): Alice creates from her
-checkout; Bob (or CI), from another checkout path, shell and an unusable home, runs a
-no-op `up`, a refresh and a destroy that brings the outputs into his checkout."""
+"""A team's AWS stack through the real provider server (moto): a CI runner with an
+unusable home creates it from its checkout; Alice, from another checkout path and shell,
+runs a no-op `up`, a refresh and a destroy that brings the outputs into her checkout."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ echo "$GREETING $TASK_INDEX" > results/out-$TASK_INDEX.txt
 def test_a_teammate_changes_nothing_and_destroys_into_their_checkout(
     moto: Moto, simulator: MachineSimulator, tmp_path: Path
 ) -> None:
-    alice, bob = two_workstations(tmp_path)
+    alice, ci = two_workstations(tmp_path)
     program = {
         "cloud": "aws",
         "region": "us-east",
@@ -33,21 +33,20 @@ def test_a_teammate_changes_nothing_and_destroys_into_their_checkout(
         "environment": {"GREETING": ""},
         "storage": {"workdir": ".", "output": "results"},
     }
-    with alice.server() as a:
-        inputs, failures = a.check("train", {}, program)
+    with ci.server() as c:
+        inputs, failures = c.check("train", {}, program)
         assert failures == []
-        id_, state = a.create("train", inputs)
+        id_, state = c.create("train", inputs)
         assert state["bucket"] == f"s3://pulumi-iterative-{id_}"
-        assert state["ref"]["workdir"] == "." and str(alice.checkout) not in str(state)
+        assert state["ref"]["workdir"] == "." and str(ci.checkout) not in str(state)
         simulator.start()
         simulator.wait_for(
-            lambda: a.read(id_, "train", state)[1]["status"]["state"] == "succeeded",
-            "the task to succeed, as Alice's provider reads it",
+            lambda: c.read(id_, "train", state)[1]["status"]["state"] == "succeeded",
+            "the task to succeed, as the CI runner's provider reads it",
             timeout=150,
         )
-    assert not (alice.home / ".local").exists()  # nothing kept on Alice's workstation
 
-    with bob.server() as b:
+    with alice.server() as b:
         again, failures = b.check("train", inputs, program)
         assert failures == [] and again == inputs
         diff = b.diff(id_, "train", state, again)
@@ -58,10 +57,8 @@ def test_a_teammate_changes_nothing_and_destroys_into_their_checkout(
         assert same_id == id_ and refreshed["status"]["counts"] == {"succeeded": 2.0}
         b.delete(id_, "train", refreshed)
         assert "brought 2 output file(s) home" in b.stderr_text()
-    results = bob.checkout / "results"
-    assert sorted(p.read_text() for p in results.iterdir()) == [
-        "from alice 0\n",
-        "from alice 1\n",
-    ]
-    assert not (alice.checkout / "results").exists()
+    results = alice.checkout / "results"
+    assert sorted(p.read_text() for p in results.iterdir()) == ["from bob 0\n", "from bob 1\n"]
+    assert not (ci.checkout / "results").exists()
+    assert not (alice.home / ".local").exists()  # nothing kept on Alice's workstation
     assert leftovers(moto, id_) == []
