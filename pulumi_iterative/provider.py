@@ -4,6 +4,12 @@ Keep this class at this import path forever: Pulumi state pickles it by
 reference (module + name). It holds no client, socket or lock; every method
 builds what it needs. check and diff never call a cloud, so `pulumi preview`
 is free and fast.
+
+A stack is shared by a team (README "Team stacks"), so state holds what is the same
+in every checkout: the workdir relative to the project, environment entries as
+declared. What a create took from its creator's shell is kept in the secret
+`inherited` output and used by later updates; another shell never causes a diff,
+only a warning. Every call resolves the workdir in the checkout it runs in.
 """
 
 from __future__ import annotations

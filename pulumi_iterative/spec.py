@@ -3,7 +3,12 @@
 `parse_spec` collects every problem at once and raises SpecError whose entries
 name the field and the fix. It never calls a cloud, so `pulumi preview` can run
 it. The spec round-trips through plain dicts (`to_dict`/`from_dict`) because
-Pulumi state and the CLI's task files are plain data.
+Pulumi state and the CLI's task files are plain data. The arguments, their
+defaults and the unknown-field message come from arguments.py.
+
+For Pulumi state the spec is kept portable (`portable=True`, `resolve_env=False`):
+the workdir relative to the project and shell-inherited environment entries as
+declared, so every checkout of a team's stack parses to the same value.
 """
 
 from __future__ import annotations
