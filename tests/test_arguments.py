@@ -180,3 +180,13 @@ def test_cli_flags_are_the_declaration(tmp_path: Path) -> None:
         if a.option_strings
     }
     assert {a.cli_flag for a in ARGUMENTS if a.flag != "-"} <= flags
+
+
+def test_readme_names_the_stack_config_keys() -> None:
+    text = README.read_text()
+    sentence = re.search(r"Stack config can set (.*?);\n(.*?) from stack config", text, re.S)
+    assert sentence, "README says which arguments stack config can set"
+    values = set(re.findall(r"`([^`]+)`", sentence.group(1)))
+    merged = set(re.findall(r"`([^`]+)`", sentence.group(2)))
+    assert values == {a.name for a in ARGUMENTS if a.stack_config == "value"}
+    assert merged == {a.name for a in ARGUMENTS if a.stack_config == "merge"}

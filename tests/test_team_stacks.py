@@ -208,3 +208,22 @@ def test_a_local_task_read_from_another_workstation_is_an_error_not_gone(
             away.rename(alice.home)
         a.delete(id_, "train", state)
     assert (alice.checkout / "results" / "out.txt").exists()
+
+
+def test_a_workdir_written_as_this_files_folder_is_the_same_in_every_checkout(
+    tmp_path: Path,
+) -> None:
+    """Programs often write `workdir=os.path.dirname(__file__)`: an absolute path that
+    differs per checkout. Inside the project it is kept relative; outside, as written."""
+    alice, bob = two_workstations(tmp_path)
+    checked = []
+    for person in (alice, bob):
+        with person.server() as srv:
+            storage = {"workdir": str(person.checkout / "data"), "output": "results"}
+            inputs, failures = srv.check("train", {}, {**program(), "storage": storage})
+            assert failures == []
+            checked.append(inputs)
+            outside = {"workdir": str(tmp_path / "alice" / "home")}
+            elsewhere, _ = srv.check("train", {}, {**program(), "storage": outside})
+            assert elsewhere["storage"]["workdir"] == str(tmp_path / "alice" / "home")
+    assert checked[0] == checked[1] and checked[0]["storage"]["workdir"] == "data"
