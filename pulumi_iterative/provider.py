@@ -172,6 +172,12 @@ class TaskProvider(ResourceProvider):
             return CheckResult(news, failures)
         if unknown:
             return CheckResult(news, [])
+        if not _olds:  # a new task takes values from this shell: say what it lacks, at preview
+            for m in ENV_MAPS:
+                for name in missing_from_shell(getattr(spec, m), os.environ):
+                    pulumi_log.warn(
+                        f"{m}.{name}: not set in your shell; the task would get an empty value"
+                    )
         return CheckResult(spec.to_dict(), [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -195,9 +201,6 @@ class TaskProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = TaskSpec.from_dict(_inputs(props))
-        for m in ENV_MAPS:
-            for name in missing_from_shell(getattr(spec, m), os.environ):
-                pulumi_log.warn(f"{m}.{name}: not set in your shell; the task gets an empty value")
         taken = _taken_here(spec)
         with _progress():
             ref = lifecycle.create(_runnable(spec, taken))

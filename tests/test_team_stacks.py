@@ -51,9 +51,12 @@ def test_a_teammate_changes_nothing_refreshes_and_destroys_into_their_checkout(
 ) -> None:
     alice, bob = two_workstations(tmp_path)
     alice.shell["TOKEN"] = "alice-token"
+    with bob.server() as b:  # Bob's shell has no TOKEN: his preview of a new task says so
+        b.check("train", {}, program())
+        assert "secret_environment.TOKEN: not set in your shell" in b.stderr_text()
     with alice.server() as a:
         inputs, failures = a.check("train", {}, program())
-        assert failures == []
+        assert failures == [] and "not set" not in a.stderr_text()
         id_, state = a.create("train", inputs)
         assert state["ref"]["workdir"] == "." and state["storage"]["workdir"] == "."
         assert str(alice.checkout) not in str(state["ref"])  # no workstation path in state
@@ -68,6 +71,7 @@ def test_a_teammate_changes_nothing_refreshes_and_destroys_into_their_checkout(
     with bob.server() as b:
         # A no-op `up` from another checkout, home and shell: the same inputs, no diff.
         again, failures = b.check("train", inputs, program())
+        assert "not set in your shell" not in b.stderr_text()  # only a new task takes it
         assert failures == [] and again == inputs
         diff = b.diff(id_, "train", state, again)
         assert diff.changes is False and diff.replaces == []
