@@ -11,7 +11,6 @@ both (flags win). Errors are one clear line with the fix, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import re
@@ -199,27 +198,13 @@ def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
 
 def _create(spec: TaskSpec) -> TaskRef:
     ref = lifecycle.create(spec, progress=True)
-    _remember(ref)
+    registry.remember(ref)
     return ref
-
-
-def _remember(ref: TaskRef) -> None:
-    """The workstation's task list is a convenience: a read-only home never fails a task."""
-    try:
-        registry.save(ref)
-    except OSError as exc:
-        logging.getLogger(__name__).warning(
-            "task %s is running, but this workstation's task list is not writable (%s); "
-            "keep its id to reach it",
-            ref.task_id,
-            exc,
-        )
 
 
 def _delete(ref: TaskRef, *, pull_outputs: bool = True) -> int:
     pulled = lifecycle.delete(ref, pull_outputs=pull_outputs, progress=True)
-    with contextlib.suppress(OSError):
-        registry.forget(ref.task_id)
+    registry.forget_quietly(ref.task_id)
     return pulled
 
 

@@ -34,7 +34,7 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
-from . import lifecycle
+from . import lifecycle, registry
 from .arguments import FIELDS, UPDATABLE
 from .errors import IterativeError, SpecError
 from .spec import (
@@ -204,6 +204,7 @@ class TaskProvider(ResourceProvider):
         taken = _taken_here(spec)
         with _progress():
             ref = lifecycle.create(_runnable(spec, taken))
+        registry.remember(ref)  # so `pulumi-iterative logs <id>` works here; never required
         return CreateResult(ref.task_id, self._outputs(spec, ref, taken))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -232,6 +233,7 @@ class TaskProvider(ResourceProvider):
         ref = _here(TaskRef.from_dict(props["ref"]), TaskSpec.from_dict(_inputs(props)))
         with _progress():
             pulled = lifecycle.delete(ref)
+        registry.forget_quietly(ref.task_id)
         if pulled:
             pulumi_log.info(f"brought {pulled} output file(s) home into {ref.workdir}")
 

@@ -63,10 +63,12 @@ def test_a_teammate_changes_nothing_refreshes_and_destroys_into_their_checkout(
         assert state["bucket"] == state["ref"]["remote"]["root"]  # the local cloud: a folder
         state = read_until_done(a, id_, state)
         assert state["status"]["state"] == "succeeded", state["status"]
-    # The task's own bucket lives in Alice's home; the CLI's task list is not written.
+    # The task's own bucket lives in Alice's home; her CLI's task list knows it (with
+    # her checkout's workdir), as a convenience only: Bob's home has none.
     local_state = alice.home / ".local" / "state" / "pulumi-iterative"
     assert (local_state / "buckets" / id_).is_dir()
-    assert not (local_state / "tasks").exists()
+    listed = json.loads((local_state / "tasks" / f"{id_}.json").read_text())
+    assert listed["workdir"] == str(alice.checkout.resolve())
 
     with bob.server() as b:
         # A no-op `up` from another checkout, home and shell: the same inputs, no diff.
