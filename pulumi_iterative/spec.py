@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -333,7 +334,7 @@ class _Parser:
             if m and any(m.groups()):
                 d, h, mi, s = (int(g or 0) for g in m.groups())
                 seconds = float(((d * 24 + h) * 60 + mi) * 60 + s)
-        if seconds is None or seconds != int(seconds) or seconds <= 0:
+        if seconds is None or not math.isfinite(seconds) or seconds != int(seconds) or seconds <= 0:
             self.err(
                 name,
                 f"{value!r} is not valid; give whole seconds (3600) or a duration like '1h30m'",
@@ -445,7 +446,12 @@ class _Parser:
             self.err("storage.container_opts", "expected a mapping of option names to strings")
             opts = {}
         interval = value.get("checkpoint_interval", default("storage.checkpoint_interval"))
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not math.isfinite(interval)
+            or interval < 0
+        ):
             self.err(
                 "storage.checkpoint_interval",
                 "expected seconds between background checkpoints (0 turns them off)",
