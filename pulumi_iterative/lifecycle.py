@@ -5,8 +5,9 @@ adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
 call these functions, so they behave the same. Nothing here writes to the
-workstation (the CLI's task registry is the CLI's own business), so a CI runner
-with a read-only or absent home directory can create, refresh and destroy.
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
