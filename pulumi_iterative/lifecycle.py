@@ -4,7 +4,10 @@ A backend supplies the cloud's parts (bucket, machines, group view); this module
 adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
-call these functions, so they behave the same.
+call these functions, so they behave the same. Nothing here writes to the
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, agent_wheel, registry, sync
+from . import __version__, agent_wheel, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -101,9 +104,7 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
-    ref = replace(ref, made=made)
-    registry.save(ref)
-    return ref
+    return replace(ref, made=made)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,6 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
             ) from exc
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
-    registry.forget(ref.task_id)
     return pulled
 
 
@@ -228,5 +228,4 @@ def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     new = replace(ref, output=spec.storage.output)
     rclone = rclone_for(new)
     rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
-    registry.save(new)
     return new
