@@ -4,7 +4,10 @@ A backend supplies the cloud's parts (bucket, machines, group view); this module
 adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
-call these functions, so they behave the same.
+call these functions, so they behave the same. Nothing here writes to the
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
@@ -15,18 +18,28 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, registry, sync
+from . import __version__, agent_wheel, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
 from .errors import IterativeError, NotFound, TransferError
+from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
-from .status import STOP_MARKER, Event, TaskStatus, summarize
+from .status import Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
-from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .storage import (
+    AGENT_DIR,
+    BOOTSTRAP_FILE,
+    LOGS,
+    STATUS,
+    TASK_FILE,
+    Rclone,
+    Remote,
+    read_json_objects,
+)
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
@@ -62,13 +75,13 @@ def _steps(
     progress: bool,
     sessions: contextlib.ExitStack,
 ) -> list[Step]:
+    install = backend.install(ref)
     bootstrap = render_bootstrap(
-        {"task_id": ref.task_id, "cloud": ref.cloud, "remote": ref.remote, "version": __version__},
-        backend.install(ref),
+        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
     opened: list[Rclone] = []
 
-    def rclone() -> Rclone:
+    def session() -> Rclone:
         """One bucket session for the create's transfers, opened when first needed."""
         if not opened:
             opened.append(sessions.enter_context(bucket(ref, progress=progress)))
@@ -77,32 +90,44 @@ def _steps(
     def upload() -> None:
         workdir = spec.storage.workdir
         sync.upload_base(
-            rclone(), workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
+            session(), workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
         )
 
     def store() -> None:
-        into = rclone()
-        into.write(into.remote.path(TASK_FILE), task_definition(spec, ref))
-        into.write(into.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
+        rclone = session()
+        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
+        rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
+
+    def upload_agent() -> None:
+        # A version PyPI does not have: machines fetch this wheel with their own identity
+        # (each cloud's install() says how). It goes with the bucket or prefix. From a
+        # file, so rclone knows its size and makes one plain upload (no multipart).
+        with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
+            wheel = Path(tmp) / agent_wheel.wheel_name()
+            wheel.write_bytes(agent_wheel.build_wheel())
+            rclone = session()
+            rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
+    if install.wheel_from_bucket:
+        common.insert(0, Step("Upload agent", upload_agent))
     return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
 
 
 def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
     """What the agent reads from the private bucket (secrets included, never user-data)."""
     return json.dumps(
-        {
-            "task_id": ref.task_id,
-            "script": spec.script,
-            "environment": dict(spec.environment),
-            "secret_environment": dict(spec.secret_environment),
-            "exclude": list(spec.storage.exclude),
-            "checkpoint_interval": spec.storage.checkpoint_interval,
-            "parallelism": spec.parallelism,
-            "created": ref.created,
-            "deadline": ref.deadline,
-        },
+        TaskDefinition(
+            task_id=ref.task_id,
+            script=spec.script,
+            parallelism=spec.parallelism,
+            created=ref.created,
+            deadline=ref.deadline,
+            environment=dict(spec.environment),
+            secret_environment=dict(spec.secret_environment),
+            exclude=spec.storage.exclude,
+            checkpoint_interval=spec.storage.checkpoint_interval,
+        ).to_dict(),
         sort_keys=True,
     ).encode()
 
@@ -114,37 +139,47 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     with contextlib.ExitStack() as sessions:
         steps = _steps(backend, ref, spec, progress, sessions)
         made = run_steps(steps, lambda m: backend.remove(ref, m))
-    ref = replace(ref, made=made)
-    registry.save(ref)
-    return ref
+    return replace(ref, made=made)
 
 
-def reports(ref: TaskRef) -> list[dict]:
+@dataclass(frozen=True)
+class Reports:
+    """What the status folder says: every boot's report, and whether the task was stopped."""
+
+    boots: tuple[BootReport, ...]
+    stopped: StopMarker | None = None
+
+
+def reports(ref: TaskRef) -> Reports:
     """Every boot's status report, in one read of the status folder."""
     with bucket(ref) as rclone:
         return _reports(rclone)
 
 
-def _reports(rclone: Rclone) -> list[dict]:
+def _reports(rclone: Rclone) -> Reports:
     try:
-        return read_json_objects(rclone.cat(rclone.remote.path(STATUS)))
+        found = read_json_objects(rclone.cat(rclone.remote.path(STATUS)))
     except NotFound:
-        return []
+        return Reports(())
+    stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
+    boots = tuple(BootReport.from_dict(r) for r in found if not StopMarker.is_one(r))
+    return Reports(boots, stops[-1] if stops else None)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
-    with bucket(ref) as rclone:
+    with bucket(ref) as rclone:  # one session for the reports and the logs
         found = _reports(rclone)
         texts = _logs(rclone) if with_logs else {}
     status = summarize(
-        found,
+        found.boots,
         backend.machines(ref),
         parallelism=ref.parallelism,
         deadline=ref.deadline,
         now=time.time(),
+        stopped=found.stopped is not None,
     )
-    events = sorted(backend.events(ref) + report_events(found), key=lambda e: e.time)
+    events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
     logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in texts.items()}
     return TaskStatus(
         status.state,
@@ -157,28 +192,16 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     )
 
 
-def report_events(found: list[dict]) -> list[Event]:
+def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
     out = []
-    for r in found:
-        machine = str(r.get("machine", "?"))
-        if r.get("started"):
+    for r in boots:
+        if r.started:
+            message = f"machine {r.machine} started (restarts {r.restarts})"
+            out.append(Event(r.started, "start", r.machine, message))
+        if r.finished:
+            reason = f": {r.reason}" if r.reason else ""
             out.append(
-                Event(
-                    float(r["started"]),
-                    "start",
-                    machine,
-                    f"machine {machine} started (restarts {r.get('restarts', 0)})",
-                )
-            )
-        if r.get("finished"):
-            reason = f": {r['reason']}" if r.get("reason") else ""
-            out.append(
-                Event(
-                    float(r["finished"]),
-                    str(r.get("state")),
-                    machine,
-                    f"machine {machine} {r.get('state')}{reason}",
-                )
+                Event(r.finished, r.state, r.machine, f"machine {r.machine} {r.state}{reason}")
             )
     return out
 
@@ -212,7 +235,7 @@ def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False
 def stop(ref: TaskRef) -> None:
     """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
-    marker = json.dumps({"kind": STOP_MARKER, "time": time.time()}).encode() + b"\n"
+    marker = json.dumps(StopMarker(time.time()).to_dict()).encode() + b"\n"
     with bucket(ref) as rclone:
         rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
@@ -238,7 +261,6 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
             ) from exc
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
-    registry.forget(ref.task_id)
     return pulled
 
 
@@ -253,5 +275,4 @@ def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     new = replace(ref, output=spec.storage.output)
     with bucket(new) as rclone:
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
-    registry.save(new)
     return new

@@ -40,6 +40,7 @@ from ...status import CloudMachine, Event
 from ...steps import Step
 from ...storage import Rclone, Remote
 from ...task import TaskRef
+from .. import machine_requirements
 from ..base import Made
 from . import catalog, transfer
 from .api import Kube, Target, call, context_of, namespace_of, wait_until
@@ -317,9 +318,11 @@ class Backend:
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the wheel in the task's
         ConfigMap, mounted in the pod (no download, no credential)."""
+        deps = machine_requirements("k8s")  # rclone; no SDK, no Pulumi on the pod
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV)
-        return Install.pip(f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}", venv=VENV)
+            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
+        wheel = f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}"
+        return Install.pip(wheel, venv=VENV, deps=deps)
 
     # --- what the cluster sees ----------------------------------------------------------
 
