@@ -14,6 +14,7 @@ from pulumi_iterative import agent_wheel
 from pulumi_iterative.agent.bootstrap import render_bootstrap
 from pulumi_iterative.clouds.k8s.backend import Backend
 from pulumi_iterative.clouds.k8s.names import POD_HOME, TASK_DIR, Names
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.task import TaskRef
 from tests.k8s.fake import FakeCluster
 
@@ -36,7 +37,7 @@ def _fixed_ref() -> TaskRef:
 def test_rendered_k8s_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: False)
     ref = _fixed_ref()
-    config = {"task_id": ref.task_id, "cloud": "k8s", "remote": ref.remote, "version": "0.1.0"}
+    config = BootConfig(ref.task_id, "k8s", ref.remote, "0.1.0")
     text = render_bootstrap(config, Backend().install(ref))
     path = GOLDEN / "bootstrap-k8s-wheel.sh"
     if os.environ.get("UPDATE_GOLDEN"):
