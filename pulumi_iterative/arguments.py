@@ -93,7 +93,8 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws` (`az`/`azure`, `gcp`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `k8s` (`kubernetes`); `az`/`azure` and `gcp` are reserved for the "
+        "next backends",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -101,9 +102,10 @@ ARGUMENTS: tuple[Argument, ...] = (
         "region",
         "str",
         "us-east",
-        "`us-east`, `us-west`, `eu-north`, `eu-west`, or the cloud's own region name",
+        "`us-east`, `us-west`, `eu-north`, `eu-west`, or the cloud's own region name "
+        "(on k8s: the kubeconfig context)",
         stack_config="value",
-        default_doc="`us-east` (`local` on local)",
+        default_doc="`us-east` (`local` on local and k8s)",
     ),
     Argument(
         "machine",
