@@ -116,16 +116,44 @@ def session_remote(endpoint: str) -> Remote:
     )
 
 
+def _auth_headers(kube: Kube) -> dict[str, str]:
+    """The headers the official client would authenticate a request with, now."""
+    configuration = kube.client.configuration
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is not None:
+        hook(configuration)  # exec plugins and expiring tokens renew here
+    headers: dict[str, str] = {}
+    for setting in configuration.auth_settings().values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[str(setting["key"])] = str(setting["value"])
+    return headers
+
+
+def proxy_request(
+    kube: Kube, pod: str, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> Any:
+    """One request to the transfer pod through the API server's pod proxy, with the
+    client's own TLS settings (CA, client certificate) and credentials; not preloaded."""
+    base = kube.client.configuration.host.rstrip("/")
+    url = f"{base}/api/v1/namespaces/{kube.namespace}/pods/{pod}:{TRANSFER_PORT}/proxy{path}"
+    return kube.client.rest_client.pool_manager.request(
+        method,
+        url,
+        body=body if body or method in ("PUT", "POST") else None,
+        headers={**headers, **_auth_headers(kube)},
+        preload_content=False,
+        redirect=False,
+        retries=False,
+        timeout=300.0,
+    )
+
+
 class _Forwarder:
     """127.0.0.1:<port>/<path> -> the API server's proxy of the transfer pod, with the
     user's credentials added per request by the official client's configuration."""
 
     def __init__(self, kube: Kube, pod: str) -> None:
         self.kube, self.pod = kube, pod
-        configuration = kube.client.configuration
-        self.base = configuration.host.rstrip("/") + (
-            f"/api/v1/namespaces/{kube.namespace}/pods/{pod}:{TRANSFER_PORT}/proxy"
-        )
         handler = type("Handler", (_ForwardHandler,), {"forwarder": self})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -138,29 +166,8 @@ class _Forwarder:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def auth_headers(self) -> dict[str, str]:
-        configuration = self.kube.client.configuration
-        hook = getattr(configuration, "refresh_api_key_hook", None)
-        if hook is not None:
-            hook(configuration)  # exec plugins and expiring tokens renew here
-        headers: dict[str, str] = {}
-        for setting in configuration.auth_settings().values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[str(setting["key"])] = str(setting["value"])
-        return headers
-
     def forward(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
-        pool = self.kube.client.rest_client.pool_manager
-        return pool.request(
-            method,
-            self.base + path,
-            body=body if body or method in ("PUT", "POST") else None,
-            headers={**headers, **self.auth_headers()},
-            preload_content=False,
-            redirect=False,
-            retries=False,
-            timeout=300.0,
-        )
+        return proxy_request(self.kube, self.pod, method, path, body, headers)
 
     def __enter__(self) -> _Forwarder:
         self.thread.start()
@@ -244,18 +251,15 @@ def _answering(kube: Kube, pod: str, token: str) -> bool:
         raise K8sError(f"transfer pod {pod} ended ({phase}) before serving; see its events")
     if phase != "Running":
         return False
-    forwarder = _Forwarder(kube, pod)
     try:
-        answer = forwarder.forward("GET", f"/{token}/", b"", {})
-        try:
-            answer.read()  # a connection goes back to the pool only once drained
-            return int(answer.status) == 200
-        finally:
-            answer.release_conn()
-    except Exception:
+        answer = proxy_request(kube, pod, "GET", f"/{token}/", b"", {})
+    except Exception:  # not reachable yet: the next poll asks again
         return False
+    try:
+        answer.read()  # a connection goes back to the pool only once drained
+        return int(answer.status) == 200
     finally:
-        forwarder.httpd.server_close()
+        answer.release_conn()
 
 
 def remove_transfer_pods(kube: Kube, names: Names) -> None:
