@@ -156,6 +156,7 @@ class _Route:
 
 class _Handler(BaseHTTPRequestHandler):
     api: FakeApiServer
+    _entry: AuditEntry  # this request's audit record
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -207,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
+        self._entry.code = code  # audited before the client can see the answer
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -226,6 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(urllib.parse.parse_qsl(parsed.query))
         entry = AuditEntry(self.command, parsed.path, query, "", "", "", "", "", None)
         entry.content_type = self.headers.get("Content-Type", "")
+        self._entry = entry
+        with self.api.audit_lock:
+            self.api.audit.append(entry)
         try:
             raw = self._read_body()
             token = self.headers.get("Authorization", "")
@@ -283,9 +288,6 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("fake API server error")
             entry.code = 500
             self._json(500, ApiError(500, "InternalError", f"fake server error: {exc}").status())
-        finally:
-            with self.api.audit_lock:
-                self.api.audit.append(entry)
 
     def _dispatch(self, route: _Route, verb: str, query: dict[str, str], body: Any) -> int:
         store, kind = self.api.store, route.kind
@@ -427,6 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
             ) from exc
         finally:
             conn.close()
+        self._entry.code = answer.status
         self.send_response(answer.status)
         for k, v in answer.getheaders():
             if k.lower() not in HOP_HEADERS and k.lower() != "content-length":
