@@ -102,7 +102,10 @@ def test_stop_suspends_the_job_and_keeps_the_volume(
     ref = lifecycle.create(_spec(tmp_path, "#!/bin/sh\necho up\nwhile true; do sleep 0.2; done\n"))
     eventually(lambda: "up" in "".join(lifecycle.read(ref).logs.values()), "the script to run")
     lifecycle.stop(ref)
-    assert not cluster_env.live_processes()
+    # the Job's pods have ended; the stop marker's transfer pod goes right after
+    job_pods = [p for p in cluster_env.objects("pods") if "transfer" not in p["metadata"]["name"]]
+    assert all(p["status"]["phase"] == "Failed" for p in job_pods)
+    eventually(lambda: not cluster_env.live_processes(), "the transfer pod's process to end")
     (job,) = cluster_env.objects("jobs")
     assert job["spec"]["suspend"] is True
     assert lifecycle.read(ref, with_logs=False).state == State.STOPPED
