@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,9 +17,10 @@ from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.names import TASK_LABEL, Names
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.task import TaskRef
-from tests.k8s.conftest import leftovers
-from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.fake.store import parse_time
+from tests.k8s.helpers import eventually, leftovers
+
+if TYPE_CHECKING:
+    from tests.k8s.fake import FakeCluster
 
 INDEX = "batch.kubernetes.io/job-completion-index"
 
@@ -88,7 +89,7 @@ class K8sHarness:
         ]
 
     def backstop(self, ref: TaskRef) -> float | None:
-        from tests.k8s.helpers import eventually
+        from tests.k8s.fake.store import parse_time
 
         names = Names(ref.task_id)
         job = eventually(
@@ -136,7 +137,9 @@ class K8sHarness:
 def k8s_harness(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> Iterator[K8sHarness]:
-    pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes")  # without the k8s extra only this cloud is skipped
+    from tests.k8s.fake import FakeCluster, default_host_env
+
     host_env = {
         **default_host_env(),
         SKIP_INSTALL_ENV: sys.executable,  # the documented simulator-only install skip

@@ -26,24 +26,3 @@ def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
 def kube(cluster: FakeCluster) -> Kube:
     """The backend's own view of the fake cluster: its kubeconfig, current context."""
     return Kube(Target(kubeconfig=str(cluster.kubeconfig)))
-
-
-def leftovers(cluster: FakeCluster, task_id: str) -> list[str]:
-    """Every object still labelled with the task (and every pod process still alive)."""
-    from pulumi_iterative.clouds.k8s.names import TASK_LABEL
-
-    found = []
-    for plural in (
-        "pods",
-        "jobs",
-        "configmaps",
-        "secrets",
-        "serviceaccounts",
-        "roles",
-        "rolebindings",
-        "persistentvolumeclaims",
-    ):
-        for obj in cluster.objects(plural):
-            if (obj["metadata"].get("labels") or {}).get(TASK_LABEL) == task_id:
-                found.append(f"{plural}/{obj['metadata']['name']}")
-    return found + [f"process {pid}" for pid in cluster.live_processes()]

@@ -46,3 +46,24 @@ def raw(api: Any, method: str, path: str, body: Any = None, **headers: str) -> t
     except ValueError:
         parsed = data.decode(errors="replace")
     return answer.status, parsed, answer.headers
+
+
+def leftovers(cluster: Any, task_id: str) -> list[str]:
+    """Every object still labelled with the task (and every pod process still alive)."""
+    from pulumi_iterative.clouds.k8s.names import TASK_LABEL
+
+    found = []
+    for plural in (
+        "pods",
+        "jobs",
+        "configmaps",
+        "secrets",
+        "serviceaccounts",
+        "roles",
+        "rolebindings",
+        "persistentvolumeclaims",
+    ):
+        for obj in cluster.objects(plural):
+            if (obj["metadata"].get("labels") or {}).get(TASK_LABEL) == task_id:
+                found.append(f"{plural}/{obj['metadata']['name']}")
+    return found + [f"process {pid}" for pid in cluster.live_processes()]

@@ -17,9 +17,8 @@ from pulumi_iterative.errors import StepFailed
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.status import State, TaskStatus
 from pulumi_iterative.task import new_task_id
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 
 # (verb, resource) the API refuses -> the step that fails
 REFUSALS = (

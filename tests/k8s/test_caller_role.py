@@ -16,9 +16,8 @@ from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.permissions import CALLER_RULES, caller_role, caller_role_yaml
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

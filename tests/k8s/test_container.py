@@ -17,9 +17,8 @@ from pulumi_iterative.errors import SpecError
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.aws.conftest import Moto, moto, moto_server
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 
 __all__ = ["moto", "moto_server"]  # fixtures, found by pytest through this module
 POD_SECRET = "pod-secret-" + "x" * 20

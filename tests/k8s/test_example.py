@@ -18,9 +18,8 @@ from pulumi_iterative import lifecycle
 from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.spec import FIELDS, parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "k8s"
 

@@ -13,9 +13,8 @@ import pytest
 from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.provider import TaskProvider
 from pulumi_iterative.task import TaskRef
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster, default_host_env
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 from tests.provider_server import Secret, provider_server
 
 SCRIPT = """#!/bin/sh

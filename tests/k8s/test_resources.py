@@ -17,9 +17,8 @@ from pulumi_iterative.clouds.k8s.names import BOOTSTRAP_KEY, TASK_LABEL, Names
 from pulumi_iterative.clouds.k8s.resources import claim, identity, job
 from pulumi_iterative.clouds.k8s.resources import config as cfg
 from pulumi_iterative.errors import NotFound
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster
-from tests.k8s.helpers import eventually
+from tests.k8s.helpers import eventually, leftovers
 
 NAMES = Names("train-abcdefgh12")
 SECRET = "hunter2-do-not-leak"

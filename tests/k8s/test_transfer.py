@@ -14,9 +14,8 @@ from pulumi_iterative.clouds.k8s.api import Kube
 from pulumi_iterative.clouds.k8s.names import ROLE_LABEL, Names
 from pulumi_iterative.clouds.k8s.resources import claim
 from pulumi_iterative.storage import Rclone
-from tests.k8s.conftest import leftovers
 from tests.k8s.fake import FakeCluster
-from tests.k8s.helpers import eventually, raw
+from tests.k8s.helpers import eventually, leftovers, raw
 
 NAMES = Names("train-abcdefgh12")
 
