@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.gcp.discovery import ApiError, Discovery
-from tests.gcp.fake_gcp import FakeGcp
+from tests.gcp.fake_gcp import PROJECT, FakeGcp
 from tests.gcp.fake_iam import allowed
 
 
@@ -266,7 +266,16 @@ class FakeGcs:
                 "kind": "storage#policy",
                 "resourceId": f"projects/_/buckets/{bucket}",
                 "version": 1,
-                "bindings": [],
+                "bindings": [  # what GCS gives every new bucket
+                    {
+                        "role": "roles/storage.legacyBucketOwner",
+                        "members": [f"projectEditor:{PROJECT}", f"projectOwner:{PROJECT}"],
+                    },
+                    {
+                        "role": "roles/storage.legacyBucketReader",
+                        "members": [f"projectViewer:{PROJECT}"],
+                    },
+                ],
                 "etag": "CAE=",
             }
         return 200, [("Content-Type", "application/json")], json.dumps(policy).encode()

@@ -266,9 +266,22 @@ def policy_set(gcp: FakeGcp, call: Call) -> dict[str, Any]:
 # --- enforcement on machine identities --------------------------------------------------------
 
 
+def _unwrap(term: str) -> str:
+    """`((x))` -> `x`, but `f(a) || (b)` stays as it is."""
+    term = term.strip()
+    while term.startswith("(") and term.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(term):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i < len(term) - 1:
+                return term
+        term = term[1:-1].strip()
+    return term
+
+
 def condition_holds(expression: str, resource: str) -> bool:
     for term in expression.split("||"):
-        term = term.strip().strip("()").strip()
+        term = _unwrap(term)
         m = re.fullmatch(r'resource\.name\s*==\s*"([^"]*)"', term)
         if m and m.group(1) == resource:
             return True

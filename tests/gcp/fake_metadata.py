@@ -49,7 +49,8 @@ class FakeMetadata:
             tokens[self.token] = account
         self.preempted = False
         self.changed = threading.Condition()
-        self.requests: list[tuple[str, int]] = []
+        self.requests: list[tuple[str, int]] = []  # (path, status) as answered
+        self.arrived: list[str] = []  # paths as asked (a held wait_for_change is here)
         self.dropped = 0
         meta = self
 
@@ -71,6 +72,7 @@ class FakeMetadata:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                meta.arrived.append(self.path)
                 if self.headers.get("Metadata-Flavor") != "Google":
                     return self.reply(403, "Missing Metadata-Flavor:Google header.")
                 if self.headers.get("X-Forwarded-For"):

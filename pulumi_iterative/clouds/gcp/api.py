@@ -174,6 +174,10 @@ def call(
                 raise GcpError(f"{name}: {status} {exc.message}", status) from exc
             failure: Exception = exc
             what = f"{name}: {status}"
+        except GcpError as exc:  # from a call() inside fn: already classified
+            if exc.status not in extra:
+                raise
+            failure, what, status = exc, str(exc), exc.status
         except Exception as exc:
             if not _is_transient(exc):
                 raise

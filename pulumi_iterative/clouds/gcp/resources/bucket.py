@@ -70,7 +70,10 @@ def delete_bucket(project: str, name: str) -> None:
         delete_objects(project, name)  # NotFound when the bucket is gone: done
         storage(project).bucket(name).delete()
 
-    call(empty_and_delete, retry=(409,), deadline=BUCKET_DELETE_DEADLINE)
+    try:
+        call(empty_and_delete, retry=(409,), deadline=BUCKET_DELETE_DEADLINE)
+    except NotFound:
+        pass  # gone already: done
 
 
 def _condition(bucket: str, prefix: str) -> dict[str, str] | None:
