@@ -46,6 +46,7 @@ class LocalHooks:
 HOOKS: dict[str, str] = {
     "local": "pulumi_iterative.agent.hooks:LocalHooks",
     "aws": "pulumi_iterative.agent.aws_hooks:AwsHooks",
+    "gcp": "pulumi_iterative.clouds.gcp.machine:MachineSide",
 }
 
 

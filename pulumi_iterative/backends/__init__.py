@@ -63,6 +63,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "local": "pulumi_iterative.backends.local:LocalBackend",
     "aws": "pulumi_iterative.backends.aws:AwsBackend",
+    "gcp": "pulumi_iterative.clouds.gcp.backend:GcpBackend",
 }
 
 

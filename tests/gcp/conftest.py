@@ -13,14 +13,18 @@ get none of this and use their metadata server's token).
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.gcp.fake_gcp import PROJECT, FakeGcp
 from tests.gcp.fake_gcs import FakeGcs
+from tests.gcp.simulator import MachineSimulator
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ def gcp_servers() -> Iterator[tuple[FakeGcp, FakeGcs]]:
 
 
 @pytest.fixture
-def gcp(gcp_servers: tuple[FakeGcp, FakeGcs], monkeypatch: pytest.MonkeyPatch) -> Iterator[Gcp]:
+def gcp(
+    gcp_servers: tuple[FakeGcp, FakeGcs], monkeypatch: pytest.MonkeyPatch, iterative_home: Path
+) -> Iterator[Gcp]:
     fake, gcs = gcp_servers
     fake.reset()
     gcs.reset()
@@ -52,3 +58,47 @@ def gcp(gcp_servers: tuple[FakeGcp, FakeGcs], monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     monkeypatch.setenv("RCLONE_GCS_ANONYMOUS", "true")
     yield Gcp(fake, gcs)
+
+
+@pytest.fixture
+def simulator(gcp: Gcp, tmp_path: Path) -> Iterator[MachineSimulator]:
+    sim = MachineSimulator(gcp.fake, gcp.gcs, tmp_path / "machines", python=sys.executable)
+    yield sim
+    sim.close()
+
+
+def leftovers(gcp: Gcp, task_id: str) -> list[str]:
+    """Every object of the task still in the fakes, found through the APIs' own state."""
+    found: list[str] = []
+    with gcp.fake.lock:
+        found += [f"template {n}" for n in gcp.fake.templates if task_id in n]
+        found += [f"firewall {n}" for n in gcp.fake.firewalls if task_id in n]
+        found += [f"group {k}" for k in gcp.fake.groups if task_id in k]
+        found += [f"instance {k}" for k in gcp.fake.instances if task_id in k]
+        from pulumi_iterative.clouds.gcp.names import Names
+
+        account = Names(task_id).account_id
+        found += [f"service account {e}" for e in gcp.fake.service_accounts if account in e]
+        found += [
+            f"project binding {b['role']} {m}"
+            for b in gcp.fake.policy["bindings"]
+            for m in b["members"]
+            if account in m or task_id in json.dumps(b.get("condition", {}))
+        ]
+    from pulumi_iterative.clouds.gcp.api import storage
+
+    client = storage(PROJECT)
+    for bucket in client.list_buckets():
+        if task_id in bucket.name:
+            found.append(f"bucket {bucket.name}")
+        found += [
+            f"object {bucket.name}/{b.name}" for b in bucket.list_blobs() if task_id in b.name
+        ]
+        policy = gcp.gcs.policies.get(bucket.name) or {"bindings": []}
+        found += [
+            f"bucket binding {bucket.name} {m}"
+            for b in policy["bindings"]
+            for m in b["members"]
+            if account in m
+        ]
+    return found

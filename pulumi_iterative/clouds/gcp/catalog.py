@@ -74,3 +74,49 @@ def split_location(native: str) -> tuple[str, str]:
     if re.fullmatch(r"[a-z]+-[a-z]+\d-[a-z]", native):
         return native.rsplit("-", 1)[0], native
     return native, ""
+
+
+ACCELERATOR_ALIASES = {"k80": "t4", "v100": "a10g"}  # old names keep resolving
+
+
+class CatalogError(ValueError):
+    """A name not in the catalog; the message lists the choices."""
+
+
+def resolve_machine(name: str) -> tuple[str, ...]:
+    key = name.strip()
+    if "+" in key and "*" not in key:
+        size, acc = key.split("+", 1)
+        key = f"{size}+{ACCELERATOR_ALIASES.get(acc, acc)}"
+    if key in CATALOG.machines:
+        return tuple(CATALOG.machines[key])
+    if CATALOG.native_machine and CATALOG.native_machine.match(key):
+        return (key,)
+    raise CatalogError(
+        f"unknown machine {name!r} for gcp; choose one of {', '.join(CATALOG.machines)} "
+        "or a machine type (`n2-standard-4`, `n1-standard-8+nvidia-tesla-t4*1`)"
+    )
+
+
+def resolve_region(name: str) -> str:
+    key = name.strip()
+    if key in CATALOG.regions:
+        return CATALOG.regions[key]
+    if CATALOG.native_region and CATALOG.native_region.match(key):
+        return key
+    raise CatalogError(
+        f"unknown region {name!r} for gcp; choose one of {', '.join(CATALOG.regions)} "
+        "or a GCP region (`us-central1`) or zone (`us-central1-a`)"
+    )
+
+
+def resolve_image(name: str) -> str:
+    key = name.strip()
+    if key in CATALOG.images:
+        return CATALOG.images[key]
+    if CATALOG.native_image and CATALOG.native_image.match(key):
+        return key
+    raise CatalogError(
+        f"unknown image {name!r} for gcp; choose one of {', '.join(CATALOG.images)} or an "
+        "image (`projects/<project>/global/images/<image>` or `.../images/family/<family>`)"
+    )

@@ -1,0 +1,361 @@
+"""cloud="gcp": spot machines in a regional managed instance group, a GCS bucket and a
+task-scoped service account.
+
+Steps, each with its undo (lifecycle.py adds the workdir upload and the task
+definition after the storage steps):
+
+    Create bucket             uniform bucket-level access, public access prevention
+                              enforced, in the task's region, labelled; or, with
+                              storage.container, a check of that bucket (the task lives
+                              under <prefix>/<task id>; the bucket is never deleted)
+    Upload agent              only for an unreleased version: a wheel of this package
+    Create machine identity   a service account for this task (with permission_set: that
+                              service account, checked and used as it is, granted nothing)
+    Grant bucket access       roles/storage.objectUser on this bucket only (on a container:
+                              conditioned on the task's prefix)
+    Allow leaving the group   the shared custom role (get/update instance groups), bound to
+                              this service account with a condition naming this task's group
+    Deny inbound traffic      a firewall rule denying all ingress to the task's network tag
+    Create instance template  pinned image, spot or standard, GPUs, shielded VM, the
+                              bootstrap as startup-script, and the deadline backstop as
+                              scheduling.terminationTime
+    Create machine group      a regional MIG over the region's zones, target size 0
+    Start machines            one named instance per index (target size = parallelism)
+
+The backstop is in the template, so no machine ever runs without it: GCE deletes
+every machine at the deadline (plus a grace for the agent's own timeout handling)
+and refuses to make new ones after it; `stop` and delete also resize the group to
+zero. Credentials are never stored anywhere: the workstation uses the caller's
+application default credentials, machines their service account through the
+metadata server. Emulator endpoints (tests) come from PULUMI_ITERATIVE_GCP_ENDPOINT
+and STORAGE_EMULATOR_HOST (see api.py); none is written into the startup script.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from datetime import datetime
+from typing import Any
+
+from ... import __version__
+from ...agent.bootstrap import Install
+from ...errors import IterativeError, NotFound
+from ...spec import TaskSpec
+from ...status import CloudMachine, Event
+from ...steps import Step
+from ...storage import Remote
+from ...task import TaskRef
+from . import catalog
+from .api import call, default_project, wait_until
+from .names import AGENT, Names, gcs_root, key, remote_env
+from .resources import bucket, group, identity, network, template
+
+log = logging.getLogger(__name__)
+
+BACKSTOP_GRACE = 120.0  # after the deadline: the agent's own timeout handling goes first
+STOP_DEADLINE = 600.0  # stop waits this long for the machines to be gone
+VENV = "/opt/pulumi-iterative"
+WHEEL_DIR = "/opt/pulumi-iterative-agent"
+NETWORK = "default"
+# Downloads the agent's wheel with the machine's own token from the metadata server
+# (stdlib only: nothing is installed before it). STORAGE_EMULATOR_HOST is honoured as
+# google-cloud-storage honours it; only a machine simulator's environment sets it.
+FETCH_PY = (
+    "import json,os,sys,urllib.parse as p,urllib.request as u\n"
+    "h=os.environ.get('GCE_METADATA_HOST','metadata.google.internal')\n"
+    "r=u.Request('http://'+h+'/computeMetadata/v1/instance/service-accounts/default/token',"
+    "headers={'Metadata-Flavor':'Google'})\n"
+    "t=json.load(u.urlopen(r,timeout=30))['access_token']\n"
+    "b=os.environ.get('STORAGE_EMULATOR_HOST','https://storage.googleapis.com').rstrip('/')\n"
+    "q=u.Request(b+'/storage/v1/b/'+sys.argv[1]+'/o/'+p.quote(sys.argv[2],safe='')+'?alt=media',"
+    "headers={'Authorization':'Bearer '+t})\n"
+    "open(sys.argv[3],'wb').write(u.urlopen(q,timeout=120).read())\n"
+)
+ALIVE_ACTIONS = ("NONE", "CREATING", "CREATING_WITHOUT_RETRIES", "RECREATING", "VERIFYING")
+ALIVE_STATUS = ("PROVISIONING", "STAGING", "RUNNING")
+
+
+def _when(stamp: str) -> float:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+class GcpBackend:
+    name = "gcp"
+
+    # --- names and budget -------------------------------------------------------------
+
+    def validate(self, spec: TaskSpec) -> list[Any]:
+        from .rules import validate
+
+        return validate(spec)
+
+    def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
+        errors = self.validate(spec)
+        if errors:
+            raise IterativeError("; ".join(str(e) for e in errors))
+        project = default_project()
+        if not project:
+            raise IterativeError(
+                "cloud gcp: no project; set GOOGLE_CLOUD_PROJECT (or `gcloud config set "
+                "project <id>`) to the project the task should run in"
+            )
+        region, zone = catalog.split_location(catalog.resolve_region(spec.region))
+        names = Names(task_id)
+        if spec.storage.container:
+            name, _, sub = spec.storage.container.strip("/").partition("/")
+            prefix, own = key(sub, task_id), False
+        else:
+            name, prefix, own = names.bucket, "", True
+        now = time.time()
+        return TaskRef(
+            task_id=task_id,
+            cloud="gcp",
+            region=region,
+            remote=Remote(gcs_root(name, prefix), tuple(sorted(remote_env().items()))).to_dict(),
+            parallelism=spec.parallelism,
+            created=now,
+            deadline=now + spec.timeout,
+            workdir=spec.storage.workdir,
+            output=spec.storage.output,
+            extra={
+                "project": project,
+                "zone": zone,
+                "bucket": name,
+                "prefix": prefix,
+                "own_bucket": own,
+                "permission_set": spec.permission_set,
+                "network": NETWORK,
+                "tags": dict(spec.tags),
+            },
+        )
+
+    # --- steps --------------------------------------------------------------------------
+
+    def storage_steps(self, ref: TaskRef) -> list[Step]:
+        project, name, prefix = _project(ref), ref.extra["bucket"], ref.extra["prefix"]
+        names = Names(ref.task_id)
+        if ref.extra["own_bucket"]:
+            steps = [
+                Step(
+                    "Create bucket",
+                    lambda: bucket.create_bucket(project, name, ref.region, _labels(ref, names)),
+                    lambda: bucket.delete_bucket(project, name),
+                )
+            ]
+        else:
+            steps = [
+                Step(
+                    f"Check bucket {name}",
+                    lambda: bucket.check_bucket(project, name),
+                    lambda: bucket.delete_objects(project, name, prefix),  # the task's prefix only
+                )
+            ]
+        from ...backends import agent_wheel
+
+        if not agent_wheel.released():
+            wheel_key = key(prefix, AGENT, agent_wheel.wheel_name())
+
+            def upload() -> None:
+                from .api import storage
+
+                blob = storage(project).bucket(name).blob(wheel_key)
+                call(blob.upload_from_string, agent_wheel.build_wheel())
+
+            def remove() -> None:
+                from .api import storage
+
+                call(storage(project).bucket(name).blob(wheel_key).delete)
+
+            steps.append(Step("Upload agent", upload, remove))
+        return steps
+
+    def machine_steps(self, ref: TaskRef, spec: TaskSpec | None, bootstrap: str) -> list[Step]:
+        project, names = _project(ref), Names(ref.task_id)
+        name, prefix = ref.extra["bucket"], ref.extra["prefix"]
+        permission_set = str(ref.extra.get("permission_set") or "")
+        account = permission_set or names.account_email(project)
+        member = f"serviceAccount:{account}"
+        net = str(ref.extra.get("network") or NETWORK)
+
+        def need_spec() -> TaskSpec:
+            if spec is None:
+                raise IterativeError("creating needs the task's spec")
+            return spec
+
+        def make_template() -> None:
+            s = need_spec()
+            machines = catalog.resolve_machine(s.machine)
+            native_image = catalog.resolve_image(s.image)
+            image = template.resolve_image(native_image)
+            log.info("image %s, machine %s", image.name, ", ".join(machines))
+            body = template.template_body(
+                names=names,
+                machine=machines[0],
+                image=image,
+                disk_size=s.disk_size,
+                spot=s.is_spot,
+                account=account,
+                startup_script=bootstrap,
+                labels=_labels(ref, names),
+                network=net,
+                terminate_at=ref.deadline + BACKSTOP_GRACE,
+                install_gpu_driver=native_image == catalog.CATALOG.images["nvidia"],
+            )
+            template.create_template(project, body)
+
+        def make_group() -> None:
+            machines = catalog.resolve_machine(need_spec().machine)
+            body = group.group_body(names, project, ref.region, ref.extra.get("zone", ""), machines)
+            group.create_group(project, ref.region, body)
+
+        def make_firewall() -> None:
+            network.check_network(project, net)
+            network.create_firewall(project, names, net)
+
+        def allow_leaving() -> None:
+            identity.ensure_role(project)
+            identity.grant_group(project, ref.region, names, member)
+
+        if permission_set:
+            steps = [
+                Step(
+                    "Check machine identity",
+                    lambda: identity.check_account(project, permission_set),
+                )
+            ]
+        else:
+            steps = [
+                Step(
+                    "Create machine identity",
+                    lambda: identity.create_account(project, names),
+                    lambda: identity.delete_account(project, names),
+                ),
+                Step(
+                    "Grant bucket access",
+                    lambda: bucket.grant(project, name, member, prefix),
+                    lambda: bucket.revoke(project, name, member),
+                ),
+                Step(
+                    "Allow leaving the group",
+                    allow_leaving,
+                    lambda: identity.revoke_group(project, member),
+                ),
+            ]
+        return [
+            *steps,
+            Step(
+                "Deny inbound traffic",
+                make_firewall,
+                lambda: network.delete_firewall(project, names),
+            ),
+            Step(
+                "Create instance template",
+                make_template,
+                lambda: template.delete_template(project, names),
+            ),
+            Step(
+                "Create machine group",
+                make_group,
+                lambda: group.delete_group(project, ref.region, names),
+            ),
+            Step(
+                "Start machines",
+                lambda: group.start(project, ref.region, names, ref.parallelism),
+                lambda: self.stop(ref),
+            ),
+        ]
+
+    # --- the machine's agent ---------------------------------------------------------------
+
+    def install(self, ref: TaskRef) -> Install:
+        """A released version from PyPI; an unreleased one from the task's bucket, fetched
+        with the machine's own identity (no URL, token or key in the startup script)."""
+        from ...backends import agent_wheel
+
+        if agent_wheel.released():
+            return Install.pip(f"pulumi-iterative[gcp]=={__version__}", venv=VENV)
+        wheel = agent_wheel.wheel_name()
+        dest = f"{WHEEL_DIR}/{wheel}"
+        source = key(ref.extra["prefix"], AGENT, wheel)
+        q = shlex.quote
+        fetch = "\n".join(
+            [
+                f"mkdir -p {WHEEL_DIR}",
+                f"{VENV}/bin/python -c {q(FETCH_PY)} "
+                f"{q(ref.extra['bucket'])} {q(source)} {q(dest)}",
+            ]
+        )
+        return Install.pip(f"{dest}[gcp]", venv=VENV, fetch=fetch)
+
+    # --- what the group sees -----------------------------------------------------------------
+
+    def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
+        project, names = _project(ref), Names(ref.task_id)
+        try:
+            found = group.managed_instances(project, ref.region, names)
+        except NotFound:
+            return []
+        return [
+            CloudMachine(
+                m.name,
+                m.current_action in ALIVE_ACTIONS
+                and (m.instance_status or "RUNNING") in ALIVE_STATUS,
+                "",
+                m.instance.split("/zones/")[-1].split("/")[0] if "/zones/" in m.instance else "",
+            )
+            for m in found
+        ]
+
+    def events(self, ref: TaskRef) -> list[Event]:
+        project, names = _project(ref), Names(ref.task_id)
+        out: list[Event] = []
+        try:
+            errors = group.errors(project, ref.region, names)
+        except NotFound:
+            return []
+        for e in errors:
+            instance = e.instance_action_details.instance.rsplit("/", 1)[-1]
+            message = f"{e.error.code}: {e.error.message}"
+            out.append(Event(_when(e.timestamp), "error", instance, message))
+        zone = ref.extra.get("zone", "")
+        zones = [zone] if zone else group.region_zones(project, ref.region)
+        for op in group.preemptions(project, zones, names):
+            instance = op.target_link.rsplit("/", 1)[-1]
+            out.append(
+                Event(
+                    _when(op.insert_time),
+                    "interrupt",
+                    instance,
+                    f"GCE preempted spot machine {instance}; the group makes it again",
+                )
+            )
+        return out
+
+    def stop(self, ref: TaskRef) -> None:
+        """Target size 0, and wait until the group's machines are gone."""
+        project, names = _project(ref), Names(ref.task_id)
+        try:
+            group.resize(project, ref.region, names, 0)
+        except NotFound:
+            return
+
+        def empty() -> bool:
+            try:
+                return not group.managed_instances(project, ref.region, names)
+            except NotFound:
+                return True
+
+        wait_until(empty, "the task's machines to be deleted", deadline=STOP_DEADLINE)
+
+
+def _project(ref: TaskRef) -> str:
+    return str(ref.extra["project"])
+
+
+def _labels(ref: TaskRef, names: Names) -> dict[str, str]:
+    return names.labels(dict(ref.extra.get("tags") or {}))
