@@ -56,11 +56,12 @@ class Cloud:
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
     "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
+    "gcp": Cloud("gcp", "pulumi_iterative.clouds.gcp", extra="gcp"),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").
 ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
-PLANNED = ("gcp", "azure", "k8s")
+PLANNED = ("azure", "k8s")
 
 
 def get(cloud: str) -> Cloud:

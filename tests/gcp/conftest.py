@@ -61,7 +61,7 @@ def gcp(
 
 
 @pytest.fixture
-def simulator(gcp: Gcp, tmp_path: Path) -> Iterator[MachineSimulator]:
+def gcp_simulator(gcp: Gcp, tmp_path: Path) -> Iterator[MachineSimulator]:
     sim = MachineSimulator(gcp.fake, gcp.gcs, tmp_path / "machines", python=sys.executable)
     yield sim
     sim.close()

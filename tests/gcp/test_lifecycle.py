@@ -22,7 +22,8 @@ echo "machine $TASK_INDEX done"
 """
 
 
-def test_full_lifecycle(gcp: Gcp, simulator: MachineSimulator, workdir: Path) -> None:
+def test_full_lifecycle(gcp: Gcp, gcp_simulator: MachineSimulator, workdir: Path) -> None:
+    simulator = gcp_simulator
     (workdir / "input.txt").write_text("hello from the workstation\n")
     spec = parse_spec(
         {

@@ -37,9 +37,9 @@ import logging
 import shlex
 import time
 from datetime import datetime
-from typing import Any
 
-from ... import __version__
+from ... import __version__, agent_wheel
+from ... import catalog as generic
 from ...agent.bootstrap import Install
 from ...errors import IterativeError, NotFound
 from ...spec import TaskSpec
@@ -47,8 +47,9 @@ from ...status import CloudMachine, Event
 from ...steps import Step
 from ...storage import Remote
 from ...task import TaskRef
+from ..base import Made
 from . import catalog
-from .api import call, default_project, wait_until
+from .api import call, default_project, storage, wait_until
 from .names import AGENT, Names, gcs_root, key, remote_env
 from .resources import bucket, group, identity, network, template
 
@@ -84,27 +85,23 @@ def _when(stamp: str) -> float:
         return time.time()
 
 
-class GcpBackend:
+def machines_of(spec: TaskSpec) -> tuple[str, ...]:
+    return generic.resolve_machine("gcp", spec.machine).types
+
+
+class Backend:
     name = "gcp"
 
     # --- names and budget -------------------------------------------------------------
 
-    def validate(self, spec: TaskSpec) -> list[Any]:
-        from .rules import validate
-
-        return validate(spec)
-
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
-        errors = self.validate(spec)
-        if errors:
-            raise IterativeError("; ".join(str(e) for e in errors))
         project = default_project()
         if not project:
             raise IterativeError(
                 "cloud gcp: no project; set GOOGLE_CLOUD_PROJECT (or `gcloud config set "
                 "project <id>`) to the project the task should run in"
             )
-        region, zone = catalog.split_location(catalog.resolve_region(spec.region))
+        region, zone = catalog.split_location(generic.resolve_region("gcp", spec.region))
         names = Names(task_id)
         if spec.storage.container:
             name, _, sub = spec.storage.container.strip("/").partition("/")
@@ -144,7 +141,7 @@ class GcpBackend:
                 Step(
                     "Create bucket",
                     lambda: bucket.create_bucket(project, name, ref.region, _labels(ref, names)),
-                    lambda: bucket.delete_bucket(project, name),
+                    Made.of("bucket", bucket=name),
                 )
             ]
         else:
@@ -152,29 +149,22 @@ class GcpBackend:
                 Step(
                     f"Check bucket {name}",
                     lambda: bucket.check_bucket(project, name),
-                    lambda: bucket.delete_objects(project, name, prefix),  # the task's prefix only
+                    Made.of("prefix", bucket=name, prefix=prefix),  # the task's prefix only
                 )
             ]
-        from ...backends import agent_wheel
-
         if not agent_wheel.released():
             wheel_key = key(prefix, AGENT, agent_wheel.wheel_name())
 
             def upload() -> None:
-                from .api import storage
-
                 blob = storage(project).bucket(name).blob(wheel_key)
                 call(blob.upload_from_string, agent_wheel.build_wheel())
 
-            def remove() -> None:
-                from .api import storage
-
-                call(storage(project).bucket(name).blob(wheel_key).delete)
-
-            steps.append(Step("Upload agent", upload, remove))
+            steps.append(
+                Step("Upload agent", upload, Made.of("object", bucket=name, key=wheel_key))
+            )
         return steps
 
-    def machine_steps(self, ref: TaskRef, spec: TaskSpec | None, bootstrap: str) -> list[Step]:
+    def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
         project, names = _project(ref), Names(ref.task_id)
         name, prefix = ref.extra["bucket"], ref.extra["prefix"]
         permission_set = str(ref.extra.get("permission_set") or "")
@@ -182,15 +172,11 @@ class GcpBackend:
         member = f"serviceAccount:{account}"
         net = str(ref.extra.get("network") or NETWORK)
 
-        def need_spec() -> TaskSpec:
-            if spec is None:
-                raise IterativeError("creating needs the task's spec")
-            return spec
+        machines = machines_of(spec)
 
         def make_template() -> None:
-            s = need_spec()
-            machines = catalog.resolve_machine(s.machine)
-            native_image = catalog.resolve_image(s.image)
+            s = spec
+            native_image = generic.resolve_image("gcp", s.image)
             image = template.resolve_image(native_image)
             log.info("image %s, machine %s", image.name, ", ".join(machines))
             body = template.template_body(
@@ -209,7 +195,6 @@ class GcpBackend:
             template.create_template(project, body)
 
         def make_group() -> None:
-            machines = catalog.resolve_machine(need_spec().machine)
             body = group.group_body(names, project, ref.region, ref.extra.get("zone", ""), machines)
             group.create_group(project, ref.region, body)
 
@@ -233,50 +218,79 @@ class GcpBackend:
                 Step(
                     "Create machine identity",
                     lambda: identity.create_account(project, names),
-                    lambda: identity.delete_account(project, names),
+                    Made.of("identity"),
                 ),
                 Step(
                     "Grant bucket access",
                     lambda: bucket.grant(project, name, member, prefix),
-                    lambda: bucket.revoke(project, name, member),
+                    Made.of("bucket_grant", bucket=name, member=member),
                 ),
                 Step(
                     "Allow leaving the group",
                     allow_leaving,
-                    lambda: identity.revoke_group(project, member),
+                    Made.of("group_grant", member=member),
                 ),
             ]
         return [
             *steps,
-            Step(
-                "Deny inbound traffic",
-                make_firewall,
-                lambda: network.delete_firewall(project, names),
-            ),
-            Step(
-                "Create instance template",
-                make_template,
-                lambda: template.delete_template(project, names),
-            ),
-            Step(
-                "Create machine group",
-                make_group,
-                lambda: group.delete_group(project, ref.region, names),
-            ),
+            Step("Deny inbound traffic", make_firewall, Made.of("firewall")),
+            Step("Create instance template", make_template, Made.of("template")),
+            Step("Create machine group", make_group, Made.of("group")),
             Step(
                 "Start machines",
                 lambda: group.start(project, ref.region, names, ref.parallelism),
-                lambda: self.stop(ref),
+                Made.of("machines"),
             ),
         ]
+
+    def remove(self, ref: TaskRef, made: Made) -> None:
+        project, names, kind = _project(ref), Names(ref.task_id), made.kind
+        if kind == "bucket":
+            bucket.delete_bucket(project, made.get("bucket"))
+        elif kind == "prefix":
+            bucket.delete_objects(project, made.get("bucket"), made.get("prefix"))
+        elif kind == "object":
+            call(storage(project).bucket(made.get("bucket")).blob(made.get("key")).delete)
+        elif kind == "identity":
+            identity.delete_account(project, names)
+        elif kind == "bucket_grant":
+            bucket.revoke(project, made.get("bucket"), made.get("member"))
+        elif kind == "group_grant":
+            identity.revoke_group(project, made.get("member"))
+        elif kind == "firewall":
+            network.delete_firewall(project, names)
+        elif kind == "template":
+            template.delete_template(project, names)
+        elif kind == "group":
+            group.delete_group(project, ref.region, names)
+        elif kind == "machines":
+            self.stop(ref)
+        else:
+            raise IterativeError(f"the gcp backend makes no {kind!r}; was this state edited?")
+
+    def legacy_made(self, ref: TaskRef) -> list[Made]:
+        """GCP tasks were always created with made records; this derives the same list
+        from the ref, for a state whose records were lost."""
+        name, prefix = ref.extra["bucket"], ref.extra["prefix"]
+        made = [
+            Made.of("bucket", bucket=name)
+            if ref.extra["own_bucket"]
+            else Made.of("prefix", bucket=name, prefix=prefix)
+        ]
+        if not ref.extra.get("permission_set"):
+            member = f"serviceAccount:{Names(ref.task_id).account_email(_project(ref))}"
+            made += [
+                Made.of("identity"),
+                Made.of("bucket_grant", bucket=name, member=member),
+                Made.of("group_grant", member=member),
+            ]
+        return made + [Made.of(k) for k in ("firewall", "template", "group", "machines")]
 
     # --- the machine's agent ---------------------------------------------------------------
 
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
         with the machine's own identity (no URL, token or key in the startup script)."""
-        from ...backends import agent_wheel
-
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative[gcp]=={__version__}", venv=VENV)
         wheel = agent_wheel.wheel_name()

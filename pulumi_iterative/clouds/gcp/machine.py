@@ -145,7 +145,18 @@ class MachineSide:
 
     def leave_group(self) -> None:
         """deleteInstances on this instance: the group's target size drops by one."""
-        from .resources.group import leave
+        from google.cloud import compute_v1
 
-        link = f"zones/{self.zone()}/instances/{self.instance_id()}"
-        leave(self.project(), self.region(), self.names, link)
+        from .api import call, compute
+
+        request = compute_v1.RegionInstanceGroupManagersDeleteInstancesRequest(
+            instances=[f"zones/{self.zone()}/instances/{self.instance_id()}"],
+            skip_instances_on_validation_error=True,
+        )
+        call(
+            compute("RegionInstanceGroupManagers", on_machine=True).delete_instances,
+            project=self.project(),
+            region=self.region(),
+            instance_group_manager=self.names.group,
+            region_instance_group_managers_delete_instances_request_resource=request,
+        )

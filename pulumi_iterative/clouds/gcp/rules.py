@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ...errors import FieldError
-from . import catalog
+from ..base import real_cloud_rules
 
 if TYPE_CHECKING:
     from ...spec import TaskSpec
@@ -20,16 +20,7 @@ BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 def validate(spec: TaskSpec) -> list[FieldError]:
-    errors: list[FieldError] = []
-    for name, resolve in (
-        ("machine", catalog.resolve_machine),
-        ("region", catalog.resolve_region),
-        ("image", catalog.resolve_image),
-    ):
-        try:
-            resolve(getattr(spec, name))
-        except catalog.CatalogError as exc:
-            errors.append(FieldError(name, str(exc)))
+    errors = real_cloud_rules(spec)
     if spec.storage.container_opts:
         errors.append(
             FieldError(
@@ -66,11 +57,4 @@ def validate(spec: TaskSpec) -> list[FieldError]:
                     f"rename {key}={value!r}",
                 )
             )
-    if spec.preempt_interval:
-        errors.append(
-            FieldError(
-                "preempt_interval",
-                "rehearsed preemption is for cloud 'local' only; real clouds preempt on their own",
-            )
-        )
     return errors

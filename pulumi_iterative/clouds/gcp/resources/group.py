@@ -150,22 +150,6 @@ def region_zones(project: str, region: str) -> list[str]:
     return [z.rsplit("/", 1)[-1] for z in found.zones]
 
 
-def leave(project: str, region: str, names: Names, instance_link: str) -> None:
-    """The machine removes itself, lowering the target size (no replacement comes)."""
-    from google.cloud import compute_v1
-
-    request = compute_v1.RegionInstanceGroupManagersDeleteInstancesRequest(
-        instances=[instance_link], skip_instances_on_validation_error=True
-    )
-    call(
-        compute("RegionInstanceGroupManagers", on_machine=True).delete_instances,
-        project=project,
-        region=region,
-        instance_group_manager=names.group,
-        region_instance_group_managers_delete_instances_request_resource=request,
-    )
-
-
 def delete_group(project: str, region: str, names: Names, *, wait: bool = True) -> None:
     client = _client()
     call(client.delete, project=project, region=region, instance_group_manager=names.group)
