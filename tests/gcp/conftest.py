@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tests.gcp.simulator import MachineSimulator
 class Gcp:
     fake: FakeGcp
     gcs: FakeGcs
+    caller_secrets: tuple[str, ...] = ()  # the caller's credentials: never stored anywhere
     project: str = PROJECT
 
 
@@ -57,7 +59,21 @@ def gcp(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.endpoint)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     monkeypatch.setenv("RCLONE_GCS_ANONYMOUS", "true")
-    yield Gcp(fake, gcs)
+    # The caller's own credentials, as gcloud leaves them: must never reach the cloud.
+    refresh, client_secret = "1//caller-" + secrets.token_urlsafe(32), secrets.token_urlsafe(18)
+    adc = iterative_home / "application_default_credentials.json"
+    adc.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "caller.apps.googleusercontent.com",
+                "client_secret": client_secret,
+                "refresh_token": refresh,
+            }
+        )
+    )
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    yield Gcp(fake, gcs, (refresh, client_secret))
 
 
 @pytest.fixture
@@ -102,3 +118,22 @@ def leftovers(gcp: Gcp, task_id: str) -> list[str]:
             if account in m
         ]
     return found
+
+
+def stored(gcp: Gcp) -> str:
+    """Everything the fakes keep outside the buckets' objects: templates (startup
+    scripts), instances (metadata, labels), groups, firewalls, service accounts, the
+    project's and the buckets' IAM policies, bucket metadata; as one text to scan."""
+    with gcp.fake.lock:
+        state = {
+            "templates": gcp.fake.templates,
+            "instances": gcp.fake.instances,
+            "groups": {k: vars(g) for k, g in gcp.fake.groups.items()},
+            "firewalls": gcp.fake.firewalls,
+            "service_accounts": gcp.fake.service_accounts,
+            "roles": gcp.fake.roles,
+            "policy": gcp.fake.policy,
+            "operations": gcp.fake.operations,
+        }
+        text = json.dumps(state, default=str)
+    return text + json.dumps({"buckets": gcp.gcs.extras, "policies": gcp.gcs.policies})

@@ -50,7 +50,8 @@ def test_full_lifecycle(gcp: Gcp, gcp_simulator: MachineSimulator, workdir: Path
     latest = status.latest
     assert [m.index for m in latest] == [0, 1]
     assert all(m.state == State.SUCCEEDED and m.exit_code == 0 for m in latest)
-    assert {m.instance for m in latest} == {names.instance(0), names.instance(1)}
+    booted = {m.key: m.name for m in simulator.machines.values()}
+    assert {booted[m.instance] for m in latest} == {names.instance(0), names.instance(1)}
     assert "machine 0 done" in "".join(status.logs.values())
 
     # Each agent left the group with the target lowered: the group is at zero, no one left.

@@ -59,7 +59,8 @@ def test_index_and_identity_come_from_the_metadata_server(
     machine: tuple[MachineSide, FakeMetadata],
 ) -> None:
     side, meta = machine
-    assert side.instance_id() == NAMES.instance(1)
+    assert side.name() == NAMES.instance(1)
+    assert side.instance_id() == str(meta.instance["id"])
     assert side.index() == 1
     assert side.project() == "test-project" and side.region() == REGION
     assert str(side.home()).endswith("pulumi-iterative")

@@ -316,7 +316,7 @@ class Backend:
             return []
         return [
             CloudMachine(
-                m.name,
+                str(m.id),
                 m.current_action in ALIVE_ACTIONS
                 and (m.instance_status or "RUNNING") in ALIVE_STATUS,
                 "",

@@ -71,6 +71,7 @@ class MachineSide:
         self.names = Names(str(data["task_id"]))
         self.metadata = Metadata()
         self._name = ""
+        self._id = ""
         self._zone = ""
         self._project = ""
         self._preempted = threading.Event()
@@ -84,10 +85,17 @@ class MachineSide:
             raise RuntimeError(f"the metadata server has no {path}")
         return found.strip()
 
-    def instance_id(self) -> str:
+    def name(self) -> str:
+        """The instance's name, `<group>-<index>`: the same for a replacement."""
         if not self._name:
             self._name = self._value("instance/name")
         return self._name
+
+    def instance_id(self) -> str:
+        """GCE's numeric id: unique per machine, so a replacement is told apart."""
+        if not self._id:
+            self._id = self._value("instance/id")
+        return self._id
 
     def zone(self) -> str:
         if not self._zone:
@@ -108,10 +116,10 @@ class MachineSide:
         return Path.home() / "pulumi-iterative"
 
     def index(self) -> int:
-        found = self.names.index_of(self.instance_id())
+        found = self.names.index_of(self.name())
         if found is None:
             raise RuntimeError(
-                f"instance {self.instance_id()} is not one of task {self.names.task_id}'s "
+                f"instance {self.name()} is not one of task {self.names.task_id}'s "
                 f"machines ({self.names.group}-<index>)"
             )
         return found
@@ -150,7 +158,7 @@ class MachineSide:
         from .api import call, compute
 
         request = compute_v1.RegionInstanceGroupManagersDeleteInstancesRequest(
-            instances=[f"zones/{self.zone()}/instances/{self.instance_id()}"],
+            instances=[f"zones/{self.zone()}/instances/{self.name()}"],
             skip_instances_on_validation_error=True,
         )
         call(
