@@ -376,3 +376,15 @@ def _target(
         # XML-style /<bucket>/<object> downloads
         return parts[0], urllib.parse.unquote("/".join(parts[1:])), "storage.objects.get"
     return bucket, obj, "storage.objects.get"
+
+
+def caller_permission(front: FakeGcs, request: GcsRequest) -> str:
+    """The storage permission a request needs (for the caller-permissions audit)."""
+    from tests.gcp.fake_iam import STORAGE_NEEDS
+
+    if request.path.startswith("/upload/"):
+        return "storage.objects.create"
+    if request.path.startswith("/download/"):
+        return "storage.objects.get"
+    method, _ = front.discovery.route(request.verb, request.path)
+    return STORAGE_NEEDS.get(method.id, method.id)

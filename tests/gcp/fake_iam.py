@@ -49,6 +49,57 @@ PERMISSIONS = {
     "compute.regionOperations.get": "compute.regionOperations.get",
     "compute.regionOperations.wait": "compute.regionOperations.get",
 }
+# What GCE and IAM check for the caller, per method (the fake's own table, written
+# from Google's per-method permission docs; the package's list is tested against it).
+CALLER_NEEDS = {
+    "compute.images.getFromFamily": "compute.images.getFromFamily",
+    "compute.images.get": "compute.images.get",
+    "compute.regions.get": "compute.regions.get",
+    "compute.networks.get": "compute.networks.get",
+    "compute.firewalls.get": "compute.firewalls.get",
+    "compute.firewalls.insert": "compute.firewalls.create",
+    "compute.firewalls.delete": "compute.firewalls.delete",
+    "compute.instanceTemplates.get": "compute.instanceTemplates.get",
+    "compute.instanceTemplates.insert": "compute.instanceTemplates.create",
+    "compute.instanceTemplates.delete": "compute.instanceTemplates.delete",
+    "compute.regionInstanceGroupManagers.get": "compute.instanceGroupManagers.get",
+    "compute.regionInstanceGroupManagers.insert": "compute.instanceGroupManagers.create",
+    "compute.regionInstanceGroupManagers.delete": "compute.instanceGroupManagers.delete",
+    "compute.regionInstanceGroupManagers.resize": "compute.instanceGroupManagers.update",
+    "compute.regionInstanceGroupManagers.createInstances": "compute.instanceGroupManagers.update",
+    "compute.regionInstanceGroupManagers.deleteInstances": "compute.instanceGroupManagers.update",
+    "compute.regionInstanceGroupManagers.listManagedInstances": "compute.instanceGroupManagers.get",
+    "compute.regionInstanceGroupManagers.listErrors": "compute.instanceGroupManagers.get",
+    "compute.zoneOperations.list": "compute.zoneOperations.list",
+    "compute.regionOperations.get": "compute.regionOperations.get",
+    "compute.regionOperations.wait": "compute.regionOperations.get",
+    "compute.globalOperations.get": "compute.globalOperations.get",
+    "compute.globalOperations.wait": "compute.globalOperations.get",
+    "compute.zoneOperations.get": "compute.zoneOperations.get",
+    "compute.instances.get": "compute.instances.get",
+    "iam.projects.serviceAccounts.get": "iam.serviceAccounts.get",
+    "iam.projects.serviceAccounts.create": "iam.serviceAccounts.create",
+    "iam.projects.serviceAccounts.delete": "iam.serviceAccounts.delete",
+    "iam.projects.roles.get": "iam.roles.get",
+    "iam.projects.roles.create": "iam.roles.create",
+    "iam.projects.roles.undelete": "iam.roles.undelete",
+    "iam.projects.roles.patch": "iam.roles.update",
+    "cloudresourcemanager.projects.getIamPolicy": "resourcemanager.projects.getIamPolicy",
+    "cloudresourcemanager.projects.setIamPolicy": "resourcemanager.projects.setIamPolicy",
+}
+STORAGE_NEEDS = {
+    "storage.buckets.insert": "storage.buckets.create",
+    "storage.buckets.get": "storage.buckets.get",
+    "storage.buckets.delete": "storage.buckets.delete",
+    "storage.buckets.getIamPolicy": "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy": "storage.buckets.setIamPolicy",
+    "storage.objects.list": "storage.objects.list",
+    "storage.objects.get": "storage.objects.get",
+    "storage.objects.insert": "storage.objects.create",
+    "storage.objects.delete": "storage.objects.delete",
+    "storage.objects.rewrite": "storage.objects.create",
+    "storage.objects.copy": "storage.objects.create",
+}
 # Operations are readable by whoever started them: not checked here.
 UNCHECKED = {"compute.regionOperations.get", "compute.regionOperations.wait"}
 

@@ -106,10 +106,17 @@ class MachineSimulator:
                 self._signal(machine, signal.SIGKILL)
 
     def boot(self, seen: dict[str, Any]) -> SimMachine:
-        from pulumi_iterative.clouds.gcp import api
+        from google.cloud import compute_v1
+        from google.oauth2.credentials import Credentials
 
         zone = seen["zone"].rsplit("/", 1)[-1]
-        stored = api.compute("Instances").get(project=PROJECT, zone=zone, instance=seen["name"])
+        # GCE reading its own record (a token of its own, so audits can tell it apart)
+        client = compute_v1.InstancesClient(
+            credentials=Credentials(token="gce-hypervisor"),
+            transport="rest",
+            client_options={"api_endpoint": self.fake.endpoint},
+        )
+        stored = client.get(project=PROJECT, zone=zone, instance=seen["name"])
         items = {i.key: i.value for i in stored.metadata.items}
         script = items.get("startup-script", "")
         account = stored.service_accounts[0].email if stored.service_accounts else "default"
