@@ -65,14 +65,14 @@ NETWORK = "default"
 # google-cloud-storage honours it; only a machine simulator's environment sets it.
 FETCH_PY = (
     "import json,os,sys,urllib.parse as p,urllib.request as u\n"
-    "h=os.environ.get('GCE_METADATA_HOST','metadata.google.internal')\n"
-    "r=u.Request('http://'+h+'/computeMetadata/v1/instance/service-accounts/default/token',"
-    "headers={'Metadata-Flavor':'Google'})\n"
-    "t=json.load(u.urlopen(r,timeout=30))['access_token']\n"
-    "b=os.environ.get('STORAGE_EMULATOR_HOST','https://storage.googleapis.com').rstrip('/')\n"
-    "q=u.Request(b+'/storage/v1/b/'+sys.argv[1]+'/o/'+p.quote(sys.argv[2],safe='')+'?alt=media',"
-    "headers={'Authorization':'Bearer '+t})\n"
-    "open(sys.argv[3],'wb').write(u.urlopen(q,timeout=120).read())\n"
+    'h=os.environ.get("GCE_METADATA_HOST","metadata.google.internal")\n'
+    'r=u.Request("http://"+h+"/computeMetadata/v1/instance/service-accounts/default/token",'
+    'headers={"Metadata-Flavor":"Google"})\n'
+    't=json.load(u.urlopen(r,timeout=30))["access_token"]\n'
+    'b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstrip("/")\n'
+    'q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",'
+    'headers={"Authorization":"Bearer "+t})\n'
+    'open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())\n'
 )
 ALIVE_ACTIONS = ("NONE", "CREATING", "CREATING_WITHOUT_RETRIES", "RECREATING", "VERIFYING")
 ALIVE_STATUS = ("PROVISIONING", "STAGING", "RUNNING")
