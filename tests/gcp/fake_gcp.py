@@ -234,6 +234,8 @@ class FakeGcp:
             return 200, answer
         except ApiError as exc:
             return exc.code, exc.body()
+        except Exception as exc:  # a bug in the fake: answer as Google would, and say what
+            return 500, ApiError(500, f"fake error: {type(exc).__name__}: {exc}").body()
 
     def _take_failure(self, method_id: str) -> Failure | None:
         queue = self.failures.get(method_id) or []
