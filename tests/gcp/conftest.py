@@ -69,6 +69,7 @@ def gcp(
                 "client_id": "caller.apps.googleusercontent.com",
                 "client_secret": client_secret,
                 "refresh_token": refresh,
+                "token_uri": "http://127.0.0.1:9/token",  # never anywhere but loopback
             }
         )
     )

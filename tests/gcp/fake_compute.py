@@ -25,7 +25,7 @@ from tests.gcp.fake_gcp import (
     now_rfc3339,
 )
 
-SHUTDOWN_GRACE = 1.5  # seconds an instance shows STOPPING before it is gone
+SHUTDOWN_GRACE = 0.5  # seconds an instance shows STOPPING before it is gone
 
 
 def link(path: str) -> str:

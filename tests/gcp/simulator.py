@@ -37,7 +37,7 @@ from tests.gcp.fake_gcs import FakeGcs
 from tests.gcp.fake_metadata import FakeMetadata
 
 SHUTDOWN_GRACE = 20.0
-TICK = 0.25
+TICK = 0.1
 
 
 @dataclass

@@ -76,7 +76,12 @@ def machine_metadata(gcp: Gcp, email: str) -> FakeMetadata:
 
 def as_machine(meta: FakeMetadata) -> dict[str, str]:
     """A machine's rclone: no anonymous switch, credentials from its metadata server."""
-    return {"RCLONE_GCS_ANONYMOUS": "false", "HOME": "/nonexistent", **meta.env()}
+    return {
+        "RCLONE_GCS_ANONYMOUS": "false",
+        "GOOGLE_APPLICATION_CREDENTIALS": "",  # not the caller's: the machine has none
+        "HOME": "/nonexistent",
+        **meta.env(),
+    }
 
 
 def test_machine_identity_reaches_only_its_prefix(gcp: Gcp) -> None:

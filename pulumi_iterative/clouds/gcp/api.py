@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+COMPUTE = "https://compute.googleapis.com/"
 IAM = "https://iam.googleapis.com/"
 CRM = "https://cloudresourcemanager.googleapis.com/"
 DEADLINE = 120.0  # seconds a call keeps retrying transient errors
@@ -121,7 +122,8 @@ def storage(project: str) -> Any:
 
 
 def rest(verb: str, api: str, path: str, body: Any = None, *, on_machine: bool = False) -> Any:
-    """One JSON call to IAM or Resource Manager; errors as google-api-core raises them."""
+    """One JSON call (IAM, Resource Manager, a machine's compute call); errors as
+    google-api-core raises them, so `call` classifies them like the clients' own."""
     from google.api_core import exceptions
 
     base = (endpoint() + "/") if endpoint() else api

@@ -13,8 +13,8 @@ cheap poll sees the notice the moment GCE gives it (spot machines get 30 seconds
 Leaving the group is `deleteInstances` on its own instance, which lowers the
 target size; the machine's identity may do that on this group only.
 
-Imports only what the agent's install has (google-auth, google-cloud-compute via
-the `gcp` extra); never Pulumi, never the backend.
+Imports only what the agent's install has (google-auth through the `gcp` extra);
+never Pulumi, never the backend, never the compute client library.
 """
 
 from __future__ import annotations
@@ -152,19 +152,18 @@ class MachineSide:
         self._preempted.set()
 
     def leave_group(self) -> None:
-        """deleteInstances on this instance: the group's target size drops by one."""
-        from google.cloud import compute_v1
+        """deleteInstances on this instance: the group's target size drops by one.
 
-        from .api import call, compute
+        One JSON call through google-auth's session with the machine's token (the
+        compute client library would cost seconds of import on every machine)."""
+        from .api import COMPUTE, call, rest
 
-        request = compute_v1.RegionInstanceGroupManagersDeleteInstancesRequest(
-            instances=[f"zones/{self.zone()}/instances/{self.name()}"],
-            skip_instances_on_validation_error=True,
+        path = (
+            f"compute/v1/projects/{self.project()}/regions/{self.region()}/"
+            f"instanceGroupManagers/{self.names.group}/deleteInstances"
         )
-        call(
-            compute("RegionInstanceGroupManagers", on_machine=True).delete_instances,
-            project=self.project(),
-            region=self.region(),
-            instance_group_manager=self.names.group,
-            region_instance_group_managers_delete_instances_request_resource=request,
-        )
+        body = {
+            "instances": [f"zones/{self.zone()}/instances/{self.name()}"],
+            "skipInstancesOnValidationError": True,
+        }
+        call(rest, "POST", COMPUTE, path, body, on_machine=True)
