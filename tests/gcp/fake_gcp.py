@@ -26,6 +26,7 @@ tests); `reset()` empties everything.
 
 from __future__ import annotations
 
+import http
 import json
 import secrets
 import threading
@@ -252,7 +253,7 @@ class FakeGcp:
         op = self.operation(call.method.rsplit(".", 1)[1], "", zone=zone, region=region)
         op["error"] = {"errors": [{"code": "INJECTED", "message": failure.message}]}
         op["httpErrorStatusCode"] = failure.code
-        op["httpErrorMessage"] = "INJECTED"
+        op["httpErrorMessage"] = http.HTTPStatus(failure.code).phrase.upper()
         self.operations[op["selfLink"]] = op
         return op
 

@@ -166,7 +166,7 @@ def call(
         try:
             result = fn(*args, **kwargs)
             if hasattr(result, "result") and hasattr(result, "done"):  # an ExtendedOperation
-                result.result(timeout=OPERATION_TIMEOUT)
+                _wait(result, name)
             return result
         except exceptions.GoogleAPICallError as exc:
             status = int(exc.code or 0)
@@ -192,6 +192,22 @@ def call(
             ) from failure
         log.debug("retrying in %.1fs after %s", delay, what)
         time.sleep(delay)
+
+
+def _wait(operation: Any, name: str) -> None:
+    """Wait for a compute operation; a failed one says what its errors say (the
+    exception alone carries only the HTTP reason phrase)."""
+    from google.api_core import exceptions
+
+    try:
+        operation.result(timeout=OPERATION_TIMEOUT)
+    except exceptions.GoogleAPICallError as exc:
+        details = "; ".join(
+            f"{e.code}: {e.message}" for e in getattr(operation.error, "errors", None) or []
+        )
+        if details:
+            exc.message = f"{exc.message}: {details}"
+        raise
 
 
 def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
