@@ -155,7 +155,7 @@ class Backend(Protocol):
 
 
 class MachineSide(Protocol):
-    """What the agent asks the machine it runs on. Constructed with the boot config;
+    """What the agent asks the machine it runs on. Constructed with the `BootConfig`;
     imports only what the agent's own install has (never Pulumi, never the backend)."""
 
     def index(self) -> int:
