@@ -20,6 +20,7 @@ from pulumi_iterative.agent.bootstrap import render_bootstrap
 from pulumi_iterative.clouds.gcp.backend import VENV, WHEEL_DIR
 from pulumi_iterative.clouds.gcp.backend import Backend as GcpBackend
 from pulumi_iterative.clouds.gcp.names import Names
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.gcp.conftest import Gcp
@@ -50,7 +51,7 @@ def _fixed_ref() -> TaskRef:
 def test_rendered_gcp_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: False)
     ref = _fixed_ref()
-    config = {"task_id": ref.task_id, "cloud": "gcp", "remote": ref.remote, "version": "0.1.0"}
+    config = BootConfig(ref.task_id, "gcp", ref.remote, "0.1.0")
     text = render_bootstrap(config, GcpBackend().install(ref))
     path = GOLDEN / "bootstrap-gcp-wheel.sh"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -61,7 +62,9 @@ def test_rendered_gcp_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) 
 def test_released_agent_comes_from_pypi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: True)
     install = GcpBackend().install(_fixed_ref())
-    assert install.requirement == "pulumi-iterative[gcp]==0.1.0"
+    assert install.requirement == "pulumi-iterative==0.1.0"
+    assert any(d.startswith("google-auth") for d in install.deps)
+    assert not any("pulumi>" in d or "compute" in d for d in install.deps)
     assert install.fetch == ""
     assert "Upload agent" not in [s.name for s in GcpBackend().storage_steps(_fixed_ref())]
 
@@ -77,7 +80,7 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
     assert startup["key"] == "startup-script"
     install = GcpBackend().install(ref)
     assert install.fetch in startup["value"]  # the lines below are the stored ones
-    assert f"{WHEEL_DIR}/{agent_wheel.wheel_name()}[gcp]" in startup["value"]
+    assert f"{WHEEL_DIR}/{agent_wheel.wheel_name()}" in startup["value"]
     for marker in ("ya29.", "Authorization: Bearer", "X-Goog-Signature", "private_key"):
         assert marker not in startup["value"]  # no token, no signed URL, no key
 

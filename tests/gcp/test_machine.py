@@ -12,6 +12,7 @@ import pytest
 from pulumi_iterative.clouds.gcp.machine import MachineSide
 from pulumi_iterative.clouds.gcp.names import Names
 from pulumi_iterative.clouds.gcp.resources import group, identity, template
+from pulumi_iterative.records import BootConfig
 from tests.gcp.conftest import Gcp
 from tests.gcp.fake_compute import public
 from tests.gcp.fake_gcp import PROJECT_NUMBER
@@ -48,10 +49,8 @@ def machine(
     )
     for name, value in meta.env().items():
         monkeypatch.setenv(name, value)
-    yield (
-        MachineSide({"task_id": NAMES.task_id, "cloud": "gcp", "remote": {}, "version": "0"}),
-        meta,
-    )
+    config = BootConfig(task_id=NAMES.task_id, cloud="gcp", remote={}, version="0")
+    yield MachineSide(config), meta
     meta.close()
 
 

@@ -47,6 +47,7 @@ from ...status import CloudMachine, Event
 from ...steps import Step
 from ...storage import Remote
 from ...task import TaskRef
+from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import call, default_project, storage, wait_until
@@ -290,9 +291,12 @@ class Backend:
 
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
-        with the machine's own identity (no URL, token or key in the startup script)."""
+        with the machine's own identity (no URL, token or key in the startup script).
+        Either way without its dependencies: the machine gets rclone and google-auth,
+        not Pulumi and not the compute client library."""
+        deps = machine_requirements("gcp")
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative[gcp]=={__version__}", venv=VENV)
+            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
         source = key(ref.extra["prefix"], AGENT, wheel)
@@ -304,7 +308,7 @@ class Backend:
                 f"{q(ref.extra['bucket'])} {q(source)} {q(dest)}",
             ]
         )
-        return Install.pip(f"{dest}[gcp]", venv=VENV, fetch=fetch)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps)
 
     # --- what the group sees -----------------------------------------------------------------
 

@@ -26,8 +26,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
+from ...records import BootConfig
 from .names import Names
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,8 @@ class Metadata:
 
 
 class MachineSide:
-    def __init__(self, config: Any) -> None:
-        data = config if isinstance(config, dict) else config.to_dict()
-        self.names = Names(str(data["task_id"]))
+    def __init__(self, config: BootConfig) -> None:
+        self.names = Names(config.task_id)
         self.metadata = Metadata()
         self._name = ""
         self._id = ""

