@@ -10,6 +10,7 @@ from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.gcp.conftest import Gcp, leftovers
 from tests.gcp.simulator import MachineSimulator
+from tests.gcp.test_permissions import check_caller_permissions
 
 SCRIPT = """#!/bin/sh
 set -e
@@ -72,5 +73,6 @@ def test_full_lifecycle(gcp: Gcp, gcp_simulator: MachineSimulator, workdir: Path
     assert "index=0 count=2 restarts=0 resumed=0" in first
     assert "hello from the workstation" in first
     assert "mode=train token-length=16" in first
+    check_caller_permissions(gcp)  # every call so far needed a permission the README lists
     assert leftovers(gcp, ref.task_id) == []
     lifecycle.delete(ref)  # idempotent
