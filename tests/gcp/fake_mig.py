@@ -413,6 +413,13 @@ def mig_resize(gcp: FakeGcp, call: Call) -> dict[str, Any]:
 @handles("compute.regionInstanceGroupManagers.createInstances")
 def mig_create_instances(gcp: FakeGcp, call: Call) -> dict[str, Any]:
     group = group_of(gcp, call)
+    policy = group.body.get("updatePolicy") or {}
+    if policy.get("instanceRedistributionType", "PROACTIVE") != "NONE":
+        raise ApiError(
+            400,
+            "Creating instances with specific names in a regional managed "
+            "instance group requires updatePolicy.instanceRedistributionType NONE",
+        )
     wanted = [c["name"] for c in call.body.get("instances") or []]
     for name in wanted:
         if not name or name in group.configs:

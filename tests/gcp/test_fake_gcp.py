@@ -63,6 +63,9 @@ def make_group(gcp: Gcp, name: str = "g1", template: str = "t1") -> None:
         base_instance_name=name,
         instance_template=f"global/instanceTemplates/{template}",
         target_size=0,
+        update_policy=compute_v1.InstanceGroupManagerUpdatePolicy(
+            instance_redistribution_type="NONE"
+        ),
     )
     api.call(
         api.compute("RegionInstanceGroupManagers").insert,
@@ -286,3 +289,20 @@ def test_iam_service_accounts_roles_and_the_project_policy(gcp: Gcp) -> None:
             f"{crm}:setIamPolicy",
             {"policy": {**fresh, "bindings": [ghost]}},
         )
+
+
+def test_named_instances_need_redistribution_off(gcp: Gcp) -> None:
+    make_template(gcp)
+    resource = compute_v1.InstanceGroupManager(
+        name="g2", base_instance_name="g2", instance_template="global/instanceTemplates/t1",
+        target_size=0,
+    )  # fmt: skip
+    api.call(
+        migs().insert,
+        project=gcp.project,
+        region=REGION,
+        instance_group_manager_resource=resource,
+    )
+    with pytest.raises(api.GcpError, match="instanceRedistributionType") as caught:
+        create_named(gcp, "g2-0", group="g2")
+    assert caught.value.status == 400

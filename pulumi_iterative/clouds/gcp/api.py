@@ -21,9 +21,11 @@ Endpoints and credentials:
 - emulators (tests only): PULUMI_ITERATIVE_GCP_ENDPOINT points compute, IAM and
   Resource Manager at one fake address, and STORAGE_EMULATOR_HOST (honoured by
   google-cloud-storage itself) at a GCS emulator. With PULUMI_ITERATIVE_GCP_ENDPOINT
-  set, the workstation calls anonymously; a machine still sends its own token. No
-  backend ever writes these variables into anything a machine boots from: the
-  machine simulator sets them in the machine's process environment.
+  set, the workstation calls anonymously; a machine still sends its own token.
+  Neither variable is written into anything a machine boots from (the machine
+  simulator sets them in the machine's process); only the GCS emulator's address
+  reaches machines, as the rclone setting of the task's remote (names.remote_env),
+  and only when STORAGE_EMULATOR_HOST was set at create.
 """
 
 from __future__ import annotations

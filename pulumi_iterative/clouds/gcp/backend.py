@@ -28,7 +28,7 @@ and refuses to make new ones after it; `stop` and delete also resize the group t
 zero. Credentials are never stored anywhere: the workstation uses the caller's
 application default credentials, machines their service account through the
 metadata server. Emulator endpoints (tests) come from PULUMI_ITERATIVE_GCP_ENDPOINT
-and STORAGE_EMULATOR_HOST (see api.py); none is written into the startup script.
+and STORAGE_EMULATOR_HOST (see api.py).
 """
 
 from __future__ import annotations

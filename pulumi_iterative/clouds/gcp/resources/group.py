@@ -36,6 +36,9 @@ def group_body(
         "baseInstanceName": names.group,
         "instanceTemplate": f"projects/{project}/global/instanceTemplates/{names.template}",
         "targetSize": 0,
+        # Named instances in a regional group need this, and proactive redistribution
+        # would delete a working machine to even out the zones.
+        "updatePolicy": {"instanceRedistributionType": "NONE"},
     }
     if zone:
         body["distributionPolicy"] = {"zones": [{"zone": f"zones/{zone}"}]}
