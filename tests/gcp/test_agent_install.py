@@ -118,7 +118,9 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
         meta.close()
     assert (wheels / agent_wheel.wheel_name()).read_bytes() == agent_wheel.build_wheel()
     fetched = [
-        r for r in gcp.gcs.requests if agent_wheel.wheel_name() in r.path and r.verb == "GET"
+        r
+        for r in gcp.gcs.requests
+        if agent_wheel.wheel_name() in r.path and r.query.get("alt") == ["media"]
     ]
     assert fetched and all(r.auth == f"Bearer {meta.token}" for r in fetched)
     lifecycle.delete(ref)

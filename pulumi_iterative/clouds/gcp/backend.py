@@ -8,7 +8,8 @@ definition after the storage steps):
                               enforced, in the task's region, labelled; or, with
                               storage.container, a check of that bucket (the task lives
                               under <prefix>/<task id>; the bucket is never deleted)
-    Upload agent              only for an unreleased version: a wheel of this package
+    (Upload agent)            lifecycle.py, for every cloud: only for an unreleased
+                              version, a wheel of this package into <remote>/agent/
     Create machine identity   a service account for this task (with permission_set: that
                               service account, checked and used as it is, granted nothing)
     Grant bucket access       roles/storage.objectUser on this bucket only (on a container:
@@ -45,13 +46,13 @@ from ...errors import IterativeError, NotFound
 from ...spec import TaskSpec
 from ...status import CloudMachine, Event
 from ...steps import Step
-from ...storage import Remote
+from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import catalog
-from .api import call, default_project, storage, wait_until
-from .names import AGENT, Names, gcs_root, key, remote_env
+from .api import default_project, wait_until
+from .names import Names, gcs_root, key, remote_env
 from .resources import bucket, group, identity, network, template
 
 log = logging.getLogger(__name__)
@@ -153,16 +154,6 @@ class Backend:
                     Made.of("prefix", bucket=name, prefix=prefix),  # the task's prefix only
                 )
             ]
-        if not agent_wheel.released():
-            wheel_key = key(prefix, AGENT, agent_wheel.wheel_name())
-
-            def upload() -> None:
-                blob = storage(project).bucket(name).blob(wheel_key)
-                call(blob.upload_from_string, agent_wheel.build_wheel())
-
-            steps.append(
-                Step("Upload agent", upload, Made.of("object", bucket=name, key=wheel_key))
-            )
         return steps
 
     def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
@@ -250,8 +241,6 @@ class Backend:
             bucket.delete_bucket(project, made.get("bucket"))
         elif kind == "prefix":
             bucket.delete_objects(project, made.get("bucket"), made.get("prefix"))
-        elif kind == "object":
-            call(storage(project).bucket(made.get("bucket")).blob(made.get("key")).delete)
         elif kind == "identity":
             identity.delete_account(project, names)
         elif kind == "bucket_grant":
@@ -299,7 +288,7 @@ class Backend:
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
-        source = key(ref.extra["prefix"], AGENT, wheel)
+        source = key(ref.extra["prefix"], AGENT_DIR, wheel)
         q = shlex.quote
         fetch = "\n".join(
             [
@@ -308,7 +297,7 @@ class Backend:
                 f"{q(ref.extra['bucket'])} {q(source)} {q(dest)}",
             ]
         )
-        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
 
     # --- what the group sees -----------------------------------------------------------------
 

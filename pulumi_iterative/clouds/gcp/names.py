@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 PREFIX = "pulumi-iterative"
 TASK_LABEL = "pulumi-iterative-task"  # on every object the task makes that takes labels
-AGENT = "agent"  # <remote>/agent/<wheel>: the agent for an unreleased version
 # One project-level custom role, shared by every task's machines: leave one's own group.
 MACHINE_ROLE_ID = "pulumiIterativeMachine"
 MACHINE_PERMISSIONS = (
