@@ -9,8 +9,8 @@ a new one), never legacy preemptible; GPUs as guest accelerators with
 the storage and compute scopes; no project-wide SSH keys; the network tag the
 deny-all firewall rule targets. The bootstrap is the `startup-script` metadata value
 and holds nothing secret. `scheduling.terminationTime` is the backstop: GCE deletes
-the machine at the task's deadline whatever runs on it, and a replacement the group
-tries after that is refused (the time has passed), so nothing runs on.
+the machine at that time whatever runs on it, and any machine the group makes later
+carries the same past time (the test fakes refuse to make it).
 """
 
 from __future__ import annotations
