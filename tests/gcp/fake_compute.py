@@ -39,13 +39,15 @@ def short(url: str) -> str:
 
 def matches(expression: str, item: dict[str, Any]) -> bool:
     """The small part of the list filter syntax the callers here use:
-    `field = "value"` / `field != "value"` terms (dotted fields, `labels.key`),
-    joined by AND or by spaces, each optionally in parentheses."""
+    `field = "value"` / `field != "value"` (exact) and `field eq "regex"` /
+    `field ne "regex"` (a full match) terms, dotted fields (`labels.key`), joined by
+    AND or by spaces, each optionally in parentheses; anything else is refused."""
     text = expression.strip()
     if not text:
         return True
-    terms = re.findall(r'\(?\s*([\w.]+)\s*(!=|=|eq|ne)\s*"?([^")]*)"?\s*\)?', text)
-    rest = re.sub(r'\(?\s*[\w.]+\s*(!=|=|eq|ne)\s*"?[^")]*"?\s*\)?', "", text)
+    term = r'\(?\s*([\w.-]+)\s+(!=|=|eq|ne)\s+"([^"]*)"\s*\)?'
+    terms = re.findall(term, text)
+    rest = re.sub(term, "", text)
     if rest.replace("AND", "").strip():
         raise ApiError(400, f"Invalid list filter expression: {expression!r}", "invalid")
     for name, op, want in terms:
@@ -53,9 +55,8 @@ def matches(expression: str, item: dict[str, Any]) -> bool:
         for part in name.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         got = "" if value is None else str(value)
-        if op in ("=", "eq") and not (got == want or (op == "eq" and re.fullmatch(want, got))):
-            return False
-        if op in ("!=", "ne") and got == want:
+        same = bool(re.fullmatch(want, got)) if op in ("eq", "ne") else got == want
+        if same != (op in ("=", "eq")):
             return False
     return True
 

@@ -69,7 +69,9 @@ def test_preemption_notice_checkpoints_and_events_say_so(
     )
     first = next(m for m in status.machines if m.index == 0)
     assert first.state == State.INTERRUPTED
-    assert any(e.kind == "interrupt" and e.machine == names.instance(0) for e in status.events)
+    kinds = [(e.kind, e.machine) for e in status.events if e.machine == names.instance(0)]
+    assert ("interrupt", names.instance(0)) in kinds
+    assert kinds.count(("launch", names.instance(0))) == 2  # the first boot and its replacement
     # the first boot saw the notice through the metadata server and checkpointed at once
     assert "preemption notice: checkpointing now" in "".join(status.logs.values())
     lifecycle.delete(ref)

@@ -76,6 +76,15 @@ FETCH_PY = (
     'headers={"Authorization":"Bearer "+t})\n'
     'open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())\n'
 )
+# GCE's operation types on the task's machines -> (event kind, message)
+OPERATION_EVENTS = {
+    "insert": ("launch", "the group made machine {}"),
+    "delete": ("terminate", "machine {} deleted"),
+    "compute.instances.preempted": (
+        "interrupt",
+        "GCE preempted spot machine {}; the group makes it again",
+    ),
+}
 ALIVE_ACTIONS = ("NONE", "CREATING", "CREATING_WITHOUT_RETRIES", "RECREATING", "VERIFYING")
 ALIVE_STATUS = ("PROVISIONING", "STAGING", "RUNNING")
 
@@ -331,16 +340,11 @@ class Backend:
             out.append(Event(_when(e.timestamp), "error", instance, message))
         zone = ref.extra.get("zone", "")
         zones = [zone] if zone else group.region_zones(project, ref.region)
-        for op in group.preemptions(project, zones, names):
+        for op in group.activity(project, zones, names):
             instance = op.target_link.rsplit("/", 1)[-1]
-            out.append(
-                Event(
-                    _when(op.insert_time),
-                    "interrupt",
-                    instance,
-                    f"GCE preempted spot machine {instance}; the group makes it again",
-                )
-            )
+            kind, message = OPERATION_EVENTS.get(op.operation_type, ("", ""))
+            if kind:
+                out.append(Event(_when(op.insert_time), kind, instance, message.format(instance)))
         return out
 
     def stop(self, ref: TaskRef) -> None:

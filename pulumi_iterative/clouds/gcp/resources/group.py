@@ -133,18 +133,19 @@ def errors(project: str, region: str, names: Names) -> list[Any]:
     )
 
 
-def preemptions(project: str, zones: list[str], names: Names) -> list[Any]:
-    """GCE's own record of taking the task's spot machines back (zone operations)."""
+def activity(project: str, zones: list[str], names: Names) -> list[Any]:
+    """GCE's own record of the task's machines: made, deleted, preempted (the zone
+    operations that target them; one filtered list per zone)."""
     from google.cloud import compute_v1
 
     client = compute("ZoneOperations")
+    mine = f".*/instances/{names.group}-[0-9]+"  # names are [a-z0-9-]: no regex specials
     found = []
     for zone in zones:
         request = compute_v1.ListZoneOperationsRequest(
-            project=project, zone=zone, filter='operationType = "compute.instances.preempted"'
+            project=project, zone=zone, filter=f'targetLink eq "{mine}"'
         )
-        ops = call(lambda r=request: list(client.list(request=r)))
-        found += [op for op in ops if f"/instances/{names.group}-" in op.target_link]
+        found += call(lambda r=request: list(client.list(request=r)))
     return found
 
 
