@@ -37,7 +37,9 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from ... import __version__, agent_wheel
 from ... import catalog as generic
@@ -96,6 +98,54 @@ def _when(stamp: str) -> float:
         return time.time()
 
 
+@dataclass(frozen=True)
+class Place:
+    """The GCP part of a TaskRef: where the task's objects live (non-secret)."""
+
+    project: str
+    bucket: str
+    prefix: str  # "" for a bucket of the task's own; else <prefix>/<task id> in the user's
+    own_bucket: bool
+    zone: str = ""  # a zone the user pinned the group to ("" = the region's zones)
+    permission_set: str = ""  # a service account email used as is
+    network: str = NETWORK
+    tags: tuple[tuple[str, str], ...] = ()
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "own_bucket": self.own_bucket,
+            "zone": self.zone,
+            "permission_set": self.permission_set,
+            "network": self.network,
+            "tags": dict(self.tags),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_ref(cls, ref: TaskRef) -> Place:
+        e = ref.extra
+        return cls(
+            project=str(e["project"]),
+            bucket=str(e["bucket"]),
+            prefix=str(e.get("prefix") or ""),
+            own_bucket=bool(e.get("own_bucket")),
+            zone=str(e.get("zone") or ""),
+            permission_set=str(e.get("permission_set") or ""),
+            network=str(e.get("network") or NETWORK),
+            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
+            version=int(e.get("version", 1)),
+        )
+
+    def member(self, task_id: str) -> str:
+        """The machines' identity as IAM names it."""
+        account = self.permission_set or Names(task_id).account_email(self.project)
+        return f"serviceAccount:{account}"
+
+
 def machines_of(spec: TaskSpec) -> tuple[str, ...]:
     return generic.resolve_machine("gcp", spec.machine).types
 
@@ -116,38 +166,32 @@ class Backend:
         names = Names(task_id)
         if spec.storage.container:
             name, _, sub = spec.storage.container.strip("/").partition("/")
-            prefix, own = key(sub, task_id), False
+            place = Place(project, name, key(sub, task_id), False)
         else:
-            name, prefix, own = names.bucket, "", True
+            place = Place(project, names.bucket, "", True)
+        place = replace(place, zone=zone, permission_set=spec.permission_set, tags=spec.tags)
         now = time.time()
         return TaskRef(
             task_id=task_id,
             cloud="gcp",
             region=region,
-            remote=Remote(gcs_root(name, prefix), tuple(sorted(remote_env().items()))).to_dict(),
+            remote=Remote(
+                gcs_root(place.bucket, place.prefix), tuple(sorted(remote_env().items()))
+            ).to_dict(),
             parallelism=spec.parallelism,
             created=now,
             deadline=now + spec.timeout,
             workdir=spec.storage.workdir,
             output=spec.storage.output,
-            extra={
-                "project": project,
-                "zone": zone,
-                "bucket": name,
-                "prefix": prefix,
-                "own_bucket": own,
-                "permission_set": spec.permission_set,
-                "network": NETWORK,
-                "tags": dict(spec.tags),
-            },
+            extra=place.to_dict(),
         )
 
     # --- steps --------------------------------------------------------------------------
 
     def storage_steps(self, ref: TaskRef) -> list[Step]:
-        project, name, prefix = _project(ref), ref.extra["bucket"], ref.extra["prefix"]
-        names = Names(ref.task_id)
-        if ref.extra["own_bucket"]:
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        project, name, prefix = place.project, place.bucket, place.prefix
+        if place.own_bucket:
             steps = [
                 Step(
                     "Create bucket",
@@ -166,12 +210,12 @@ class Backend:
         return steps
 
     def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
-        project, names = _project(ref), Names(ref.task_id)
-        name, prefix = ref.extra["bucket"], ref.extra["prefix"]
-        permission_set = str(ref.extra.get("permission_set") or "")
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        project, name, prefix = place.project, place.bucket, place.prefix
+        permission_set = place.permission_set
         account = permission_set or names.account_email(project)
-        member = f"serviceAccount:{account}"
-        net = str(ref.extra.get("network") or NETWORK)
+        member = place.member(ref.task_id)
+        net = place.network
 
         machines = machines_of(spec)
 
@@ -196,7 +240,7 @@ class Backend:
             template.create_template(project, body)
 
         def make_group() -> None:
-            body = group.group_body(names, project, ref.region, ref.extra.get("zone", ""), machines)
+            body = group.group_body(names, project, ref.region, place.zone, machines)
             group.create_group(project, ref.region, body)
 
         def make_firewall() -> None:
@@ -270,14 +314,15 @@ class Backend:
     def legacy_made(self, ref: TaskRef) -> list[Made]:
         """GCP tasks were always created with made records; this derives the same list
         from the ref, for a state whose records were lost."""
-        name, prefix = ref.extra["bucket"], ref.extra["prefix"]
+        place = Place.from_ref(ref)
+        name = place.bucket
         made = [
             Made.of("bucket", bucket=name)
-            if ref.extra["own_bucket"]
-            else Made.of("prefix", bucket=name, prefix=prefix)
+            if place.own_bucket
+            else Made.of("prefix", bucket=name, prefix=place.prefix)
         ]
-        if not ref.extra.get("permission_set"):
-            member = f"serviceAccount:{Names(ref.task_id).account_email(_project(ref))}"
+        if not place.permission_set:
+            member = place.member(ref.task_id)
             made += [
                 Made.of("identity"),
                 Made.of("bucket_grant", bucket=name, member=member),
@@ -297,13 +342,13 @@ class Backend:
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
-        source = key(ref.extra["prefix"], AGENT_DIR, wheel)
+        place = Place.from_ref(ref)
+        source = key(place.prefix, AGENT_DIR, wheel)
         q = shlex.quote
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
-                f"{VENV}/bin/python -c {q(FETCH_PY)} "
-                f"{q(ref.extra['bucket'])} {q(source)} {q(dest)}",
+                f"{VENV}/bin/python -c {q(FETCH_PY)} {q(place.bucket)} {q(source)} {q(dest)}",
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
@@ -338,7 +383,7 @@ class Backend:
             instance = e.instance_action_details.instance.rsplit("/", 1)[-1]
             message = f"{e.error.code}: {e.error.message}"
             out.append(Event(_when(e.timestamp), "error", instance, message))
-        zone = ref.extra.get("zone", "")
+        zone = Place.from_ref(ref).zone
         zones = [zone] if zone else group.region_zones(project, ref.region)
         for op in group.activity(project, zones, names):
             instance = op.target_link.rsplit("/", 1)[-1]
@@ -365,8 +410,8 @@ class Backend:
 
 
 def _project(ref: TaskRef) -> str:
-    return str(ref.extra["project"])
+    return Place.from_ref(ref).project
 
 
 def _labels(ref: TaskRef, names: Names) -> dict[str, str]:
-    return names.labels(dict(ref.extra.get("tags") or {}))
+    return names.labels(dict(Place.from_ref(ref).tags))
