@@ -19,6 +19,7 @@ BASE = {"cloud": "gcp", "script": "#!/bin/sh\ntrue\n"}
         ("region", "us-east-1", "choose one of"),  # an AWS-shaped region is not a GCP one
         ("image", "ami-0123456789abcdef0", "choose one of"),
         ("permission_set", "arn:aws:iam::123456789012:instance-profile/x", "service account"),
+        ("permission_set", "1234-compute@developer.gserviceaccount.com", "default compute"),
         ("tags", {"Team": "ml"}, "lowercase"),
         ("tags", {"team": "Machine Learning"}, "lowercase"),
         ("storage", {"container": "googlebucket"}, "not a GCS bucket"),

@@ -39,7 +39,16 @@ def validate(spec: TaskSpec) -> list[FieldError]:
                     "letters, digits, -, _ and .; not starting with 'goog')",
                 )
             )
-    if spec.permission_set and not SERVICE_ACCOUNT.match(spec.permission_set):
+    if spec.permission_set.endswith("-compute@developer.gserviceaccount.com"):
+        errors.append(
+            FieldError(
+                "permission_set",
+                "the default compute service account usually holds broad project roles; "
+                "give a service account of your own, or leave permission_set empty for a "
+                "per-task one",
+            )
+        )
+    elif spec.permission_set and not SERVICE_ACCOUNT.match(spec.permission_set):
         errors.append(
             FieldError(
                 "permission_set",
