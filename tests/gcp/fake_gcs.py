@@ -309,15 +309,10 @@ class FakeGcs:
             found = re.search(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"', body[:8192])
             obj = json.loads(b'"' + found.group(1) + b'"') if found else ""
         resource = f"projects/_/buckets/{bucket}" + (f"/objects/{obj}" if obj else "")
-        policy = self.policies.get(bucket) or {"bindings": []}
+        with self.lock:
+            bindings = list((self.policies.get(bucket) or {}).get("bindings") or [])
         assert self.gcp is not None
-        saved = self.gcp.policy
-        try:
-            self.gcp.policy = {"bindings": policy["bindings"]}
-            ok = allowed(self.gcp, email, permission, resource)
-        finally:
-            self.gcp.policy = saved
-        if not ok:
+        if not allowed(self.gcp, email, permission, resource, bindings):
             raise ApiError(
                 403,
                 f"{email} does not have {permission} access to the Google Cloud Storage "
@@ -362,7 +357,7 @@ def _target(
             "storage.objects.rewrite": "storage.objects.create",
             "storage.objects.copy": "storage.objects.create",
             "storage.objects.compose": "storage.objects.create",
-        }.get(method, method.replace("storage.buckets.", "storage.buckets."))
+        }.get(method, method)
         if method == "storage.objects.get" and (query.get("alt") or [""])[0] == "media":
             permission = "storage.objects.get"
         return bucket, obj, permission

@@ -342,9 +342,16 @@ def condition_holds(expression: str, resource: str) -> bool:
     return False
 
 
-def allowed(gcp: FakeGcp, email: str, permission: str, resource: str) -> bool:
+def allowed(
+    gcp: FakeGcp,
+    email: str,
+    permission: str,
+    resource: str,
+    bindings: list[dict[str, Any]] | None = None,
+) -> bool:
+    """Does a binding (the project's, or the given ones: a bucket's) grant it?"""
     member = f"serviceAccount:{email}"
-    for binding in gcp.policy["bindings"]:
+    for binding in gcp.policy["bindings"] if bindings is None else bindings:
         if member not in (binding.get("members") or []):
             continue
         role = binding["role"]
