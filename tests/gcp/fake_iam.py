@@ -77,6 +77,7 @@ CALLER_NEEDS = {
     "compute.globalOperations.wait": "compute.globalOperations.get",
     "compute.zoneOperations.get": "compute.zoneOperations.get",
     "compute.instances.get": "compute.instances.get",
+    "compute.instances.list": "compute.instances.list",
     "iam.projects.serviceAccounts.get": "iam.serviceAccounts.get",
     "iam.projects.serviceAccounts.create": "iam.serviceAccounts.create",
     "iam.projects.serviceAccounts.delete": "iam.serviceAccounts.delete",

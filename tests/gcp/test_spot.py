@@ -91,7 +91,8 @@ def test_no_capacity_shows_in_events_and_status_waits(
     error = next(e for e in status.events if e.kind == "error")
     assert "ZONE_RESOURCE_POOL_EXHAUSTED" in error.message
     gcp.fake.no_capacity.clear()
-    gcp_simulator.wait_status(ref, lambda s: s.state == State.RUNNING)
+    running = gcp_simulator.wait_status(ref, lambda s: s.state == State.RUNNING)
+    assert len(running.addresses) == 1 and running.addresses[0].startswith("203.0.113.")
     lifecycle.stop(ref)
     assert lifecycle.read(ref).state == State.STOPPED
     assert not any(m.running for m in gcp_simulator.machines.values())

@@ -361,13 +361,15 @@ class Backend:
             found = group.managed_instances(project, ref.region, names)
         except NotFound:
             return []
+        zones = sorted({_zone_of(m.instance) for m in found} - {""})
+        addresses = group.addresses(project, zones, names) if found else {}
         return [
             CloudMachine(
                 str(m.id),
                 m.current_action in ALIVE_ACTIONS
                 and (m.instance_status or "RUNNING") in ALIVE_STATUS,
-                "",
-                m.instance.split("/zones/")[-1].split("/")[0] if "/zones/" in m.instance else "",
+                addresses.get(m.name, ""),
+                _zone_of(m.instance),
             )
             for m in found
         ]
@@ -407,6 +409,10 @@ class Backend:
                 return True
 
         wait_until(empty, "the task's machines to be deleted", deadline=STOP_DEADLINE)
+
+
+def _zone_of(instance_url: str) -> str:
+    return instance_url.split("/zones/")[1].split("/")[0] if "/zones/" in instance_url else ""
 
 
 def _project(ref: TaskRef) -> str:

@@ -60,6 +60,7 @@ CALLER_PERMISSIONS: dict[str, str] = {
     "compute.subnetworks.use": "the group makes machines as you",
     "compute.subnetworks.useExternalIp": "machines reach the bucket and package mirrors",
     "compute.regions.get": "the region's zones, for events",
+    "compute.instances.list": "the machines' addresses, for status",
     "compute.zoneOperations.list": "preemptions, for events",
     "compute.regionOperations.get": "wait for group operations",
     "compute.globalOperations.get": "wait for template and firewall operations",

@@ -149,6 +149,26 @@ def activity(project: str, zones: list[str], names: Names) -> list[Any]:
     return found
 
 
+def addresses(project: str, zones: list[str], names: Names) -> dict[str, str]:
+    """Machine name -> its external address, for the zones given (one filtered list each)."""
+    from google.cloud import compute_v1
+
+    from ..names import TASK_LABEL
+
+    client = compute("Instances")
+    found: dict[str, str] = {}
+    for zone in zones:
+        request = compute_v1.ListInstancesRequest(
+            project=project, zone=zone, filter=f'labels.{TASK_LABEL} = "{names.task_id}"'
+        )
+        for instance in call(lambda r=request: list(client.list(request=r))):
+            for nic in instance.network_interfaces:
+                for access in nic.access_configs:
+                    if access.nat_i_p:
+                        found.setdefault(instance.name, access.nat_i_p)
+    return found
+
+
 def region_zones(project: str, region: str) -> list[str]:
     found = call(compute("Regions").get, project=project, region=region)
     return [z.rsplit("/", 1)[-1] for z in found.zones]
