@@ -344,7 +344,15 @@ def mig_insert(gcp: FakeGcp, call: Call) -> dict[str, Any]:
             f"Invalid value for field 'resource.instanceTemplate': '{template}'. "
             "The referenced instance template does not exist.",
         )
-    zones = tuple(short(z["zone"]) for z in (body.get("distributionPolicy") or {}).get("zones", []))
+    policy = body.get("distributionPolicy") or {}
+    shape = policy.get("targetShape", "EVEN")
+    if body.get("instanceFlexibilityPolicy") and shape == "EVEN":
+        raise ApiError(
+            400,
+            "Instance flexibility needs distributionPolicy.targetShape "
+            "ANY, ANY_SINGLE_ZONE or BALANCED",
+        )
+    zones = tuple(short(z["zone"]) for z in policy.get("zones", []))
     for zone in zones:
         if zone not in REGIONS[region]:
             raise ApiError(
@@ -413,6 +421,9 @@ def mig_resize(gcp: FakeGcp, call: Call) -> dict[str, Any]:
 @handles("compute.regionInstanceGroupManagers.createInstances")
 def mig_create_instances(gcp: FakeGcp, call: Call) -> dict[str, Any]:
     group = group_of(gcp, call)
+    shape = (group.body.get("distributionPolicy") or {}).get("targetShape", "EVEN")
+    if shape == "ANY":
+        raise ApiError(400, "Per-instance configs are not supported with targetShape ANY")
     policy = group.body.get("updatePolicy") or {}
     if policy.get("instanceRedistributionType", "PROACTIVE") != "NONE":
         raise ApiError(

@@ -306,3 +306,23 @@ def test_named_instances_need_redistribution_off(gcp: Gcp) -> None:
     with pytest.raises(api.GcpError, match="instanceRedistributionType") as caught:
         create_named(gcp, "g2-0", group="g2")
     assert caught.value.status == 400
+
+
+def test_instance_flexibility_needs_a_shape_other_than_even(gcp: Gcp) -> None:
+    make_template(gcp)
+    body = {
+        "name": "g3",
+        "baseInstanceName": "g3",
+        "instanceTemplate": "global/instanceTemplates/t1",
+        "targetSize": 0,
+        "instanceFlexibilityPolicy": {
+            "instanceSelections": {"a": {"rank": 0, "machineTypes": ["e2-medium"]}}
+        },
+    }
+    path = f"compute/v1/projects/{gcp.project}/regions/{REGION}/instanceGroupManagers"
+    with pytest.raises(api.GcpError, match="targetShape") as caught:
+        api.call(api.rest, "POST", api.COMPUTE, path, body)
+    assert caught.value.status == 400
+    body["distributionPolicy"] = {"targetShape": "BALANCED"}
+    api.call(api.rest, "POST", api.COMPUTE, path, body)
+    assert gcp.fake.groups[f"{REGION}/g3"].zones == ("us-east1-b", "us-east1-c", "us-east1-d")

@@ -164,5 +164,8 @@ def test_group_starts_named_instances_and_says_what_it_sees(gcp: Gcp) -> None:
 
 def test_zone_pins_the_group(gcp: Gcp) -> None:
     made = group.group_body(NAMES, gcp.project, REGION, "us-east1-c", ("g2-standard-8",))
-    assert made["distributionPolicy"] == {"zones": [{"zone": "zones/us-east1-c"}]}
+    assert made["distributionPolicy"] == {
+        "targetShape": "BALANCED",
+        "zones": [{"zone": "zones/us-east1-c"}],
+    }
     assert "instanceFlexibilityPolicy" not in made

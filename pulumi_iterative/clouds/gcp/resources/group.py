@@ -40,8 +40,11 @@ def group_body(
         # would delete a working machine to even out the zones.
         "updatePolicy": {"instanceRedistributionType": "NONE"},
     }
+    # BALANCED: spread over the zones as far as capacity allows (EVEN would wait for a
+    # full zone); needed for instance flexibility, and allowed with named instances.
+    body["distributionPolicy"] = {"targetShape": "BALANCED"}
     if zone:
-        body["distributionPolicy"] = {"zones": [{"zone": f"zones/{zone}"}]}
+        body["distributionPolicy"]["zones"] = [{"zone": f"zones/{zone}"}]
     types = [split_machine(m) for m in machines]
     if len(types) > 1 and not any(acc for _, acc, _ in types):
         body["instanceFlexibilityPolicy"] = {
