@@ -11,7 +11,9 @@ translated the same way.
 Clients are made per operation, never kept on a pickled object. Compute uses
 google-cloud-compute over REST; IAM and Resource Manager, whose needs here are a
 handful of JSON calls, go through google-auth's authorized session (the same
-transport and credentials, no extra SDK); storage uses google-cloud-storage.
+transport and credentials, no extra SDK), and so does a machine's one compute call
+(leaving its group: the compute library is not installed on machines); storage uses
+google-cloud-storage.
 
 Endpoints and credentials:
 - workstation: application default credentials (`gcloud auth application-default
