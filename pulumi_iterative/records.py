@@ -65,10 +65,12 @@ class TaskDefinition:
     secret_environment: Mapping[str, str] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
     checkpoint_interval: float = 0.0
+    pricing: Mapping[str, Any] = field(default_factory=dict)  # cost.Pricing.to_dict(): budget
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["pricing"] = dict(self.pricing)
         d["environment"] = dict(self.environment)
         d["secret_environment"] = dict(self.secret_environment)
         d["exclude"] = list(self.exclude)
@@ -89,6 +91,7 @@ class TaskDefinition:
             },
             exclude=tuple(str(e) for e in d.get("exclude") or ()),
             checkpoint_interval=float(d.get("checkpoint_interval") or 0.0),
+            pricing=dict(d.get("pricing") or {}),
             schema=int(d.get("schema", SCHEMA)),
         )
 
@@ -101,13 +104,14 @@ class BootReport:
     index: int
     boot: str
     instance: str = ""  # the cloud's id for the machine
-    state: str = ""  # running, succeeded, failed, timeout, interrupted
+    state: str = ""  # running, succeeded, failed, timeout, budget, interrupted
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
     reason: str = ""
     restarts: int = 0
     generation: int | None = None  # the newest checkpoint this boot made
+    checkpointed: float | None = None  # when it made it (work after it is lost to a preemption)
     updated: float | None = None
     schema: int = SCHEMA
 
@@ -137,6 +141,7 @@ class BootReport:
             reason=str(d.get("reason") or ""),
             restarts=int(d.get("restarts") or 0),
             generation=opt("generation", int),
+            checkpointed=opt("checkpointed", float),
             updated=opt("updated", float),
             schema=int(d.get("schema", SCHEMA)),
         )
