@@ -41,6 +41,7 @@ from ...status import CloudMachine, Event
 from ...steps import Step
 from ...storage import Remote
 from ...task import TaskRef
+from .. import machine_requirements
 from ..base import Made
 from .api import Aws, call, tag_list, wait_until
 from .names import AGENT, Names, key, remote_env, s3_root
@@ -280,23 +281,26 @@ class Backend:
 
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
-        with the machine's own identity (no URL, token or key in the user-data)."""
+        with the machine's own identity (no URL, token or key in the user-data). Either
+        way without its dependencies: the machine gets rclone and boto3, not Pulumi."""
+        deps = machine_requirements("aws")
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative[aws]=={__version__}", venv=VENV)
+            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
         place = Place.from_ref(ref)
         source = key(place.prefix, AGENT, wheel)
         q = shlex.quote
+        boto3 = next(d for d in deps if d.startswith("boto3"))
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
-                f"{VENV}/bin/pip install -q --disable-pip-version-check 'boto3>=1.34'",
+                f"{VENV}/bin/pip install -q --disable-pip-version-check {q(boto3)}",
                 f"{VENV}/bin/python -c {q(FETCH_PY)} "
                 f"{q(ref.region)} {q(place.bucket)} {q(source)} {q(dest)}",
             ]
         )
-        return Install.pip(f"{dest}[aws]", venv=VENV, fetch=fetch)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps)
 
     # --- what the group sees -----------------------------------------------------------------
 
