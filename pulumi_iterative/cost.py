@@ -81,8 +81,7 @@ class Pricing:
         return min(BUDGET_CHECK_MAX, max(BUDGET_CHECK_MIN, lasts * BUDGET_STEP))
 
     def describe(self) -> str:
-        where = self.source + (f", {self.date}" if self.date else "")
-        return f"{self.basis} prices from {where}"
+        return f"{self.basis}; {self.source}" + (f" of {self.date}" if self.date else "")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -126,7 +125,7 @@ def pricing_for(
             on_demand={t: notional for t in types},
             currency=sheet.currency if sheet else "USD",
             basis="notional",
-            source="notional_price (a rehearsal of what a cloud would charge)",
+            source="notional_price, a rehearsal of what a cloud would charge",
         )
     if sheet is None:
         return Pricing(**base, basis="unknown", source=f"no price list for {spec.cloud} yet")  # type: ignore[arg-type]
@@ -152,7 +151,7 @@ def pricing_for(
     elif not spec.is_spot:
         basis = "on-demand"
     else:
-        basis = "spot" if spec.spot <= 0 else "spot (max %g)" % spec.spot
+        basis = "spot" if spec.spot <= 0 else f"spot (max {spec.spot:g})"
     source, date = sheet.source, sheet.date
     if live:
         source, date = live_source or "the cloud's live prices", ""
@@ -331,25 +330,29 @@ def spend(
                 seconds = 0.0
             else:
                 billed.add(r.instance)
-                seconds = _billed(pricing, (m.ended or now) - m.launched, m.ended is not None)
+                seconds = _billed(pricing, _first(m.ended, now) - m.launched, m.ended is not None)
             timed_by = "cloud"
             running = m.ended is None
         else:
-            end = r.finished or (now if running else (r.updated or r.started or now))
-            seconds = _billed(pricing, end - (r.started or end), not running)
+            end = _first(r.finished, now if running else None, r.updated, r.started, now)
+            seconds = _billed(pricing, end - _first(r.started, end), not running)
             timed_by = "report"
         lost = saved = 0.0
-        if r.state == "interrupted" and r.started:
-            end = r.finished or (m.ended if m and m.ended else None) or r.updated or r.started
-            mark = r.checkpointed if r.checkpointed and r.checkpointed <= end else r.started
-            lost, saved = max(0.0, end - mark), max(0.0, mark - r.started)
-        out.append(_boot(pricing, r.machine, r.index, r.instance, m, seconds, timed_by, running,
-                         lost, saved))
+        if r.state == "interrupted" and r.started is not None:
+            end = _first(r.finished, m.ended if m else None, r.updated, r.started)
+            mark = _first(r.checkpointed, r.started)
+            mark = min(max(mark, r.started), end)
+            lost, saved = end - mark, mark - r.started
+        out.append(
+            _boot(
+                pricing, r.machine, r.index, r.instance, m, seconds, timed_by, running, lost, saved
+            )
+        )
     reported = {r.instance for r in out}
     for m in machines.values():  # launched, never reported (booting, or broke before)
         if m.id in reported or m.launched is None:
             continue
-        seconds = _billed(pricing, (m.ended or now) - m.launched, m.ended is not None)
+        seconds = _billed(pricing, _first(m.ended, now) - m.launched, m.ended is not None)
         out.append(_boot(pricing, m.id, None, m.id, m, seconds, "cloud", m.ended is None))
     final = not any(b.running for b in out) and not any(m.alive for m in machines.values())
     return Spend(pricing.currency, pricing.basis, tuple(out), final)
@@ -383,6 +386,11 @@ def _boot(
         lost_seconds=lost,
         saved_seconds=saved,
     )
+
+
+def _first(*values: float | None) -> float:
+    """The first value that is there (0.0 counts: it is a time)."""
+    return next(v for v in values if v is not None)
 
 
 def _billed(pricing: Pricing, seconds: float, ended: bool) -> float:
@@ -419,13 +427,14 @@ def spent_by_reports(
     rate = pricing.ceiling or 0.0
     total, running = 0.0, 0
     for r in reports:
-        if not r.started:
+        if r.started is None:
             continue
-        if r.state == "running" and now - (r.updated or r.started) <= stale_after:
+        last = r.updated if r.updated is not None else r.started
+        if r.state == "running" and now - last <= stale_after:
             end = now
             running += 1
         else:
-            end = r.finished or r.updated or r.started
+            end = r.finished if r.finished is not None else last
         total += rate * max(0.0, end - r.started) / 3600.0
     return total, running
 
@@ -449,8 +458,8 @@ def money(value: float | None, currency: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
+    whole = round(seconds)
+    h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
     if h:
         return f"{h}h{m:02d}m" if m else f"{h}h"

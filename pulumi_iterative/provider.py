@@ -3,7 +3,7 @@
 Keep this class at this import path forever: Pulumi state pickles it by
 reference (module + name). It holds no client, socket or lock; every method
 builds what it needs. check and diff never call a cloud, so `pulumi preview`
-is free and fast.
+is free and fast; check shows the task's cost estimate from the price snapshot.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
-from . import lifecycle
+from . import cost, lifecycle
 from .errors import IterativeError, SpecError
 from .spec import FIELDS, TaskSpec, parse_spec
 from .task import TaskRef
@@ -82,6 +82,20 @@ def _progress() -> Iterator[None]:
         logger.setLevel(old)
 
 
+def _log_estimate(spec: TaskSpec) -> None:
+    """What the task will cost, from the snapshot (no cloud call), as engine messages."""
+    try:
+        found = cost.estimate(spec)
+    except Exception as exc:  # an estimate never fails a preview
+        pulumi_log.info(f"no cost estimate: {exc}")
+        return
+    with contextlib.suppress(Exception):
+        for line in found.lines():
+            pulumi_log.info(line)
+        for warning in found.warnings:
+            pulumi_log.warn(warning)
+
+
 class TaskProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         raw = _inputs(news)
@@ -99,6 +113,7 @@ class TaskProvider(ResourceProvider):
             return CheckResult(news, failures)
         if unknown:
             return CheckResult(news, [])
+        _log_estimate(spec)
         return CheckResult(spec.to_dict(), [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -127,7 +142,12 @@ class TaskProvider(ResourceProvider):
         if not lifecycle.exists(ref):
             return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
         spec = TaskSpec.from_dict(_inputs(props))
-        return ReadResult(id_, self._outputs(spec, ref))
+        outputs = self._outputs(spec, ref)
+        kept = (props.get("status") or {}).get("cost") or {}
+        if kept.get("final") and "cost" in outputs["status"]:
+            # A finished task's figure stays as it was: the cloud forgets old machines.
+            outputs["status"]["cost"] = kept
+        return ReadResult(id_, outputs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = TaskSpec.from_dict(_inputs(news))

@@ -43,9 +43,9 @@ from ...storage import Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
+from . import pricing
 from .api import Aws, call, tag_list, wait_until
 from .names import AGENT, Names, key, remote_env, s3_root
-from . import pricing
 from .resources import backstop, bucket, group, identity, launch_template, network
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ PRICES = PriceSheet(
         for machine_type, (on_demand, spot) in HOURLY.items()
     },
     currency="USD",
-    source="AWS on-demand price list and spot price history (snapshot)",
+    source="AWS price snapshot",
     date=DATE,
     minimum_seconds=60.0,  # Linux: per second, at least one minute per boot
 )

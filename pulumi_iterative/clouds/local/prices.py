@@ -14,6 +14,6 @@ PRICES = PriceSheet(
         for machine in MACHINES
     },
     currency="USD",
-    source="local cloud (your own computer: free)",
+    source="local cloud: your own computer is free",
     date="",
 )
