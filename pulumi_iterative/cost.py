@@ -338,7 +338,9 @@ def spend(
             seconds = _billed(pricing, end - _first(r.started, end), not running)
             timed_by = "report"
         lost = saved = 0.0
-        if r.state == "interrupted" and r.started is not None:
+        # Taken away: said so itself, or its machine is gone without a final report.
+        gone = r.state == "running" and m is not None and not m.alive
+        if (r.state == "interrupted" or gone) and r.started is not None:
             end = _first(r.finished, m.ended if m else None, r.updated, r.started)
             mark = _first(r.checkpointed, r.started)
             mark = min(max(mark, r.started), end)

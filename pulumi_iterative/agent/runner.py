@@ -220,8 +220,8 @@ class Agent:
             if now >= next_budget:
                 spent = self.budget_spent()
                 if spent is not None:
-                    kill_session(proc)
-                    return self.finish("budget", proc.returncode, spent)
+                    kill_session(proc)  # stopped by us: no exit code of its own
+                    return self.finish("budget", None, spent)
                 next_budget = time.monotonic() + pricing.check_every()
             if now >= next_checkpoint:
                 self.background_checkpoint("auto")
