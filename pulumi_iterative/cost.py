@@ -425,19 +425,19 @@ def spent_by_reports(
 ) -> tuple[float, int]:
     """(spend so far, machines still billing) from the boot reports alone, at the ceiling
     price: what an agent can know without asking the cloud. A running report not
-    refreshed for `stale_after` seconds belongs to a machine that died: billed to then."""
+    refreshed for `stale_after` seconds belongs to a machine that died: billed to then.
+    A finished boot is billed at least the cloud's minimum (it covers some of the boot
+    and shutdown time the reports do not see)."""
     rate = pricing.ceiling or 0.0
     total, running = 0.0, 0
     for r in reports:
         if r.started is None:
             continue
         last = r.updated if r.updated is not None else r.started
-        if r.state == "running" and now - last <= stale_after:
-            end = now
-            running += 1
-        else:
-            end = r.finished if r.finished is not None else last
-        total += rate * max(0.0, end - r.started) / 3600.0
+        alive = r.state == "running" and now - last <= stale_after
+        end = now if alive else (r.finished if r.finished is not None else last)
+        running += alive
+        total += rate * _billed(pricing, end - r.started, not alive) / 3600.0
     return total, running
 
 

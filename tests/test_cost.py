@@ -180,6 +180,13 @@ def test_the_agents_view_of_the_budget() -> None:
     assert not cost.over_budget(pricing, spent, running)
     assert cost.over_budget(pricing, 0.999, 1)  # the next check would pass it
     assert not cost.over_budget(_pricing(), 1e9, 5)  # no budget, no limit
+    # A finished boot costs at least the cloud's minimum, as the cloud bills it.
+    short = [BootReport("0-a", 0, "a", "i-1", "succeeded", 0.0, 10.0)]
+    minimum = _pricing(budget=1.0, minimum_seconds=60.0)
+    assert cost.spent_by_reports(minimum, short, now=100.0, stale_after=10.0) == (
+        pytest.approx(7.2 * 60 / 3600),
+        0,
+    )
 
 
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:
