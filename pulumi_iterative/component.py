@@ -29,6 +29,8 @@ _CONFIG_DEFAULTS = (
     "permission_set",
     "preempt_interval",
     "preempt_notice",
+    "budget",
+    "notional_price",
 )
 
 
@@ -66,6 +68,8 @@ class IterativeTaskArgs:
     name: pulumi.Input[str] | None = None
     preempt_interval: pulumi.Input[float] | None = None
     preempt_notice: pulumi.Input[float] | None = None
+    budget: pulumi.Input[float] | None = None
+    notional_price: pulumi.Input[float] | None = None
 
 
 class Task(Resource, module="iterative", name="Task"):

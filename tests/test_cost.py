@@ -237,3 +237,20 @@ def test_money_and_durations_read_well() -> None:
         "2h",
         "1h30m",
     )
+
+
+def test_a_cloud_without_a_price_list_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shape a cloud landing without prices.py has (CloudCatalog.prices = None)."""
+    from dataclasses import replace
+
+    from pulumi_iterative import catalog
+    from pulumi_iterative.clouds.aws.catalog import CATALOG
+
+    monkeypatch.setattr(catalog, "cloud_catalog", lambda cloud: replace(CATALOG, prices=None))
+    p = cost.pricing_for(spec(machine="m+t4"))
+    assert (p.known, p.rate, p.source) == (False, None, "no price list for aws yet")
+    assert "no price known (no price list for aws yet)" in cost.estimate(spec()).lines()[0]
+    with pytest.raises(SpecError, match="budget: no price is known"):
+        spec(budget=1)
+    spent = cost.spend(p, [BootReport("0-a", 0, "a", "i-1", "succeeded", 0.0, 5.0)], [], now=9)
+    assert spent.total is None and "no price known" in spent.summary()
