@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .clouds.base import Price
+
 if TYPE_CHECKING:
     from .records import BootReport
     from .spec import TaskSpec
@@ -116,25 +118,24 @@ def pricing_for(
     region = catalog.resolve_region(spec.cloud, spec.region)
     types = catalog.resolve_machine(spec.cloud, spec.machine).types
     sheet = cat.prices
-    base = {"types": types, "parallelism": spec.parallelism, "budget": spec.budget}
-    notional = getattr(spec, "notional_price", 0.0)
-    if notional:
-        return Pricing(
-            **base,  # type: ignore[arg-type]
-            hourly={t: notional for t in types},
-            on_demand={t: notional for t in types},
+
+    def plan(**rest: Any) -> Pricing:
+        return Pricing(types=types, parallelism=spec.parallelism, budget=spec.budget, **rest)
+
+    if spec.notional_price:
+        return plan(
+            hourly={t: spec.notional_price for t in types},
+            on_demand={t: spec.notional_price for t in types},
             currency=sheet.currency if sheet else "USD",
             basis="notional",
             source="notional_price, a rehearsal of what a cloud would charge",
         )
     if sheet is None:
-        return Pricing(**base, basis="unknown", source=f"no price list for {spec.cloud} yet")  # type: ignore[arg-type]
+        return plan(basis="unknown", source=f"no price list for {spec.cloud} yet")
     on_demand: dict[str, float] = {}
     hourly: dict[str, float] = {}
     for t in types:
-        price = sheet.price(region, t)
-        if price is None:
-            continue
+        price = sheet.price(region, t) or Price(None, None)
         if price.on_demand is not None:
             on_demand[t] = price.on_demand
         if not spec.is_spot:
@@ -142,10 +143,9 @@ def pricing_for(
                 hourly[t] = price.on_demand
             continue
         typical = (live or {}).get(t, price.spot)
-        if typical is None:
-            continue
-        # The market price is paid, never more than the maximum the user set.
-        hourly[t] = min(typical, spec.spot) if spec.spot > 0 else typical
+        if typical is not None:
+            # The market price is paid, never more than the maximum the user set.
+            hourly[t] = min(typical, spec.spot) if spec.spot > 0 else typical
     if spec.cloud == "local":
         basis = "free"
     elif not spec.is_spot:
@@ -155,8 +155,7 @@ def pricing_for(
     source, date = sheet.source, sheet.date
     if live:
         source, date = live_source or "the cloud's live prices", ""
-    return Pricing(
-        **base,  # type: ignore[arg-type]
+    return plan(
         hourly=hourly,
         on_demand=on_demand,
         currency=sheet.currency,
