@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pulumi_iterative import cli, cost, lifecycle
+from pulumi_iterative import cli, cost, lifecycle, registry
 from pulumi_iterative.clouds.aws.backend import Backend
 from pulumi_iterative.clouds.aws.prices import HOURLY
 from pulumi_iterative.provider import TaskProvider
@@ -127,6 +127,7 @@ def test_a_boot_is_billed_from_ec2s_launch_to_its_termination(
         }
     )
     ref = lifecycle.create(spec)
+    registry.remember(ref)  # as the CLI's create does, so `status` and `list` find it
     simulator.start()
     # Done, and the machine has left the group (terminated): nothing bills any more.
     status = simulator.wait_status(
