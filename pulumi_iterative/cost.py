@@ -323,7 +323,10 @@ def spend(
     out: list[BootCost] = []
     for r in sorted(boots, key=lambda b: (b.index, b.started or 0)):
         m = machines.get(r.instance)
-        running = r.state == "running" and (m is None or m.alive)
+        # A running report whose machine the cloud no longer lists is gone (as in status);
+        # with no machine list at all (None) the report is all there is to go by.
+        alive = m.alive if m else cloud is None
+        running = r.state == "running" and alive
         if m is not None and m.launched is not None:
             if r.instance in billed:
                 seconds = 0.0
@@ -338,7 +341,7 @@ def spend(
             timed_by = "report"
         lost = saved = 0.0
         # Taken away: said so itself, or its machine is gone without a final report.
-        gone = r.state == "running" and m is not None and not m.alive
+        gone = r.state == "running" and not alive
         if (r.state == "interrupted" or gone) and r.started is not None:
             end = _first(r.finished, m.ended if m else None, r.updated, r.started)
             mark = _first(r.checkpointed, r.started)

@@ -153,6 +153,19 @@ def test_without_the_clouds_times_the_reports_are_billed_and_an_instance_once() 
     assert spent.final
 
 
+def test_a_running_report_whose_machine_is_gone_bills_to_its_last_word() -> None:
+    """Hard-killed, no final report, and the cloud has forgotten the machine: billed to
+    its last report, not to now (else the figure would grow forever)."""
+    report = BootReport("0-a", 0, "a", "i-1", "running", 100.0, updated=160.0, checkpointed=150.0)
+    spent = cost.spend(_pricing(), [report], [], now=10_000.0)
+    (boot,) = spent.boots
+    assert (boot.seconds, boot.running, boot.timed_by) == (60.0, False, "report")
+    assert (boot.saved_seconds, boot.lost_seconds) == (50.0, 10.0) and spent.final
+    # A cloud that cannot list its machines (None): the report is all there is.
+    (still,) = cost.spend(_pricing(), [report], None, now=200.0).boots
+    assert still.running and still.seconds == 100.0
+
+
 def test_a_type_without_a_price_makes_the_total_unknown() -> None:
     spent = cost.spend(
         _pricing(),
