@@ -337,7 +337,7 @@ def spend(
             running = m.ended is None
         else:
             end = _first(r.finished, now if running else None, r.updated, r.started, now)
-            seconds = _billed(pricing, end - _first(r.started, end), not running)
+            seconds = _billed(pricing, end - _first(_start(r), end), not running)
             timed_by = "report"
         lost = saved = 0.0
         # Taken away: said so itself, or its machine is gone without a final report.
@@ -349,7 +349,17 @@ def spend(
             lost, saved = end - mark, mark - r.started
         out.append(
             _boot(
-                pricing, r.machine, r.index, r.instance, m, seconds, timed_by, running, lost, saved
+                pricing,
+                r.machine,
+                r.index,
+                r.instance,
+                m,
+                seconds,
+                timed_by,
+                running,
+                lost,
+                saved,
+                r.machine_type,
             )
         )
     reported = {r.instance for r in out}
@@ -373,8 +383,9 @@ def _boot(
     running: bool,
     lost: float = 0.0,
     saved: float = 0.0,
+    reported_type: str = "",
 ) -> BootCost:
-    kind = (m.type if m else "") or (pricing.types[0] if pricing.types else "")
+    kind = (m.type if m else "") or reported_type or (pricing.types[0] if pricing.types else "")
     rate = pricing.price_of(kind)
     return BootCost(
         machine=machine,
@@ -390,6 +401,14 @@ def _boot(
         lost_seconds=lost,
         saved_seconds=saved,
     )
+
+
+def _start(r: BootReport) -> float | None:
+    """When a boot began billing, as far as its report knows: the machine's launch if its
+    metadata said (boot and install time count), else the agent's start."""
+    if r.launched is not None and r.started is not None and r.launched <= r.started:
+        return r.launched
+    return r.started
 
 
 def _first(*values: float | None) -> float:
@@ -425,12 +444,12 @@ def _round(value: float | None) -> float | None:
 def spent_by_reports(
     pricing: Pricing, reports: Iterable[BootReport], *, now: float, stale_after: float
 ) -> tuple[float, int]:
-    """(spend so far, machines still billing) from the boot reports alone, at the ceiling
-    price: what an agent can know without asking the cloud. A running report not
-    refreshed for `stale_after` seconds belongs to a machine that died: billed to then.
-    A finished boot is billed at least the cloud's minimum (it covers some of the boot
-    and shutdown time the reports do not see)."""
-    rate = pricing.ceiling or 0.0
+    """(spend so far, machines still billing) from the boot reports alone: what an agent
+    can know without asking the cloud. Each boot counts from its machine's launch where
+    its metadata said, at its type's price (else the dearest the group may pay). A
+    running report not refreshed for `stale_after` seconds belongs to a machine that
+    died: billed to then. A finished boot is billed at least the cloud's minimum."""
+    ceiling = pricing.ceiling or 0.0
     total, running = 0.0, 0
     for r in reports:
         if r.started is None:
@@ -439,7 +458,8 @@ def spent_by_reports(
         alive = r.state == "running" and now - last <= stale_after
         end = now if alive else (r.finished if r.finished is not None else last)
         running += alive
-        total += rate * _billed(pricing, end - r.started, not alive) / 3600.0
+        rate = pricing.hourly.get(r.machine_type, ceiling)
+        total += rate * _billed(pricing, end - _first(_start(r), r.started), not alive) / 3600.0
     return total, running
 
 

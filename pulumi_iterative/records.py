@@ -111,8 +111,11 @@ class BootReport:
     reason: str = ""
     restarts: int = 0
     generation: int | None = None  # the newest checkpoint this boot made
-    checkpointed: float | None = None  # when it made it (work after it is lost to a preemption)
     updated: float | None = None
+    # Cost (cost.py). New fields go last: records are also built positionally.
+    checkpointed: float | None = None  # when it made it (work after it is lost to a preemption)
+    machine_type: str = ""  # the native type, if the machine's metadata says
+    launched: float | None = None  # when the cloud launched it, if its metadata says
     schema: int = SCHEMA
 
     def with_(self, **changes: Any) -> BootReport:
@@ -134,6 +137,8 @@ class BootReport:
             index=int(d.get("index", -1)),
             boot=str(d.get("boot", "")),
             instance=str(d.get("instance") or ""),
+            machine_type=str(d.get("machine_type") or ""),
+            launched=opt("launched", float),
             state=str(d.get("state") or ""),
             started=opt("started", float),
             finished=opt("finished", float),

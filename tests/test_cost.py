@@ -193,6 +193,13 @@ def test_the_agents_view_of_the_budget() -> None:
     assert not cost.over_budget(pricing, spent, running)
     assert cost.over_budget(pricing, 0.999, 1)  # the next check would pass it
     assert not cost.over_budget(_pricing(), 1e9, 5)  # no budget, no limit
+    # A boot whose metadata gave its launch and type counts from the launch, at its price.
+    typed = [BootReport("0-a", 0, "a", "i-1", "succeeded", 100.0, 200.0)]
+    typed[0] = typed[0].with_(launched=40.0, machine_type="a.large")
+    assert cost.spent_by_reports(pricing, typed, now=300.0, stale_after=10.0) == (
+        pytest.approx(3.6 * 160 / 3600),
+        0,
+    )
     # A finished boot costs at least the cloud's minimum, as the cloud bills it.
     short = [BootReport("0-a", 0, "a", "i-1", "succeeded", 0.0, 10.0)]
     minimum = _pricing(budget=1.0, minimum_seconds=60.0)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from pulumi_iterative import lifecycle
 from pulumi_iterative.provider import TaskProvider
+from pulumi_iterative.task import TaskRef
 from tests.provider_server import provider_server
 
 TYPE = "pulumi-python:dynamic/iterative:Task"
@@ -39,6 +41,9 @@ def test_outputs_carry_the_spend_and_a_finished_task_keeps_its_figure(
         (boot,) = spent["boots"]
         assert boot["seconds"] >= 1.0 and boot["timed_by"] == "cloud"
         assert spent["total"] == boot["cost"] > 0.01
+        # The group told the machine when it launched; the report keeps it for the budget.
+        (report,) = lifecycle.reports(TaskRef.from_dict(outs["ref"])).boots
+        assert report.launched is not None and report.launched <= (report.started or 0)
         # Read again: the finished task's figure stays as it was.
         kept = {**outs, "status": {**outs["status"], "cost": {**spent, "total": 123.0}}}
         _, again = server.read(id_, "train", kept)

@@ -57,7 +57,14 @@ class Agent:
         self.lock = threading.Lock()  # one checkpoint at a time
         self.explicit = False  # the script asked for a consistency point
         self.stop = threading.Event()  # SIGTERM: the machine is going away
-        self.report = BootReport(self.machine, self.index, self.boot, self.instance)
+        self.report = BootReport(
+            self.machine,
+            self.index,
+            self.boot,
+            self.instance,
+            machine_type=str(_metadata(hooks, "machine_type") or ""),
+            launched=_metadata(hooks, "launched"),
+        )
         self.uploaded_log_size = -1
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
@@ -350,6 +357,19 @@ class Agent:
                 reply = f"ok {seq if seq is not None else 0}\n"
             with contextlib.suppress(OSError):  # the script may be gone (preempted)
                 conn.sendall(reply.encode())
+
+
+def _metadata(hooks: MachineSide, name: str) -> Any:
+    """An optional MachineSide fact (base.py), or None: the budget then counts from the
+    agent's own start, and a metadata hiccup never stops a boot."""
+    ask = getattr(hooks, name, None)
+    if ask is None:
+        return None
+    try:
+        return ask()
+    except Exception as exc:
+        log.warning("machine metadata %s: %s", name, exc)
+        return None
 
 
 def kill_session(proc: subprocess.Popen[bytes]) -> None:

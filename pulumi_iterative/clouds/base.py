@@ -240,3 +240,13 @@ class MachineSide(Protocol):
         """Remove this machine from its group, lowering the target, so no replacement
         comes for it and the group reaches zero at the last machine."""
         ...
+
+    # Optional, looked up with getattr (the agent then counts from its own start):
+    #
+    #   def launched(self) -> float | None:
+    #       """When the cloud launched this machine (billing starts), from its metadata."""
+    #
+    #   def machine_type(self) -> str:
+    #       """The native type it runs on ("" if the metadata does not say)."""
+    #
+    # Both go into the boot's report, so the budget counts boot time at the right price.

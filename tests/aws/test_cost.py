@@ -151,6 +151,12 @@ def test_a_boot_is_billed_from_ec2s_launch_to_its_termination(
     assert boot.timed_by == "cloud" and boot.type == instance["InstanceType"] == "t3.medium"
     assert boot.zone == instance["Placement"]["AvailabilityZone"]
     assert boot.seconds == pytest.approx(max(60.0, actual))  # AWS bills at least a minute
+    # The machine's own metadata (the identity document) put its type and launch time in
+    # its report, so its agent's budget counts the boot time too, at the right price.
+    (report,) = lifecycle.reports(ref).boots
+    assert report.machine_type == "t3.medium"
+    assert report.launched == pytest.approx(launched, abs=1.0)
+    assert report.launched <= (report.started or 0)
     on_demand = HOURLY["t3.medium"][0]
     assert spent.total == pytest.approx(on_demand * boot.seconds / 3600)
     assert spent.per_index == {0: pytest.approx(spent.total)}

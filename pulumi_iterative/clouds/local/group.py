@@ -83,10 +83,12 @@ class Group:
         mdir = self.folder / "machines" / mid
         mdir.mkdir(parents=True, exist_ok=True)
         env = {k: os.environ[k] for k in MACHINE_ENV if k in os.environ}
+        started = time.time()
         env.update(
             ITERATIVE_MACHINE_INDEX=str(index),
             ITERATIVE_MACHINE_ID=mid,
             ITERATIVE_MACHINE_DIR=str(mdir),
+            ITERATIVE_MACHINE_STARTED=repr(started),  # its "launch time" metadata
         )
         with open(mdir / "console.log", "ab") as console:
             proc = subprocess.Popen(
@@ -99,7 +101,7 @@ class Group:
                 start_new_session=True,
             )
         self.procs[mid] = proc
-        self.machines.append(Machine(mid, index, proc.pid, str(mdir), "running", time.time()))
+        self.machines.append(Machine(mid, index, proc.pid, str(mdir), "running", started))
         self.event("launch", mid, f"launched machine {mid} for index {index} ({why})")
         self.save()
 
