@@ -93,7 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws` (`az`/`azure`, `gcp`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `gcp` (`az`/`azure`, `k8s` are reserved for the next backends)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
