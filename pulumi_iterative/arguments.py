@@ -218,7 +218,8 @@ ARGUMENTS: tuple[Argument, ...] = (
         "permission_set",
         "str",
         "",
-        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN)",
+        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
+        "GCP: a service account email)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
