@@ -120,10 +120,11 @@ def test_each_index_runs_with_its_env_and_mounts(cluster: FakeCluster) -> None:
 def test_a_reclaimed_node_is_a_disruption_the_policy_ignores(cluster: FakeCluster) -> None:
     core, batch, folder = _setup(cluster)
     # the first boot of each index waits to be taken away; the second one finishes
+    # (the trap is set before the boot is recorded, so a SIGTERM never finds it missing)
     script = (
-        "f=out/boots-$JOB_COMPLETION_INDEX; echo x >> $f; "
-        'if [ "$(wc -l < $f)" -eq 1 ]; then trap "echo term >> out/term; exit 143" TERM; '
-        "while true; do sleep 0.1; done; fi"
+        "f=out/boots-$JOB_COMPLETION_INDEX; n=$(( $(cat $f 2>/dev/null | wc -l) + 1 )); "
+        'if [ "$n" -eq 1 ]; then trap "echo term >> out/term; exit 143" TERM; fi; '
+        'echo x >> $f; if [ "$n" -eq 1 ]; then while true; do sleep 0.1; done; fi'
     )
     batch.create_namespaced_job(
         NS, _job("j", script, n=2, podFailurePolicy=IGNORE_DISRUPTIONS, backoffLimitPerIndex=0)
