@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.azure.azurite import Azurite
 from tests.azure.fake_arm import SUBSCRIPTION, TENANT, FakeArm
 
 
@@ -74,3 +75,41 @@ def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arm_polls: int) -> Iter
     monkeypatch.setenv("PULUMI_ITERATIVE_ARM_ENDPOINT", fake.endpoint)
     yield Arm(fake, token)
     fake.close()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = Azurite(tmp_path_factory.mktemp("azurite") / "azurite.log")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def blob(azurite_server: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Azurite]:
+    """azurite, empty, named to the backend and rclone as the Blob emulator."""
+    monkeypatch.setenv("PULUMI_ITERATIVE_BLOB_ENDPOINT", azurite_server.endpoint)
+    yield azurite_server
+    azurite_server.reset()
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Resource Manager and Blob storage together: a container made through ARM
+    exists in the emulator, as in Azure."""
+
+    arm: Arm
+    blob: Azurite
+
+
+@pytest.fixture
+def cloud(arm: Arm, blob: Azurite) -> Cloud:
+    def mirror(account: str, container: str, made: bool) -> None:
+        service = blob.service()
+        if made:
+            if not service.get_container_client(container).exists():
+                service.create_container(container)
+        else:
+            service.get_container_client(container).delete_container()
+
+    arm.fake.container_hook = mirror
+    return Cloud(arm, blob)
