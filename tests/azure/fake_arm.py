@@ -771,10 +771,11 @@ class FakeArm:
             if then is not None:
                 then()
             if resource is None:
-                return (200 if style == "delete" and status != 202 else 204), None, {}
+                return 200, None, {}  # a delete (or action) done at once
             with self.lock:
                 final = copy.deepcopy(self.resources.get(path.lower(), resource))
-            return (201 if status == 201 else 200), final, {}
+            created = status == 201 and style != "location"  # storage answers 200 or 202
+            return (201 if created else 200), final, {}
         if error is None and then is not None:
             then()  # the change happens now; the operation reports it done after polls
         elif error is not None and resource is not None:

@@ -332,3 +332,21 @@ def test_a_principal_may_only_do_what_its_roles_allow(arm: Arm) -> None:
         {"instanceIds": [victim]},
     )
     assert len(_vms(az)) == 1
+
+
+def test_storage_account_create_is_polled_through_location(arm: Arm) -> None:
+    az = Azure()
+    _group(az)
+    made = call(
+        az.storage.storage_accounts.begin_create,
+        GROUP,
+        "piacct",
+        {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION},
+    )
+    assert made.name == "piacct" and made.primary_endpoints.blob
+    put = next(r for r in arm.fake.requests if r.method == "PUT" and "storageAccounts" in r.path)
+    assert put.status == 202
+    assert any(
+        "kind=location" in "&".join(f"{k}={v}" for k, v in r.query.items())
+        for r in arm.fake.requests
+    )
