@@ -2,7 +2,7 @@
 
 Both sides run the same resumable script (TASK_SCRIPT: a step every 0.1 s, its
 progress in `state/step` in the workdir, resuming from it) under the same machine
-group (`pulumi_iterative.backends.local_group`, which preempts a machine every
+group (`pulumi_iterative.clouds.local.group`, which preempts a machine every
 `preempt_interval` seconds: SIGTERM then SIGKILL `preempt_notice` seconds later,
 or SIGKILL at once, and starts a replacement). Ours is a task made with
 `lifecycle.create`; the baseline is the same group running `baseline.sh machine`
@@ -218,7 +218,7 @@ def start_baseline(
         )
     )
     subprocess.run(
-        [sys.executable, "-m", "pulumi_iterative.backends.local_group", str(group)],
+        [sys.executable, "-m", "pulumi_iterative.clouds.local.group", str(group)],
         check=True,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -1,152 +1,41 @@
-"""Machine types, regions and images per cloud, as data.
+"""Resolve generic names (`m`, `l+t4`, `us-east`, `ubuntu`) against a cloud's catalog.
 
-Generic names (`m`, `l+t4`, `us-east`, `ubuntu`) map to each cloud's current
-offer; a native name (an instance type, a region, an image id) is taken as is
-when it has the cloud's shape. Backends read these tables; nothing else here
-knows about clouds.
+Each cloud's rows live in its own folder (`clouds/<cloud>/catalog.py`, pure data);
+this module only knows how to look a name up: a generic name maps to the cloud's
+current offer, a native name (an instance type, a region, an image id) is taken as
+is when it has the cloud's shape. The cloud table is read lazily, so importing this
+module (and spec.py) loads no cloud.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from .clouds.base import ACCELERATORS, GENERIC_REGIONS, GENERIC_SIZES
+
+if TYPE_CHECKING:
+    from .clouds.base import CloudCatalog
 
 T = TypeVar("T")
 
-CLOUDS = ("local", "aws", "gcp", "azure", "k8s")
-CLOUD_ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
+__all__ = [
+    "ACCELERATORS",
+    "GENERIC_REGIONS",
+    "GENERIC_SIZES",
+    "CatalogError",
+    "Machine",
+    "default_region",
+    "known_clouds",
+    "normalize_cloud",
+    "resolve_image",
+    "resolve_machine",
+    "resolve_region",
+]
 
-GENERIC_SIZES = ("s", "m", "l", "xl")
 # Old accelerator names keep resolving to the nearest current part.
 ACCELERATOR_ALIASES = {"k80": "t4", "v100": "a10g"}
-ACCELERATORS = ("t4", "a10g", "l4", "a100", "h100")
-
-GENERIC_REGIONS = ("us-east", "us-west", "eu-north", "eu-west")
-
-# cloud -> generic machine -> native types, best first (later ones are capacity fallbacks).
-MACHINES: dict[str, dict[str, tuple[str, ...]]] = {
-    "local": {
-        **{s: (s,) for s in GENERIC_SIZES},
-        **{f"{s}+{a}": (f"{s}+{a}",) for s in GENERIC_SIZES for a in ACCELERATORS},
-    },
-    "aws": {
-        "s": ("t3.medium", "t3a.medium"),
-        "m": ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge"),
-        "l": ("m7i.8xlarge", "m6i.8xlarge", "m5.8xlarge"),
-        "xl": ("m7i.16xlarge", "m6i.16xlarge", "m5.16xlarge"),
-        "m+t4": ("g4dn.xlarge",),
-        "l+t4": ("g4dn.12xlarge",),
-        "xl+t4": ("g4dn.metal",),
-        "m+a10g": ("g5.xlarge", "g5.2xlarge"),
-        "l+a10g": ("g5.12xlarge",),
-        "xl+a10g": ("g5.48xlarge",),
-        "m+l4": ("g6.xlarge", "g6.2xlarge"),
-        "l+l4": ("g6.12xlarge",),
-        "xl+l4": ("g6.48xlarge",),
-        "xl+a100": ("p4d.24xlarge",),
-        "xl+h100": ("p5.48xlarge",),
-    },
-    "gcp": {
-        "s": ("e2-medium",),
-        "m": ("n2-standard-8", "e2-standard-8"),
-        "l": ("n2-standard-32",),
-        "xl": ("n2-standard-64",),
-        "m+t4": ("n1-standard-4+nvidia-tesla-t4*1",),
-        "l+t4": ("n1-standard-32+nvidia-tesla-t4*4",),
-        "m+l4": ("g2-standard-8",),
-        "l+l4": ("g2-standard-48",),
-        "m+a100": ("a2-highgpu-1g",),
-        "xl+a100": ("a2-highgpu-8g",),
-        "xl+h100": ("a3-highgpu-8g",),
-    },
-    "azure": {
-        "s": ("Standard_B2s",),
-        "m": ("Standard_D8s_v5", "Standard_D8as_v5"),
-        "l": ("Standard_D32s_v5",),
-        "xl": ("Standard_D64s_v5",),
-        "m+t4": ("Standard_NC4as_T4_v3",),
-        "l+t4": ("Standard_NC64as_T4_v3",),
-        "m+a100": ("Standard_NC24ads_A100_v4",),
-        "xl+a100": ("Standard_ND96asr_v4",),
-        "xl+h100": ("Standard_ND96isr_H100_v5",),
-    },
-    "k8s": {
-        "s": ("1cpu-2Gi",),
-        "m": ("8cpu-32Gi",),
-        "l": ("32cpu-128Gi",),
-        "xl": ("64cpu-256Gi",),
-        **{f"{s}+{a}": (f"{s}-gpu",) for s in GENERIC_SIZES for a in ACCELERATORS},
-    },
-}
-
-REGIONS: dict[str, dict[str, str]] = {
-    "local": {r: r for r in (*GENERIC_REGIONS, "local")},
-    "aws": {
-        "us-east": "us-east-1",
-        "us-west": "us-west-2",
-        "eu-north": "eu-north-1",
-        "eu-west": "eu-west-1",
-    },
-    "gcp": {
-        "us-east": "us-east1-c",
-        "us-west": "us-west1-b",
-        "eu-north": "europe-north1-a",
-        "eu-west": "europe-west1-d",
-    },
-    "azure": {
-        "us-east": "eastus",
-        "us-west": "westus2",
-        "eu-north": "northeurope",
-        "eu-west": "westeurope",
-    },
-    "k8s": {r: r for r in (*GENERIC_REGIONS, "local")},
-}
-DEFAULT_REGION = {
-    "local": "local",
-    "aws": "us-east",
-    "gcp": "us-east",
-    "azure": "us-east",
-    "k8s": "local",
-}
-
-IMAGES: dict[str, dict[str, str]] = {
-    "local": {"ubuntu": "host", "nvidia": "host"},
-    # AWS aliases are (owner, name pattern): the newest match wins at create time.
-    "aws": {
-        "ubuntu": "099720109477:ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
-        "nvidia": "898082745236:Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*",
-    },
-    "gcp": {
-        "ubuntu": "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64",
-        "nvidia": "projects/deeplearning-platform-release/global/images/family/common-cu124",
-    },
-    "azure": {
-        "ubuntu": "Canonical:ubuntu-24_04-lts:server:latest",
-        "nvidia": "microsoft-dsvm:ubuntu-hpc:2204:latest",
-    },
-    "k8s": {"ubuntu": "ubuntu:24.04", "nvidia": "nvidia/cuda:12.4.1-runtime-ubuntu22.04"},
-}
-
-# What a native name looks like on each cloud, so typos are not sent to the cloud.
-NATIVE_MACHINE = {
-    "aws": re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"),
-    "gcp": re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+(\+[a-z0-9-]+\*\d+)?$"),
-    "azure": re.compile(r"^(Standard|Basic)_[A-Za-z0-9_-]+$"),
-    "k8s": re.compile(r"^\d+(\.\d+)?cpu-\d+(Mi|Gi)(-gpu)?$"),
-}
-NATIVE_REGION = {
-    "aws": re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$"),
-    "gcp": re.compile(r"^[a-z]+-[a-z]+\d(-[a-z])?$"),
-    "azure": re.compile(r"^[a-z]+[a-z0-9]*$"),
-    "k8s": re.compile(r"^[a-z0-9][a-z0-9-]*$"),
-}
-NATIVE_IMAGE = {
-    "aws": re.compile(r"^(ami-[0-9a-f]{8,17}|\d{12}:.+)$"),
-    "gcp": re.compile(r"^projects/.+/global/images/.+$"),
-    "azure": re.compile(r"^[^:]+:[^:]+:[^:]+:[^:]+$|^/subscriptions/.+"),
-    "k8s": re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$"),
-}
 
 
 class CatalogError(ValueError):
@@ -167,11 +56,30 @@ class Machine:
         return None
 
 
+def known_clouds() -> tuple[str, ...]:
+    """Every cloud name, ready or planned."""
+    from .clouds import CLOUDS, PLANNED
+
+    return (*CLOUDS, *(c for c in PLANNED if c not in CLOUDS))
+
+
 def normalize_cloud(name: str) -> str:
-    cloud = CLOUD_ALIASES.get(name.strip().lower(), name.strip().lower())
-    if cloud not in CLOUDS:
-        raise CatalogError(f"unknown cloud {name!r}; choose one of {', '.join(CLOUDS)}")
+    from .clouds import ALIASES
+
+    cloud = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if cloud not in known_clouds():
+        raise CatalogError(f"unknown cloud {name!r}; choose one of {', '.join(known_clouds())}")
     return cloud
+
+
+def _catalog(cloud: str) -> CloudCatalog:
+    from .clouds import CLOUDS
+
+    return CLOUDS[cloud].catalog()
+
+
+def default_region(cloud: str) -> str:
+    return _catalog(cloud).default_region
 
 
 def _lookup(
@@ -194,24 +102,24 @@ def _lookup(
 
 
 def resolve_machine(cloud: str, name: str) -> Machine:
+    cat = _catalog(cloud)
     key = name.strip()
     if "+" in key:
         size, acc = key.split("+", 1)
         key = f"{size}+{ACCELERATOR_ALIASES.get(acc, acc)}"
-    if key in MACHINES[cloud]:
-        return Machine(key, MACHINES[cloud][key])
-    table = {k: (k,) for k in MACHINES[cloud]}  # the choices, for the message
+    if key in cat.machines:
+        return Machine(key, tuple(cat.machines[key]))
+    table = {k: (k,) for k in cat.machines}  # the choices, for the message
     return Machine(
-        None,
-        (str(_lookup("machine", cloud, name, table, NATIVE_MACHINE.get(cloud), "instance type")),),
+        None, (str(_lookup("machine", cloud, name, table, cat.native_machine, "instance type")),)
     )
 
 
 def resolve_region(cloud: str, name: str) -> str:
-    return str(
-        _lookup("region", cloud, name, REGIONS[cloud], NATIVE_REGION.get(cloud), "region name")
-    )
+    cat = _catalog(cloud)
+    return str(_lookup("region", cloud, name, dict(cat.regions), cat.native_region, "region name"))
 
 
 def resolve_image(cloud: str, name: str) -> str:
-    return str(_lookup("image", cloud, name, IMAGES[cloud], NATIVE_IMAGE.get(cloud), "image id"))
+    cat = _catalog(cloud)
+    return str(_lookup("image", cloud, name, dict(cat.images), cat.native_image, "image id"))

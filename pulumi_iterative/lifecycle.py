@@ -13,11 +13,13 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, registry, sync
 from .agent.bootstrap import render_bootstrap
-from .backends import Backend, get_backend
+from .clouds import get_backend
+from .clouds.base import Backend
 from .errors import IterativeError, NotFound, TransferError
 from .spec import TaskSpec
 from .status import STOP_MARKER, Event, TaskStatus, summarize
@@ -34,7 +36,7 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
     return Rclone(Remote.from_dict(ref.remote), progress=progress)
 
 
-def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec | None, progress: bool) -> list[Step]:
+def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
     rclone = rclone_for(ref, progress=progress)
     bootstrap = render_bootstrap(
         {"task_id": ref.task_id, "cloud": ref.cloud, "remote": ref.remote, "version": __version__},
@@ -42,14 +44,12 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec | None, progress: bool
     )
 
     def upload() -> None:
-        assert spec is not None
         workdir = spec.storage.workdir
         sync.upload_base(
             rclone, workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
         )
 
     def store() -> None:
-        assert spec is not None
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
@@ -79,7 +79,8 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
-    run_steps(_steps(backend, ref, spec, progress))
+    made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
+    ref = replace(ref, made=made)
     registry.save(ref)
     return ref
 
@@ -189,7 +190,8 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
                 f"could not bring {ref.output!r} home ({exc}); nothing was "
                 "removed: fix the cause and run delete again"
             ) from exc
-    teardown(reversed(_steps(backend, ref, None, progress)))
+    made = ref.made if ref.made is not None else backend.legacy_made(ref)
+    teardown(made, lambda m: backend.remove(ref, m))
     registry.forget(ref.task_id)
     return pulled
 
@@ -202,8 +204,6 @@ def exists(ref: TaskRef) -> bool:
 
 def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     """Apply what changes without new machines: output, and exclude for later boots."""
-    from dataclasses import replace
-
     new = replace(ref, output=spec.storage.output)
     rclone = rclone_for(new)
     rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))

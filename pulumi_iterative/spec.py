@@ -174,7 +174,7 @@ class _Parser:
             "region",
             cloud,
             catalog.resolve_region,
-            catalog.DEFAULT_REGION.get(cloud or "", "us-east"),
+            catalog.default_region(cloud) if cloud else "us-east",
         )
         machine = self.catalog_name("machine", cloud, catalog.resolve_machine, "m")
         image = self.catalog_name("image", cloud, catalog.resolve_image, "ubuntu")
@@ -230,17 +230,12 @@ class _Parser:
             self.err("preempt_interval", "must be 0 (off) or a number of seconds")
         if preempt_notice is not None and preempt_notice < 0:
             self.err("preempt_notice", "must be 0 (kill without notice) or seconds of notice")
-        if cloud and cloud != "local" and self.raw.get("preempt_interval"):
-            self.err(
-                "preempt_interval",
-                "rehearsed preemption is for cloud 'local' only; real clouds preempt on their own",
-            )
         if cloud == "local" and spot is not None and spot >= 0 and not preempt_interval:
             preempt_interval = DEFAULT_PREEMPT_INTERVAL
 
         if self.errors or cloud is None:
             return None
-        return TaskSpec(
+        spec = TaskSpec(
             cloud=cloud,
             region=region,
             machine=machine,
@@ -259,6 +254,10 @@ class _Parser:
             preempt_interval=float(preempt_interval or 0.0),
             preempt_notice=float(preempt_notice if preempt_notice is not None else 0),
         )
+        from .clouds import get  # the cloud's own rules: data only, no SDK
+
+        self.errors.extend(get(cloud).validate(spec))
+        return None if self.errors else spec
 
     # --- one method per kind of field -------------------------------------------
 
@@ -272,19 +271,17 @@ class _Parser:
             )
             return None
         if not isinstance(value, str):
-            self.err("cloud", f"expected a string, one of {', '.join(catalog.CLOUDS)}")
+            self.err("cloud", f"expected a string, one of {', '.join(catalog.known_clouds())}")
             return None
         try:
             cloud = catalog.normalize_cloud(value)
         except catalog.CatalogError as exc:
             self.err("cloud", str(exc))
             return None
-        from .backends import BACKENDS  # names only: no SDK is imported
+        from .clouds import CLOUDS  # names only: no cloud module is loaded
 
-        if cloud not in BACKENDS:
-            self.err(
-                "cloud", f"{cloud!r} has no backend yet; available: {', '.join(sorted(BACKENDS))}"
-            )
+        if cloud not in CLOUDS:
+            self.err("cloud", f"{cloud!r} has no backend yet; available: {', '.join(CLOUDS)}")
             return None
         return cloud
 

@@ -1,9 +1,10 @@
-"""Creation as an ordered list of named steps, each with its undo.
+"""Creation as an ordered list of named steps; teardown as the removal of what they made.
 
-One mechanism for every backend: when step k fails, the undos of steps k-1..1 run
-in reverse, past their own errors, and the error names the failed step. Teardown
-runs every undo the same way, treating NotFound as done, so it can be re-run
-after any partial failure.
+One mechanism for every backend. A step that makes a cloud object declares it (a
+`Made` record) before it runs, so an object the step half-made is still known. When
+step k fails, what steps k..1 made is removed, newest first, past errors, and the
+error names the failed step. Teardown removes a task's records the same way,
+treating NotFound as done, so it can be re-run after any partial failure.
 """
 
 from __future__ import annotations
@@ -12,52 +13,56 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .clouds.base import Made
 from .errors import NotFound, StepFailed, TeardownFailed
 
 log = logging.getLogger(__name__)
 
-
-def _nothing() -> None:
-    return None
+Remove = Callable[[Made], object]
 
 
 @dataclass(frozen=True)
 class Step:
-    """A named action and the action that reverses it (both idempotent)."""
+    """A named, idempotent action and the object it makes (None: it makes nothing to undo,
+    e.g. an upload into a bucket that a `Made` of its own already covers)."""
 
     name: str
     do: Callable[[], object]
-    undo: Callable[[], object] = _nothing
+    made: Made | None = None
 
 
-def run_steps(steps: list[Step]) -> None:
-    """Run steps in order; on failure undo the finished ones and raise StepFailed."""
+def run_steps(steps: list[Step], remove: Remove) -> tuple[Made, ...]:
+    """Run steps in order and return what they made; on failure remove it and raise."""
     total = len(steps)
+    made: list[Made] = []
     for i, step in enumerate(steps, start=1):
         log.info("[%d/%d] %s", i, total, step.name)
+        if step.made is not None:
+            made.append(step.made)
         try:
             step.do()
         except Exception as exc:
-            # The failed step may have half-made its object: undo it too.
-            undo_errors = _undo_all(reversed(steps[:i]))
+            undo_errors = _remove_all(reversed(made), remove)
             raise StepFailed(step.name, i, total, exc, undo_errors) from exc
+    return tuple(made)
 
 
-def teardown(undos: Iterable[Step]) -> None:
-    """Run every undo, keep going past errors, report them together."""
-    errors = _undo_all(undos)
+def teardown(made: Iterable[Made], remove: Remove) -> None:
+    """Remove every record, newest first, keep going past errors, report them together."""
+    errors = _remove_all(reversed(list(made)), remove)
     if errors:
         raise TeardownFailed(errors)
 
 
-def _undo_all(steps: Iterable[Step]) -> list[str]:
+def _remove_all(made: Iterable[Made], remove: Remove) -> list[str]:
     errors: list[str] = []
-    for step in steps:
+    for record in made:
         try:
-            step.undo()
+            remove(record)
         except NotFound:
             pass
         except Exception as exc:
-            log.warning("undo of %r failed: %s", step.name, exc)
-            errors.append(f"{step.name}: {exc}")
+            what = record.kind.replace("_", " ")
+            log.warning("removing the %s failed: %s", what, exc)
+            errors.append(f"remove {what}: {exc}")
     return errors

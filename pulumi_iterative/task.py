@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .clouds.base import Made
 from .errors import IterativeError
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -42,9 +43,13 @@ def check_task_id(value: str) -> str:
     return value
 
 
+REF_VERSION = 2  # 1: before `made` (its objects are derived by the backend's legacy_made)
+
+
 @dataclass(frozen=True)
 class TaskRef:
-    """What finds a task again: id, cloud, where its bucket is, and its budget."""
+    """What finds a task again: id, cloud, where its bucket is, its budget, and what its
+    create made (`made`, None in a state written before it was recorded)."""
 
     task_id: str
     cloud: str
@@ -55,11 +60,17 @@ class TaskRef:
     deadline: float
     workdir: str = ""
     output: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific, non-secret
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the cloud's Place.to_dict()
+    made: tuple[Made, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["remote"], d["extra"] = dict(self.remote), dict(self.extra)
+        d["version"] = REF_VERSION
+        if self.made is None:
+            del d["made"]
+        else:
+            d["made"] = [m.to_dict() for m in self.made]
         return d
 
     @classmethod
@@ -75,4 +86,8 @@ class TaskRef:
             workdir=str(data.get("workdir") or ""),
             output=str(data.get("output") or ""),
             extra=dict(data.get("extra") or {}),
+            made=(
+                tuple(Made.from_dict(m) for m in data["made"]) if data.get("made") is not None
+                else None
+            ),
         )

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from pathlib import Path
 
-import pytest
-
 from pulumi_iterative import lifecycle, registry
-from pulumi_iterative.backends.local import _alive
-from pulumi_iterative.errors import StepFailed
+from pulumi_iterative.clouds.local.backend import _alive
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.helpers import wait_done, wait_for
@@ -32,57 +28,6 @@ def nothing_left(home: Path) -> None:
     assert not any((home / "buckets").glob("*")), list((home / "buckets").glob("*"))
     assert not any((home / "groups").glob("*"))
     assert registry.all_refs() == []
-
-
-def test_success_brings_outputs_home(iterative_home: Path, workdir: Path) -> None:
-    (workdir / "data.csv").write_text("1,2,3\n")
-    script = (
-        "#!/bin/sh\nset -e\nmkdir -p results\nwc -c < data.csv > results/size.txt\n"
-        "echo trained on $(cat data.csv)\n"
-    )
-    ref = lifecycle.create(spec(workdir, script, environment={"EPOCHS": "3"}))
-    status = wait_done(ref)
-    assert status.state == State.SUCCEEDED and status.exit_code == 0
-    assert status.counts == {"succeeded": 1}
-    assert "trained on 1,2,3" in next(iter(status.logs.values()))
-    assert not (workdir / "results").exists()  # nothing comes home before delete
-    assert lifecycle.delete(ref) == 1
-    assert (workdir / "results" / "size.txt").read_text().strip() == "6"
-    nothing_left(iterative_home)
-
-
-def test_nonzero_exit_is_failed_with_its_code(iterative_home: Path, workdir: Path) -> None:
-    ref = lifecycle.create(spec(workdir, "echo broken >&2; exit 3"))
-    status = wait_done(ref)
-    assert status.state == State.FAILED and status.exit_code == 3
-    (machine,) = status.machines
-    assert machine.exit_code == 3 and "code 3" in machine.reason
-    assert "broken" in status.logs[machine.machine]
-    lifecycle.delete(ref)
-
-
-def test_timeout_stops_the_script(iterative_home: Path, workdir: Path) -> None:
-    ref = lifecycle.create(spec(workdir, "echo start; sleep 120; echo never", timeout=3))
-    status = wait_done(ref, timeout=60)
-    assert status.state == State.TIMEOUT
-    log = next(iter(status.logs.values()))
-    assert "start" in log and "never" not in log
-    lifecycle.delete(ref)
-
-
-def test_parallel_machines_know_their_index(iterative_home: Path, workdir: Path) -> None:
-    script = (
-        "#!/bin/sh\nmkdir -p results\necho $TASK_INDEX of $TASK_COUNT > "
-        "results/part-$TASK_INDEX.txt\n"
-    )
-    ref = lifecycle.create(spec(workdir, script, parallelism=3))
-    status = wait_done(ref)
-    assert status.state == State.SUCCEEDED
-    assert sorted(m.index for m in status.machines) == [0, 1, 2]  # one report each
-    assert status.restarts == {}
-    lifecycle.delete(ref)
-    parts = sorted(p.read_text().strip() for p in (workdir / "results").glob("part-*.txt"))
-    assert parts == ["0 of 3", "1 of 3", "2 of 3"]
 
 
 COUNTER = r"""#!/bin/sh
@@ -175,14 +120,6 @@ def test_excluded_files_are_never_uploaded(iterative_home: Path, workdir: Path) 
     assert not (workdir / "results" / "r.tmp").exists()
 
 
-def test_delete_twice_is_fine(iterative_home: Path, workdir: Path) -> None:
-    ref = lifecycle.create(spec(workdir, "mkdir -p results; echo 1 > results/a"))
-    wait_done(ref)
-    assert lifecycle.delete(ref) == 1
-    assert lifecycle.delete(ref) == 0
-    nothing_left(iterative_home)
-
-
 def test_delete_of_a_running_task_stops_it_and_keeps_its_outputs(
     iterative_home: Path, workdir: Path
 ) -> None:
@@ -206,55 +143,6 @@ def _machine_pids(home: Path) -> list[str]:
         for m in json.loads(f.read_text())
     ]
 
-
-STEPS = ["Create bucket folder", "Upload workdir", "Store task definition", "Start machine group"]
-
-
-@pytest.mark.parametrize("failing", STEPS)
-def test_a_failed_create_leaves_nothing_behind(
-    iterative_home: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, failing: str
-) -> None:
-    """Each step runs for real, then fails: the error names it and every undo runs."""
-    real_steps = lifecycle._steps
-
-    def with_fault(*args, **kwargs):
-        steps = real_steps(*args, **kwargs)
-        out = []
-        for step in steps:
-            if step.name == failing:
-
-                def do(step=step):
-                    step.do()
-                    raise RuntimeError("injected fault")
-
-                step = type(step)(step.name, do, step.undo)
-            out.append(step)
-        return out
-
-    monkeypatch.setattr(lifecycle, "_steps", with_fault)
-    (workdir / "a.txt").write_text("a")
-    with pytest.raises(StepFailed) as info:
-        lifecycle.create(spec(workdir, "sleep 60"))
-    assert info.value.step == failing and "injected fault" in str(info.value)
-    assert f"[{STEPS.index(failing) + 1}/4]" in str(info.value)
-    nothing_left(iterative_home)
-    # No machine of the task survives either.
-    for pid in _machine_pids(iterative_home):
-        assert not _alive(int(pid))
-
-
-def test_machines_do_not_get_the_callers_credentials(
-    iterative_home: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "caller-secret")
-    ref = lifecycle.create(
-        spec(workdir, "env > results.env; mkdir -p results; cp results.env results/")
-    )
-    wait_done(ref)
-    lifecycle.delete(ref)
-    env = (workdir / "results" / "results.env").read_text()
-    assert "caller-secret" not in env and "TASK_ID=" in env
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "caller-secret"
 
 
 def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Path) -> None:

@@ -11,7 +11,7 @@ how the machine gets the agent:
   Python if missing, make a venv, pip install the agent at the provider's own
   version (a PyPI pin, or a wheel). `fetch` is optional shell run in between,
   when the venv exists and before pip, e.g. to download the agent's wheel from
-  the task's bucket with the machine's own identity (see backends/aws.py).
+  the task's bucket with the machine's own identity (see clouds/aws/backend.py).
 
   The rendered pip install has one explicit skip switch, for machine simulators
   only: when the environment that runs the bootstrap has

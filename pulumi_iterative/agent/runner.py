@@ -25,11 +25,11 @@ import threading
 import time
 from typing import Any
 
-from .. import sync
+from .. import clouds, sync
+from ..clouds.base import MachineSide
 from ..storage import LOGS, STATUS, TASK_FILE, Rclone, Remote, machine_name
 from .bootstrap import decode_config
 from .client import SOCKET_ENV
-from .hooks import MachineHooks, machine_hooks
 
 log = logging.getLogger("pulumi_iterative.agent")
 
@@ -40,7 +40,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 
 
 class Agent:
-    def __init__(self, config: dict[str, Any], hooks: MachineHooks) -> None:
+    def __init__(self, config: dict[str, Any], hooks: MachineSide) -> None:
         self.config, self.hooks = config, hooks
         self.remote = Remote.from_dict(config["remote"])
         self.rclone = Rclone(self.remote)
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s agent %(levelname)s %(message)s"
     )
     config = decode_config(args.config)
-    hooks = machine_hooks(config)
+    hooks = clouds.get(config["cloud"]).machine_side(config)
     try:
         agent = Agent(config, hooks)  # claims an index: on a cloud this talks to the bucket
     except Exception:

@@ -1,1 +1,78 @@
-"""One folder per cloud; the registry of clouds (filled as clouds move in)."""
+"""The registry: cloud name -> its folder, written out, imported whole by a test.
+
+Each entry names the package of one cloud; the three modules the rest of the
+package uses are found by fixed names inside it (`catalog.CATALOG`,
+`backend.Backend`, `machine.MachineSide`, see base.py). Loading is lazy, so the
+package imports without any cloud SDK, and a cloud whose extra is not installed
+fails with the pip command that fixes it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..errors import FieldError
+    from ..spec import TaskSpec
+    from .base import Backend, CloudCatalog, MachineSide
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    package: str  # e.g. "pulumi_iterative.clouds.aws"
+    extra: str = ""  # the pip extra with its SDK ("" = none needed)
+
+    def _module(self, part: str) -> ModuleType:
+        from ..errors import IterativeError
+
+        try:
+            return importlib.import_module(f"{self.package}.{part}")
+        except ImportError as exc:
+            if not self.extra or (exc.name or "").startswith("pulumi_iterative"):
+                raise
+            raise IterativeError(
+                f"cloud {self.name!r} needs extra packages ({exc.name}); install them with "
+                f"`pip install 'pulumi-iterative[{self.extra}]'`"
+            ) from exc
+
+    def catalog(self) -> CloudCatalog:
+        return self._module("catalog").CATALOG  # type: ignore[no-any-return]
+
+    def validate(self, spec: TaskSpec) -> list[FieldError]:
+        return self._module("rules").validate(spec)  # type: ignore[no-any-return]
+
+    def backend(self) -> Backend:
+        return self._module("backend").Backend()  # type: ignore[no-any-return]
+
+    def machine_side(self, config: Any) -> MachineSide:
+        return self._module("machine").MachineSide(config)  # type: ignore[no-any-return]
+
+
+# Adding a cloud is one line here (and its folder). Order is the order users see.
+CLOUDS: dict[str, Cloud] = {
+    "local": Cloud("local", "pulumi_iterative.clouds.local"),
+    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
+}
+# Names users may write for a cloud, and the clouds still to come (refused at
+# preview with "no backend yet" rather than "unknown cloud").
+ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
+PLANNED = ("gcp", "azure", "k8s")
+
+
+def get(cloud: str) -> Cloud:
+    from ..errors import IterativeError
+
+    found = CLOUDS.get(cloud)
+    if found is None:
+        raise IterativeError(
+            f"cloud {cloud!r} is not available yet; available: {', '.join(CLOUDS)}"
+        )
+    return found
+
+
+def get_backend(cloud: str) -> Backend:
+    return get(cloud).backend()

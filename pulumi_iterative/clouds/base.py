@@ -3,14 +3,16 @@
 A cloud is one folder, `pulumi_iterative/clouds/<cloud>/`, holding:
 
     catalog.py   CATALOG: a `CloudCatalog` (machine types, regions, images as data)
+    rules.py     validate(spec) -> list[FieldError]: the cloud's own rules on a parsed
+                 spec, run at `pulumi preview` (no SDK, no cloud call)
     backend.py   Backend: a class following `Backend` below (the workstation side)
     machine.py   MachineSide: a class following `MachineSide` below (what the agent
                  calls on a machine of that cloud); imports only what a machine has
 
 plus whatever it needs inside (names.py, api.py, resources/...). The registry in
 `clouds/__init__.py` names each cloud's folder explicitly. Nothing outside
-`clouds/<cloud>/` imports that cloud's SDK, and `catalog.py` imports none at all, so
-`pulumi preview` can validate a task without any SDK installed.
+`clouds/<cloud>/` imports that cloud's SDK, and `catalog.py` and `rules.py` import none
+at all, so `pulumi preview` can validate a task without any SDK installed.
 
 Creation is an ordered list of `Step`s (steps.py). A step that makes a cloud object
 declares it as a `Made` record *before* it runs; the records are kept in the task's
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
     from ..status import CloudMachine, Event
     from ..steps import Step
     from ..task import TaskRef
+
+
+# The generic vocabulary every catalog maps: sizes, accelerators and regions.
+GENERIC_SIZES = ("s", "m", "l", "xl")
+ACCELERATORS = ("t4", "a10g", "l4", "a100", "h100")
+GENERIC_REGIONS = ("us-east", "us-west", "eu-north", "eu-west")
 
 
 @dataclass(frozen=True)
@@ -85,16 +93,26 @@ class CloudCatalog:
     notes: Mapping[str, str] = field(default_factory=dict)  # e.g. "what 'spot' means here"
 
 
+def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
+    """The rules every cloud but `local` shares (each cloud's rules.py calls this)."""
+    from ..errors import FieldError
+
+    errors = []
+    if spec.preempt_interval:
+        errors.append(
+            FieldError(
+                "preempt_interval",
+                "rehearsed preemption is for cloud 'local' only; real clouds preempt on their own",
+            )
+        )
+    return errors
+
+
 class Backend(Protocol):
     """The workstation side of a cloud. Every method is idempotent; none keeps an SDK
     client, socket or lock on self (the provider object is pickled into state)."""
 
     name: str
-
-    def validate(self, spec: TaskSpec) -> list[FieldError]:
-        """Cloud rules on a parsed spec, at `pulumi preview`: no cloud calls, no SDK
-        needed. Each error names the field and the fix."""
-        ...
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
         """Derive names, the remote and the budget from the spec. No cloud calls."""

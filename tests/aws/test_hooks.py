@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pulumi_iterative import lifecycle
-from pulumi_iterative.agent import aws_hooks
-from pulumi_iterative.agent.aws_hooks import AwsHooks, Imds
+from pulumi_iterative import clouds, lifecycle
 from pulumi_iterative.agent.bootstrap import decode_config
-from pulumi_iterative.agent.hooks import machine_hooks
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws import machine as aws_hooks
+from pulumi_iterative.clouds.aws.machine import Imds
+from pulumi_iterative.clouds.aws.machine import MachineSide as AwsHooks
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import REGION, Moto
@@ -55,7 +55,8 @@ def test_imds_v2_token_is_required_and_the_notice_is_read(imds_servers) -> None:
 
 
 def test_hooks_are_registered_for_aws() -> None:
-    hooks = machine_hooks({"task_id": "t-abcdefgh12", "cloud": "aws", "remote": _remote()})
+    config = {"task_id": "t-abcdefgh12", "cloud": "aws", "remote": _remote()}
+    hooks = clouds.get("aws").machine_side(config)
     assert isinstance(hooks, AwsHooks)
     assert hooks.names.group == "pulumi-iterative-t-abcdefgh12"
     assert (hooks.bucket, hooks.prefix) == ("pulumi-iterative-t-abcdefgh12", "")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.aws.conftest import CANONICAL, Moto, leftovers
@@ -206,8 +206,8 @@ def test_scaling_activities_become_events(monkeypatch) -> None:
     """moto records no scaling activities; AWS's shape is mapped to the one event model."""
     from datetime import datetime, timezone
 
-    from pulumi_iterative.backends import aws_objects
-    from pulumi_iterative.backends.aws import AwsBackend
+    from pulumi_iterative.clouds.aws.backend import Backend as AwsBackend
+    from pulumi_iterative.clouds.aws.resources import group as aws_group
     from pulumi_iterative.task import TaskRef
 
     when = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -220,7 +220,7 @@ def test_scaling_activities_become_events(monkeypatch) -> None:
          "StatusCode": "Failed", "StatusMessage": "InsufficientInstanceCapacity",
          "StartTime": when},
     ]  # fmt: skip
-    monkeypatch.setattr(aws_objects, "scaling_activities", lambda aws, names: activities)
+    monkeypatch.setattr(aws_group, "scaling_activities", lambda aws, names: activities)
     ref = TaskRef("t-abcdefgh12", "aws", "us-east-1", {"root": ":s3:b", "env": {}}, 1, 0, 1)
     events = AwsBackend().events(ref)
     assert [(e.kind, e.machine) for e in events] == [

@@ -7,26 +7,13 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.backends import aws_objects
+from pulumi_iterative.clouds.aws.api import Aws, AwsError
+from pulumi_iterative.clouds.aws.resources import bucket as aws_bucket
+from pulumi_iterative.clouds.aws.resources import launch_template as aws_launch_template
 from pulumi_iterative.errors import StepFailed, TeardownFailed
 from pulumi_iterative.spec import TaskSpec, parse_spec
-from pulumi_iterative.steps import Step
 from pulumi_iterative.task import new_task_id
 from tests.aws.conftest import Moto, leftovers
-
-# Every create step of an AWS task, in order (lifecycle adds the upload and definition).
-STEPS = (
-    "Create bucket",
-    "Upload agent",
-    "Upload workdir",
-    "Store task definition",
-    "Create machine identity",
-    "Create security group",
-    "Create launch template",
-    "Create machine group",
-    "Schedule deadline backstop",
-    "Start machines",
-)
 
 
 def _spec(workdir: Path, **extra: object) -> TaskSpec:
@@ -42,49 +29,6 @@ def _spec(workdir: Path, **extra: object) -> TaskSpec:
             **extra,
         }
     )
-
-
-def test_the_steps_are_the_issue_order(moto: Moto, workdir: Path, monkeypatch) -> None:
-    seen: list[str] = []
-    real = lifecycle.run_steps
-    monkeypatch.setattr(
-        lifecycle, "run_steps", lambda steps: (seen.extend(s.name for s in steps), real(steps))
-    )
-    ref = lifecycle.create(_spec(workdir))
-    assert tuple(seen) == STEPS
-    lifecycle.delete(ref)
-    assert leftovers(moto, ref.task_id) == []
-
-
-@pytest.mark.parametrize("failing", STEPS)
-def test_failure_after_each_step_removes_everything(
-    moto: Moto, workdir: Path, monkeypatch: pytest.MonkeyPatch, failing: str
-) -> None:
-    """The step does its work and then fails: even its own half is undone."""
-    real = lifecycle.run_steps
-
-    def sabotaged(steps: list[Step]) -> None:
-        assert failing in [s.name for s in steps]
-
-        def broken(step: Step) -> Step:
-            def do() -> None:
-                step.do()
-                raise RuntimeError(f"injected failure after {step.name}")
-
-            return Step(step.name, do, step.undo)
-
-        real([broken(s) if s.name == failing else s for s in steps])
-
-    monkeypatch.setattr(lifecycle, "run_steps", sabotaged)
-    task_id = new_task_id("rollback")
-    with pytest.raises(StepFailed) as info:
-        lifecycle.create(_spec(workdir), task_id=task_id)
-    failed = info.value
-    assert failed.step == failing
-    assert failed.index == STEPS.index(failing) + 1 and failed.total == len(STEPS)
-    assert f"injected failure after {failing}" in str(failed)
-    assert failed.undo_errors == []
-    assert leftovers(moto, task_id) == []
 
 
 def test_cloud_refusal_names_the_step(moto: Moto, workdir: Path) -> None:
@@ -117,19 +61,19 @@ def test_delete_goes_on_past_a_failure_and_can_be_rerun(
     moto: Moto, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ref = lifecycle.create(_spec(workdir))
-    real = aws_objects.delete_launch_template
+    real = aws_launch_template.delete_launch_template
     calls = {"n": 0}
 
     def flaky(*args: object, **kwargs: object) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise aws_objects.AwsError("DeleteLaunchTemplate: UnauthorizedOperation: no", "X")
+            raise AwsError("DeleteLaunchTemplate: UnauthorizedOperation: no", "X")
         real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(aws_objects, "delete_launch_template", flaky)
+    monkeypatch.setattr(aws_launch_template, "delete_launch_template", flaky)
     with pytest.raises(TeardownFailed) as info:
         lifecycle.delete(ref)
-    assert "Create launch template" in str(info.value)
+    assert "remove launch template" in str(info.value)
     # Everything else went; only the template is left, and a second delete removes it.
     assert [x for x in leftovers(moto, ref.task_id) if not x.startswith("launch template")] == []
     lifecycle.delete(ref)
@@ -140,9 +84,9 @@ def test_bucket_delete_survives_a_straggling_write(
     moto: Moto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A machine still shutting down writes once more while the bucket is emptied."""
-    aws = aws_objects.Aws("us-east-1")
-    aws_objects.create_bucket(aws, "pulumi-iterative-straggler", [])
-    real = aws_objects.delete_objects
+    aws = Aws("us-east-1")
+    aws_bucket.create_bucket(aws, "pulumi-iterative-straggler", [])
+    real = aws_bucket.delete_objects
     writes = {"n": 0}
 
     def then_a_write(*args: object) -> int:
@@ -152,8 +96,8 @@ def test_bucket_delete_survives_a_straggling_write(
             aws.s3.put_object(Bucket="pulumi-iterative-straggler", Key="claims/0.json", Body=b"{}")
         return removed
 
-    monkeypatch.setattr(aws_objects, "delete_objects", then_a_write)
-    aws_objects.delete_bucket(aws, "pulumi-iterative-straggler")
+    monkeypatch.setattr(aws_bucket, "delete_objects", then_a_write)
+    aws_bucket.delete_bucket(aws, "pulumi-iterative-straggler")
     assert writes["n"] == 1
     names = [b["Name"] for b in moto.client("s3").list_buckets().get("Buckets", [])]
     assert "pulumi-iterative-straggler" not in names

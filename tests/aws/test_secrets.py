@@ -13,40 +13,18 @@ which the machine reads with its own identity.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from pathlib import Path
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.storage import TASK_FILE
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import Moto
 from tests.aws.simulator import MachineSimulator
-
-B64 = re.compile(r"[A-Za-z0-9+/=_-]{16,}")
-
-
-def texts(blob: str, depth: int = 0) -> list[str]:
-    """blob plus every decodable base64 string in it, recursively."""
-    out = [blob]
-    if depth > 4:
-        return out
-    for candidate in set(B64.findall(blob)):
-        padded = candidate + "=" * (-len(candidate) % 4)
-        for decode in (base64.b64decode, base64.urlsafe_b64decode):
-            try:
-                decoded = decode(padded).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                continue
-            if decoded.isprintable() or "\n" in decoded:
-                out += texts(decoded, depth + 1)
-            break
-    return out
+from tests.scan import texts
 
 
 def stored(moto: Moto, ref: TaskRef) -> str:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pulumi_iterative import lifecycle, sync
-from pulumi_iterative.backends.aws_names import Names
+from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.aws.conftest import Moto, leftovers

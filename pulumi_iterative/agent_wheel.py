@@ -20,7 +20,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from .. import __version__
+from . import __version__
 
 DIST = "pulumi-iterative"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

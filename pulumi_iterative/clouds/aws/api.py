@@ -17,7 +17,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from typing import Any, TypeVar
 
 import boto3
@@ -31,8 +32,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ..errors import IterativeError, NotFound
-from .aws_names import endpoint_override
+from ...errors import IterativeError, NotFound
+from .names import TASK_TAG, endpoint_override
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +225,51 @@ def partition(region: str) -> str:
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws"
+
+
+class Aws:
+    """The clients of one region, made on first use, for one operation."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    @cached_property
+    def s3(self) -> Any:
+        return client("s3", self.region)
+
+    @cached_property
+    def iam(self) -> Any:
+        return client("iam", self.region)
+
+    @cached_property
+    def sts(self) -> Any:
+        return client("sts", self.region)
+
+    @cached_property
+    def ec2(self) -> Any:
+        return client("ec2", self.region)
+
+    @cached_property
+    def autoscaling(self) -> Any:
+        return client("autoscaling", self.region)
+
+    @cached_property
+    def account(self) -> str:
+        return str(call(self.sts.get_caller_identity)["Account"])
+
+
+def tag_list(task_id: str, tags: Mapping[str, str]) -> list[dict[str, str]]:
+    merged = {**dict(tags), TASK_TAG: task_id}
+    return [{"Key": k, "Value": v} for k, v in sorted(merged.items())]
+
+
+def exists_ok(fn: Any, codes: Iterable[str], /, **kwargs: Any) -> Any:
+    """A create where "already exists" means done (re-running after a failure)."""
+    try:
+        return call(fn, **kwargs)
+    except AwsError as exc:
+        if exc.code in set(codes):
+            return None
+        raise
+
+

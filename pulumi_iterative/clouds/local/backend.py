@@ -1,7 +1,7 @@
 """The embedded default cloud: machines are local processes, the bucket a folder.
 
 It needs no account, runs the same bootstrap and agent as a cloud machine, and
-rehearses spot preemption (see local_group.py), so a user can try a task and its
+rehearses spot preemption (see group.py), so a user can try a task and its
 resume logic before paying for a cloud.
 """
 
@@ -15,21 +15,39 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..agent.bootstrap import Install
-from ..errors import IterativeError
-from ..paths import home
-from ..spec import TaskSpec
-from ..status import CloudMachine, Event
-from ..steps import Step
-from ..storage import Remote
-from ..task import TaskRef
+from ...agent.bootstrap import Install
+from ...errors import IterativeError
+from ...paths import home
+from ...spec import TaskSpec
+from ...status import CloudMachine, Event
+from ...steps import Step
+from ...storage import Remote
+from ...task import TaskRef
+from ..base import Made
 
 ALIVE = {"running": True, "preempting": True, "stopping": True}  # native state -> alive
 
 
-class LocalBackend:
+@dataclass(frozen=True)
+class Place:
+    """The local part of a TaskRef: the folder of the task's machine group."""
+
+    group: str
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "version": self.version}
+
+    @classmethod
+    def from_ref(cls, ref: TaskRef) -> Place:
+        return cls(group=str(ref.extra["group"]), version=int(ref.extra.get("version", 1)))
+
+
+class Backend:
     name = "local"
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
@@ -45,7 +63,7 @@ class LocalBackend:
             deadline=now + spec.timeout,
             workdir=spec.storage.workdir,
             output=spec.storage.output,
-            extra={"group": str(root / "groups" / task_id)},
+            extra=Place(str(root / "groups" / task_id)).to_dict(),
         )
 
     def storage_steps(self, ref: TaskRef) -> list[Step]:
@@ -54,15 +72,14 @@ class LocalBackend:
             Step(
                 "Create bucket folder",
                 lambda: bucket.mkdir(parents=True, exist_ok=True),
-                lambda: shutil.rmtree(bucket, ignore_errors=True),
+                Made.of("bucket", path=str(bucket)),
             )
         ]
 
-    def machine_steps(self, ref: TaskRef, spec: TaskSpec | None, bootstrap: str) -> list[Step]:
-        folder = Path(ref.extra["group"])
+    def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
+        folder = Path(Place.from_ref(ref).group)
 
         def start() -> None:
-            assert spec is not None
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "bootstrap.sh").write_text(bootstrap)
             (folder / "group.json").write_text(
@@ -78,7 +95,7 @@ class LocalBackend:
                 )
             )
             launcher = subprocess.run(
-                [sys.executable, "-m", "pulumi_iterative.backends.local_group", str(folder)],
+                [sys.executable, "-m", "pulumi_iterative.clouds.local.group", str(folder)],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 check=False,
@@ -89,17 +106,27 @@ class LocalBackend:
             if not _wait_for(lambda: (folder / "machines.json").exists(), 15):
                 raise IterativeError(f"the machine group did not start; see {folder}/group.log")
 
-        def remove() -> None:
-            self.stop(ref)
-            shutil.rmtree(folder, ignore_errors=True)
+        return [Step("Start machine group", start, Made.of("group", path=str(folder)))]
 
-        return [Step("Start machine group", start, remove)]
+    def remove(self, ref: TaskRef, made: Made) -> None:
+        if made.kind == "group":
+            self.stop(ref)
+        if made.kind in ("group", "bucket"):
+            shutil.rmtree(made.get("path"), ignore_errors=True)
+        else:
+            raise IterativeError(f"the local cloud makes no {made.kind!r}")
+
+    def legacy_made(self, ref: TaskRef) -> list[Made]:
+        return [
+            Made.of("bucket", path=str(ref.remote["root"])),
+            Made.of("group", path=Place.from_ref(ref).group),
+        ]
 
     def install(self, ref: TaskRef) -> Install:
         return Install.preinstalled(sys.executable)
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
-        path = Path(ref.extra["group"]) / "machines.json"
+        path = Path(Place.from_ref(ref).group) / "machines.json"
         try:
             records = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
@@ -107,7 +134,7 @@ class LocalBackend:
         return [CloudMachine(r["id"], ALIVE.get(r["state"], False)) for r in records]
 
     def events(self, ref: TaskRef) -> list[Event]:
-        path = Path(ref.extra["group"]) / "events.jsonl"
+        path = Path(Place.from_ref(ref).group) / "events.jsonl"
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:
@@ -122,7 +149,7 @@ class LocalBackend:
         return out
 
     def stop(self, ref: TaskRef) -> None:
-        folder = Path(ref.extra["group"])
+        folder = Path(Place.from_ref(ref).group)
         pid = _read_pid(folder / "group.pid")
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGTERM)

@@ -16,6 +16,8 @@ PREFIX = "pulumi-iterative"
 TASK_TAG = "pulumi-iterative:task"  # on every object the task makes
 IAM_PATH = f"/{PREFIX}/"  # roles and profiles live here: callers can scope IAM to it
 CLAIMS = "claims"  # <remote>/claims/<index>.json: which instance runs which index
+# Group lifecycle states that mean the instance is on its way out.
+LEAVING = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching")
 AGENT = "agent"  # <remote>/agent/<wheel>: the agent for an unreleased version
 
 

@@ -35,11 +35,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..backends.aws_api import AwsError, call, client
-from ..backends.aws_names import CLAIMS, Names, key, region_of, split_root
-from ..backends.aws_objects import LEAVING
-from ..errors import NotFound
-from ..storage import TASK_FILE
+from ...errors import NotFound
+from ...storage import TASK_FILE
+from .api import AwsError, call, client
+from .names import CLAIMS, LEAVING, Names, key, region_of, split_root
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class Imds:
         return None
 
 
-class AwsHooks:
+class MachineSide:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.names = Names(str(config["task_id"]))
@@ -103,7 +102,7 @@ class AwsHooks:
         self._instance = ""
         self._index: int | None = None
 
-    # --- MachineHooks -----------------------------------------------------------------
+    # --- MachineSide -------------------------------------------------------------------
 
     def instance_id(self) -> str:
         if not self._instance:

@@ -1,7 +1,7 @@
 """cloud="aws": an Auto Scaling group of EC2 machines and an S3 bucket per task.
 
-Steps, each with its undo (lifecycle.py adds the workdir upload and the task
-definition after the storage steps):
+Steps, each recording the object it makes (lifecycle.py adds the workdir upload and
+the task definition after the storage steps); delete removes those records:
 
     Create bucket            private, public access blocked, SSE-S3; or, with
                              storage.container, a check of that bucket (the task
@@ -30,19 +30,21 @@ import logging
 import re
 import shlex
 import time
+from dataclasses import dataclass
+from typing import Any
 
-from .. import __version__, catalog
-from ..agent.bootstrap import Install
-from ..errors import IterativeError, NotFound
-from ..spec import TaskSpec
-from ..status import CloudMachine, Event
-from ..steps import Step
-from ..storage import Remote
-from ..task import TaskRef
-from . import agent_wheel
-from . import aws_objects as obj
-from .aws_api import call, wait_until
-from .aws_names import AGENT, Names, key, remote_env, s3_root
+from ... import __version__, agent_wheel, catalog
+from ...agent.bootstrap import Install
+from ...errors import IterativeError, NotFound
+from ...spec import TaskSpec
+from ...status import CloudMachine, Event
+from ...steps import Step
+from ...storage import Remote
+from ...task import TaskRef
+from ..base import Made
+from .api import Aws, call, tag_list, wait_until
+from .names import AGENT, Names, key, remote_env, s3_root
+from .resources import backstop, bucket, group, identity, launch_template, network
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ WHEEL_DIR = "/opt/pulumi-iterative-agent"
 FETCH_PY = (
     'import sys, boto3; boto3.client("s3", region_name=sys.argv[1]).download_file(*sys.argv[2:5])'
 )
-PERMISSION_SET = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 STILL_THERE = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
@@ -68,165 +69,211 @@ def _activity_kind(description: str, status: str) -> str:
     return "scaling"
 
 
-class AwsBackend:
+@dataclass(frozen=True)
+class Place:
+    """The AWS part of a TaskRef: where the task's objects live (non-secret)."""
+
+    bucket: str
+    prefix: str  # "" for a bucket of the task's own; else <prefix>/<task id> in the user's
+    own_bucket: bool
+    permission_set: str = ""  # an instance profile ARN used as is
+    tags: tuple[tuple[str, str], ...] = ()
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "own_bucket": self.own_bucket,
+            "permission_set": self.permission_set,
+            "tags": dict(self.tags),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_ref(cls, ref: TaskRef) -> Place:
+        e = ref.extra
+        return cls(
+            bucket=str(e["bucket"]),
+            prefix=str(e.get("prefix") or ""),
+            own_bucket=bool(e.get("own_bucket")),
+            permission_set=str(e.get("permission_set") or ""),
+            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
+            version=int(e.get("version", 1)),
+        )
+
+
+class Backend:
     name = "aws"
 
     # --- names and budget -------------------------------------------------------------
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
         region = catalog.resolve_region("aws", spec.region)
-        if spec.storage.container_opts:
-            raise IterativeError(
-                "storage.container_opts: not used on aws (the bucket's region and "
-                "credentials come from the task and your environment); remove it"
-            )
-        if spec.permission_set and not PERMISSION_SET.match(spec.permission_set):
-            raise IterativeError(
-                f"permission_set: {spec.permission_set!r} is not an instance profile ARN "
-                "(arn:aws:iam::<account>:instance-profile/<name>)"
-            )
         names = Names(task_id)
         if spec.storage.container:
-            bucket, _, sub = spec.storage.container.strip("/").partition("/")
-            prefix, own = key(sub, task_id), False
+            name, _, sub = spec.storage.container.strip("/").partition("/")
+            place = Place(name, key(sub, task_id), False, spec.permission_set, spec.tags)
         else:
-            bucket, prefix, own = names.bucket, "", True
+            place = Place(names.bucket, "", True, spec.permission_set, spec.tags)
         now = time.time()
         return TaskRef(
             task_id=task_id,
             cloud="aws",
             region=region,
             remote=Remote(
-                s3_root(bucket, prefix), tuple(sorted(remote_env(region).items()))
+                s3_root(place.bucket, place.prefix), tuple(sorted(remote_env(region).items()))
             ).to_dict(),
             parallelism=spec.parallelism,
             created=now,
             deadline=now + spec.timeout,
             workdir=spec.storage.workdir,
             output=spec.storage.output,
-            extra={
-                "bucket": bucket,
-                "prefix": prefix,
-                "own_bucket": own,
-                "permission_set": spec.permission_set,
-                "tags": dict(spec.tags),
-            },
+            extra=place.to_dict(),
         )
 
     # --- steps --------------------------------------------------------------------------
 
     def storage_steps(self, ref: TaskRef) -> list[Step]:
-        aws, names = obj.Aws(ref.region), Names(ref.task_id)
-        bucket, prefix = ref.extra["bucket"], ref.extra["prefix"]
-        if ref.extra["own_bucket"]:
+        aws, names, place = Aws(ref.region), Names(ref.task_id), Place.from_ref(ref)
+        if place.own_bucket:
             steps = [
                 Step(
                     "Create bucket",
-                    lambda: obj.create_bucket(aws, bucket, _tags(ref, names)),
-                    lambda: obj.delete_bucket(aws, bucket),
+                    lambda: bucket.create_bucket(aws, place.bucket, _tags(ref, names)),
+                    Made.of("bucket", bucket=place.bucket),
                 )
             ]
         else:
             steps = [
                 Step(
-                    f"Check bucket {bucket}",
-                    lambda: obj.check_bucket(aws, bucket),
-                    lambda: obj.delete_objects(aws, bucket, prefix),  # the task's prefix only
+                    f"Check bucket {place.bucket}",
+                    lambda: bucket.check_bucket(aws, place.bucket),
+                    Made.of("prefix", bucket=place.bucket, prefix=place.prefix),
                 )
             ]
         if not agent_wheel.released():
-            wheel_key = key(prefix, AGENT, agent_wheel.wheel_name())
+            wheel_key = key(place.prefix, AGENT, agent_wheel.wheel_name())
             steps.append(
                 Step(
                     "Upload agent",
                     lambda: call(
                         aws.s3.put_object,
-                        Bucket=bucket,
+                        Bucket=place.bucket,
                         Key=wheel_key,
                         Body=agent_wheel.build_wheel(),
                     ),
-                    lambda: call(aws.s3.delete_object, Bucket=bucket, Key=wheel_key),
+                    Made.of("object", bucket=place.bucket, key=wheel_key),
                 )
             )
         return steps
 
-    def machine_steps(self, ref: TaskRef, spec: TaskSpec | None, bootstrap: str) -> list[Step]:
-        aws, names = obj.Aws(ref.region), Names(ref.task_id)
-        bucket, prefix = ref.extra["bucket"], ref.extra["prefix"]
-        permission_set = str(ref.extra.get("permission_set") or "")
+    def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
+        aws, names, place = Aws(ref.region), Names(ref.task_id), Place.from_ref(ref)
+        machine = catalog.resolve_machine("aws", spec.machine)
 
-        def need_spec() -> TaskSpec:
-            if spec is None:
-                raise IterativeError("creating needs the task's spec")
-            return spec
-
-        def launch_template() -> None:
-            s = need_spec()
-            image = obj.resolve_image(aws, s.image)
-            machine = catalog.resolve_machine("aws", s.machine)
+        def make_launch_template() -> None:
+            image = launch_template.resolve_image(aws, spec.image)
             profile = (
-                {"Arn": permission_set} if permission_set else {"Name": names.instance_profile}
+                {"Arn": place.permission_set}
+                if place.permission_set
+                else {"Name": names.instance_profile}
             )
-            data = obj.launch_template_data(
+            data = launch_template.launch_template_data(
                 image=image,
                 instance_type=machine.types[0],
-                disk_size=s.disk_size,
-                security_group=obj.find_security_group(aws, names),
+                disk_size=spec.disk_size,
+                security_group=network.find_security_group(aws, names),
                 profile=profile,
                 user_data=bootstrap,
                 tags=_tags(ref, names),
             )
             log.info("image %s (%s), machine %s", image.id, image.name, ", ".join(machine.types))
-            obj.create_launch_template(aws, names, data, _tags(ref, names))
+            launch_template.create_launch_template(aws, names, data, _tags(ref, names))
 
-        def group() -> None:
-            s = need_spec()
-            machine = catalog.resolve_machine("aws", s.machine)
-            obj.create_group(
+        def make_group() -> None:
+            group.create_group(
                 aws,
                 names,
-                parallelism=s.parallelism,
-                policy=obj.mixed_instances_policy(names, machine.types, s.spot),
-                subnets=obj.default_subnets(aws, obj.default_vpc(aws)),
+                parallelism=spec.parallelism,
+                policy=group.mixed_instances_policy(names, machine.types, spec.spot),
+                subnets=network.default_subnets(aws, network.default_vpc(aws)),
                 tags=_tags(ref, names),
             )
 
-        if permission_set:
-            profile_name = permission_set.rsplit("/", 1)[1]
-            identity = Step(
+        if place.permission_set:
+            profile_name = place.permission_set.rsplit("/", 1)[1]
+            make_identity = Step(
                 "Check machine identity",
                 lambda: call(aws.iam.get_instance_profile, InstanceProfileName=profile_name),
             )
         else:
-            identity = Step(
+            make_identity = Step(
                 "Create machine identity",
-                lambda: obj.create_identity(aws, names, bucket, prefix, _tags(ref, names)),
-                lambda: obj.delete_identity(aws, names),
+                lambda: identity.create_identity(
+                    aws, names, place.bucket, place.prefix, _tags(ref, names)
+                ),
+                Made.of("identity"),
             )
         return [
-            identity,
+            make_identity,
             Step(
                 "Create security group",
-                lambda: obj.create_security_group(aws, names, _tags(ref, names)),
-                lambda: obj.delete_security_group(aws, names),
+                lambda: network.create_security_group(aws, names, _tags(ref, names)),
+                Made.of("security_group"),
             ),
-            Step(
-                "Create launch template",
-                launch_template,
-                lambda: obj.delete_launch_template(aws, names),
-            ),
-            Step("Create machine group", group, lambda: obj.delete_group(aws, names)),
+            Step("Create launch template", make_launch_template, Made.of("launch_template")),
+            Step("Create machine group", make_group, Made.of("group")),
             Step(
                 "Schedule deadline backstop",
-                lambda: obj.put_backstop(aws, names, ref.deadline + BACKSTOP_GRACE),
-                lambda: obj.delete_backstop(aws, names),
+                lambda: backstop.put_backstop(aws, names, ref.deadline + BACKSTOP_GRACE),
+                Made.of("backstop"),
             ),
             Step(
                 "Start machines",
-                lambda: obj.set_capacity(aws, names, ref.parallelism),
-                lambda: self.stop(ref),
+                lambda: group.set_capacity(aws, names, ref.parallelism),
+                Made.of("machines"),
             ),
         ]
+
+    def remove(self, ref: TaskRef, made: Made) -> None:
+        aws, names = Aws(ref.region), Names(ref.task_id)
+        kind = made.kind
+        if kind == "bucket":
+            bucket.delete_bucket(aws, made.get("bucket"))
+        elif kind == "prefix":
+            bucket.delete_objects(aws, made.get("bucket"), made.get("prefix"))
+        elif kind == "object":
+            call(aws.s3.delete_object, Bucket=made.get("bucket"), Key=made.get("key"))
+        elif kind == "identity":
+            identity.delete_identity(aws, names)
+        elif kind == "security_group":
+            network.delete_security_group(aws, names)
+        elif kind == "launch_template":
+            launch_template.delete_launch_template(aws, names)
+        elif kind == "group":
+            group.delete_group(aws, names)
+        elif kind == "backstop":
+            backstop.delete_backstop(aws, names)
+        elif kind == "machines":
+            self.stop(ref)
+        else:
+            raise IterativeError(f"the aws backend makes no {kind!r}; was this state edited?")
+
+    def legacy_made(self, ref: TaskRef) -> list[Made]:
+        """What version 1 made (its undos ran on the derived names; the agent wheel was
+        an object under the bucket or prefix, removed with it)."""
+        place = Place.from_ref(ref)
+        storage = (
+            Made.of("bucket", bucket=place.bucket)
+            if place.own_bucket
+            else Made.of("prefix", bucket=place.bucket, prefix=place.prefix)
+        )
+        made = [storage]
+        if not place.permission_set:
+            made.append(Made.of("identity"))
+        kinds = ("security_group", "launch_template", "group", "backstop", "machines")
+        return made + [Made.of(k) for k in kinds]
 
     # --- the machine's agent ---------------------------------------------------------------
 
@@ -237,14 +284,15 @@ class AwsBackend:
             return Install.pip(f"pulumi-iterative[aws]=={__version__}", venv=VENV)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
-        source = key(ref.extra["prefix"], AGENT, wheel)
+        place = Place.from_ref(ref)
+        source = key(place.prefix, AGENT, wheel)
         q = shlex.quote
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
                 f"{VENV}/bin/pip install -q --disable-pip-version-check 'boto3>=1.34'",
                 f"{VENV}/bin/python -c {q(FETCH_PY)} "
-                f"{q(ref.region)} {q(ref.extra['bucket'])} {q(source)} {q(dest)}",
+                f"{q(ref.region)} {q(place.bucket)} {q(source)} {q(dest)}",
             ]
         )
         return Install.pip(f"{dest}[aws]", venv=VENV, fetch=fetch)
@@ -252,21 +300,21 @@ class AwsBackend:
     # --- what the group sees -----------------------------------------------------------------
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
-        aws = obj.Aws(ref.region)
+        aws = Aws(ref.region)
         return [
             CloudMachine(
                 i["InstanceId"],
-                obj.INSTANCE_ALIVE.get(i["State"]["Name"], False),
+                group.INSTANCE_ALIVE.get(i["State"]["Name"], False),
                 i.get("PublicIpAddress") or "",
                 i.get("Placement", {}).get("AvailabilityZone", ""),
             )
-            for i in obj.task_instances(aws, ref.task_id)
+            for i in group.task_instances(aws, ref.task_id)
         ]
 
     def events(self, ref: TaskRef) -> list[Event]:
-        aws, names = obj.Aws(ref.region), Names(ref.task_id)
+        aws, names = Aws(ref.region), Names(ref.task_id)
         try:
-            activities = obj.scaling_activities(aws, names)
+            activities = group.scaling_activities(aws, names)
         except NotFound:
             return []
         out = []
@@ -289,24 +337,24 @@ class AwsBackend:
 
     def stop(self, ref: TaskRef) -> None:
         """Desired 0, every instance of the task terminated, and wait until they are."""
-        aws, names = obj.Aws(ref.region), Names(ref.task_id)
+        aws, names = Aws(ref.region), Names(ref.task_id)
         try:
-            obj.set_capacity(aws, names, 0)
+            group.set_capacity(aws, names, 0)
         except NotFound:
             pass
 
         def remaining() -> list[str]:
             return [
                 i["InstanceId"]
-                for i in obj.task_instances(aws, ref.task_id)
+                for i in group.task_instances(aws, ref.task_id)
                 if i["State"]["Name"] in STILL_THERE
             ]
 
-        obj.terminate(
+        group.terminate(
             aws,
             [
                 i["InstanceId"]
-                for i in obj.task_instances(aws, ref.task_id)
+                for i in group.task_instances(aws, ref.task_id)
                 if i["State"]["Name"] not in ("shutting-down", "terminated")
             ],
         )
@@ -316,4 +364,4 @@ class AwsBackend:
 
 
 def _tags(ref: TaskRef, names: Names) -> list[dict[str, str]]:
-    return obj.tag_list(ref.task_id, {"Name": names.base, **dict(ref.extra.get("tags") or {})})
+    return tag_list(ref.task_id, {"Name": names.base, **dict(Place.from_ref(ref).tags)})

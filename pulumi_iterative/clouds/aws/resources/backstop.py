@@ -1,0 +1,41 @@
+"""The deadline backstop: a scheduled action that takes the group to zero."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from ....errors import NotFound
+from ..api import Aws, call
+from ..names import Names
+from .group import describe_group
+
+log = logging.getLogger(__name__)
+
+def put_backstop(aws: Aws, names: Names, when: float) -> None:
+    """At `when`, the group goes to zero machines whatever the agents do."""
+    call(
+        aws.autoscaling.put_scheduled_update_group_action,
+        AutoScalingGroupName=names.group,
+        ScheduledActionName=names.backstop,
+        StartTime=datetime.fromtimestamp(when, tz=timezone.utc),
+        MinSize=0,
+        MaxSize=0,
+        DesiredCapacity=0,
+    )
+
+
+def delete_backstop(aws: Aws, names: Names) -> None:
+    describe_group(aws, names)  # no group: its scheduled actions went with it
+    found = call(
+        aws.autoscaling.describe_scheduled_actions,
+        AutoScalingGroupName=names.group,
+        ScheduledActionNames=[names.backstop],
+    )["ScheduledUpdateGroupActions"]
+    if not found:
+        raise NotFound(f"scheduled action {names.backstop}")
+    call(
+        aws.autoscaling.delete_scheduled_action,
+        AutoScalingGroupName=names.group,
+        ScheduledActionName=names.backstop,
+    )

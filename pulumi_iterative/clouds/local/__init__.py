@@ -1,0 +1,1 @@
+"""cloud="local": machines are processes on this workstation, the bucket a folder."""

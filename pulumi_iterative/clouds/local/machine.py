@@ -1,0 +1,28 @@
+"""The local cloud's machine side: the group process is the metadata service, through
+the environment it gives each machine process; a machine leaves its group by exiting 0."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class MachineSide:
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def index(self) -> int:
+        return int(os.environ["ITERATIVE_MACHINE_INDEX"])
+
+    def instance_id(self) -> str:
+        return os.environ["ITERATIVE_MACHINE_ID"]
+
+    def home(self) -> Path:
+        return Path(os.environ["ITERATIVE_MACHINE_DIR"])
+
+    def preemption_notice(self) -> bool:
+        return False  # the local group's notice is SIGTERM
+
+    def leave_group(self) -> None:
+        return None

@@ -1,0 +1,104 @@
+"""The local cloud in the conformance suite: machines are the group's own processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pulumi_iterative import registry
+from pulumi_iterative.agent.bootstrap import Install
+from pulumi_iterative.clouds.local import backend as local_backend
+from pulumi_iterative.clouds.local.backend import Place, _alive
+from pulumi_iterative.clouds.local.group import BACKSTOP_GRACE
+from pulumi_iterative.spec import TaskSpec, parse_spec
+from pulumi_iterative.task import TaskRef
+
+
+class LocalHarness:
+    name = "local"
+    steps = (
+        "Create bucket folder",
+        "Upload workdir",
+        "Store task definition",
+        "Start machine group",
+    )
+    xfail = {
+        "broken_install_ends_the_machine_and_says_why": (
+            "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
+            "report; the local group retries it and gives up without a reason in status"
+        ),
+    }
+
+    def __init__(self, home: Path, caller_secret: str) -> None:
+        self.home = home
+        self.caller_secrets = (caller_secret,)
+
+    def spec(self, workdir: Path, script: str, **args: Any) -> TaskSpec:
+        storage = {"workdir": str(workdir), **args.pop("storage", {})}
+        return parse_spec({"cloud": "local", "script": script, "storage": storage, **args})
+
+    def start(self) -> None:
+        return None  # the group process starts machines itself
+
+    def _records(self, ref: TaskRef) -> list[dict[str, Any]]:
+        try:
+            return json.loads((Path(Place.from_ref(ref).group) / "machines.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return []
+
+    def preempt(self, ref: TaskRef, index: int) -> str:
+        (m,) = [r for r in self._records(ref) if r["index"] == index and r["state"] == "running"]
+        pgids = [m["pid"]]
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pgids.append(int((Path(m["dir"]) / "script.pgid").read_text()))
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pgid), signal.SIGKILL)
+        return str(m["id"])
+
+    def running_machines(self, ref: TaskRef) -> list[str]:
+        return [str(r["id"]) for r in self._records(ref) if _alive(int(r["pid"]))]
+
+    def backstop(self, ref: TaskRef) -> float | None:
+        config = json.loads((Path(Place.from_ref(ref).group) / "group.json").read_text())
+        return float(config["deadline"]) + BACKSTOP_GRACE
+
+    def leftovers(self, task_id: str) -> list[str]:
+        found = [f"bucket {p}" for p in (self.home / "buckets").glob(f"{task_id}*")]
+        found += [f"group {p}" for p in (self.home / "groups").glob(f"{task_id}*")]
+        found += [f"registry {r.task_id}" for r in registry.all_refs() if r.task_id == task_id]
+        return found
+
+    def stored(self, ref: TaskRef) -> str:
+        folder = Path(Place.from_ref(ref).group)
+        return "\n".join(
+            p.read_text(errors="replace")
+            for name in ("group.json", "bootstrap.sh", "machines.json")
+            if (p := folder / name).exists()
+        )
+
+    def break_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(
+            local_backend.Backend,
+            "install",
+            lambda self, ref: Install.preinstalled("/nonexistent/python3"),
+        )
+
+    def report(self) -> str:
+        consoles = sorted((self.home / "groups").glob("*/machines/*/console.log"))
+        return "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-2000:]}" for p in consoles)
+
+
+@pytest.fixture
+def local_harness(iterative_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHarness]:
+    secret = "caller-secret-" + secrets.token_urlsafe(16)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # on the workstation, never stored
+    yield LocalHarness(iterative_home, secret)
