@@ -56,6 +56,7 @@ class Cloud:
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
     "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
+    "azure": Cloud("azure", "pulumi_iterative.clouds.azure", extra="azure"),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from pulumi_iterative.clouds.azure.names import Names
+from pulumi_iterative.storage import TASK_FILE
 from tests.azure.azurite import Azurite
 from tests.azure.fake_arm import SUBSCRIPTION, TENANT, FakeArm
+from tests.azure.simulator import MachineSimulator
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(arm: Arm, blob: Azurite) -> Cloud:
+def azure_cloud(arm: Arm, blob: Azurite) -> Cloud:
     def mirror(account: str, container: str, made: bool) -> None:
         service = blob.service()
         if made:
@@ -113,3 +117,62 @@ def cloud(arm: Arm, blob: Azurite) -> Cloud:
 
     arm.fake.container_hook = mirror
     return Cloud(arm, blob)
+
+
+@pytest.fixture
+def azure_simulator(azure_cloud: Cloud, tmp_path: Path) -> Iterator[MachineSimulator]:
+    # The machines' PATH has no caller `az`: they sign in as their managed identity only.
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if "caller-bin" not in p
+    )
+    sim = MachineSimulator(
+        azure_cloud.arm.fake, tmp_path / "machines", python=sys.executable, path=path
+    )
+    yield sim
+    sim.close()
+
+
+def leftovers(cloud: Cloud, task_id: str) -> list[str]:
+    """Every object of the task still in the fake Resource Manager or in azurite."""
+    names = Names(task_id)
+    marks = (task_id, names.base.lower(), names.storage_account, names.leave_role)
+    found = [
+        f"{r['type']} {r['id']}"
+        for rid, r in cloud.arm.fake.resources.items()
+        if any(m in rid for m in marks)
+        or task_id in json.dumps(r.get("tags") or {})
+        or names.leave_role_name in json.dumps(r.get("properties") or {})
+    ]
+    service = cloud.blob.service()
+    for container in service.list_containers():
+        if any(m in container.name for m in marks):
+            found.append(f"container {container.name}")
+            continue
+        for blob in service.get_container_client(container.name).list_blobs():
+            if task_id in blob.name:
+                found.append(f"blob {container.name}/{blob.name}")
+    return found
+
+
+def stored(cloud: Cloud, task_id: str) -> str:
+    """Everything Azure keeps about the task outside its container, as one text: every
+    resource and every request body the fake accepted (the custom data included), the
+    activity log, and every blob but the task definition (the one private place for
+    secrets, read by the machine with its own identity)."""
+    fake = cloud.arm.fake
+    parts: list[object] = [
+        list(fake.resources.values()),
+        list(fake.models.values()),
+        [(r.method, r.path, r.query, r.body) for r in fake.requests],
+        fake.activity,
+    ]
+    service = cloud.blob.service()
+    for container in service.list_containers():
+        client = service.get_container_client(container.name)
+        for blob in client.list_blobs():
+            parts.append(blob.name)
+            if blob.name.endswith("/" + TASK_FILE) or blob.name == TASK_FILE:
+                continue
+            data = client.download_blob(blob.name).readall()
+            parts.append(data.decode("utf-8", errors="replace"))
+    return json.dumps(parts, default=str)

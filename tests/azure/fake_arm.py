@@ -728,8 +728,12 @@ class FakeArm:
                 return
             kind_key = found["type"].lower()
             if kind_key == "resourcegroups":
+                # Custom role definitions are directory objects: they outlive the group.
                 for rid in sorted(self.resources, key=len, reverse=True):
-                    if rid.startswith(path.lower() + "/"):
+                    kind = self.resources.get(rid, {}).get("type", "").lower()
+                    if rid.startswith(path.lower() + "/") and (
+                        kind != "microsoft.authorization/roledefinitions"
+                    ):
                         self._remove(rid)
             elif kind_key == "microsoft.compute/virtualmachinescalesets":
                 for vm in [v for v in self.vms.values() if v.scale_set.lower() == path.lower()]:

@@ -9,13 +9,28 @@ from __future__ import annotations
 import pytest
 
 from tests.aws.conftest import moto, moto_server, simulator
+from tests.azure.conftest import arm, arm_polls, azure_cloud, azure_simulator, azurite_server, blob
 from tests.conformance.aws_harness import aws_harness
+from tests.conformance.azure_harness import azure_harness
 from tests.conformance.harness import Harness
 from tests.conformance.local_harness import local_harness
 
-HARNESSES = ("local", "aws")
+HARNESSES = ("local", "aws", "azure")
 # Fixtures the harnesses depend on, imported so pytest finds them here.
-__all__ = ["aws_harness", "local_harness", "moto", "moto_server", "simulator"]
+__all__ = [
+    "arm",
+    "arm_polls",
+    "aws_harness",
+    "azure_cloud",
+    "azure_harness",
+    "azure_simulator",
+    "azurite_server",
+    "blob",
+    "local_harness",
+    "moto",
+    "moto_server",
+    "simulator",
+]
 
 
 @pytest.fixture(params=HARNESSES)

@@ -23,10 +23,12 @@ AGENT = "agent"  # <remote>/agent/<wheel>: the agent for an unreleased version
 SUBNET = "machines"
 # Storage Blob Data Contributor, a built-in role: read, write and delete blobs.
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-# What a machine's identity may do to its scale set: remove instances (itself) from it.
+# What a machine's identity may do in its task's resource group: see the scale set and
+# its VMs (to tell a replaced machine's index is free) and remove instances (itself).
 LEAVE_GROUP_ACTIONS = (
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/delete/action",
+    "Microsoft.Compute/virtualMachines/read",
 )
 BLOB_EMULATOR_ENV = "PULUMI_ITERATIVE_BLOB_ENDPOINT"
 _NAMESPACE = uuid.UUID("5b0c7f1e-8a34-4d7e-9a51-3f1e2b6a9c01")  # role GUIDs of this package
