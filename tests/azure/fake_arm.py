@@ -170,6 +170,7 @@ class Request:
     body: Any
     status: int = 0
     principal: str = ""
+    actions: list[str] = field(default_factory=list)  # the RBAC actions ARM checks for it
 
 
 @dataclass
@@ -454,6 +455,7 @@ class FakeArm:
             "/providers/microsoft.insights/eventtypes/management/values" in path.lower()
         ):
             self._api_version(query, ACTIVITY_LOG_API)
+            record.actions = ["Microsoft.Insights/eventtypes/values/read"]
             return 200, {"value": self._activity(query.get("$filter", ""))}, {}
         scope, namespace, type_path, pairs = split_id(path)
         kind_key, name, action = self._kind_key(scope, namespace, type_path, pairs, method)
@@ -467,6 +469,7 @@ class FakeArm:
                 )
             self._api_version(query, version)
             resource_id = path[: -(len(action) + 1)]
+            record.actions = [f"{_type_of(resource_id)}/{action}/action"]
             return self._action(kind_key, action.lower(), resource_id, model, record)
         kind = KINDS.get(kind_key)
         if kind is None:
@@ -478,6 +481,7 @@ class FakeArm:
                 f"'{query.get('api-version', '')}'.",
             )
         self._api_version(query, kind.api_version)
+        record.actions = _actions(method, path, record.body)
         self._authorize(record.principal, method, kind_key, path)
         self._inject(method, path)
         if not name:  # a collection
@@ -1183,6 +1187,38 @@ class FakeArm:
                 for e in self.activity
                 if not group or e["resourceGroupName"].lower() == group.group(1).lower()
             ]
+
+
+VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+
+def _actions(method: str, path: str, body: Any) -> list[str]:
+    """The RBAC actions ARM checks for a request: its own, plus the linked ones a
+    scale set needs (joining the subnet and security group, assigning the identity,
+    and the VMs, disks, NICs and addresses it makes on the caller's behalf)."""
+    _, namespace, type_path, _ = split_id(path)
+    kind = (
+        f"{namespace}/{type_path}"
+        if namespace
+        else "Microsoft.Resources/subscriptions/resourceGroups"
+    )
+    verb = VERBS.get(method, "action")
+    actions = [f"{kind}/{verb}"]
+    if kind.lower() == "microsoft.compute/virtualmachinescalesets" and method == "PUT":
+        actions += [
+            "Microsoft.Network/virtualNetworks/subnets/join/action",
+            "Microsoft.Network/networkSecurityGroups/join/action",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+            "Microsoft.Compute/virtualMachines/write",
+            "Microsoft.Compute/disks/write",
+            "Microsoft.Network/networkInterfaces/write",
+            "Microsoft.Network/networkInterfaces/join/action",
+            "Microsoft.Network/publicIPAddresses/write",
+            "Microsoft.Network/publicIPAddresses/join/action",
+        ]
+    if kind.lower() == "microsoft.network/virtualnetworks" and method == "PUT":
+        actions.append("Microsoft.Network/networkSecurityGroups/join/action")
+    return actions
 
 
 def _matches(pattern: str, action: str) -> bool:
