@@ -65,7 +65,9 @@ def arm_polls() -> int:
 
 
 @pytest.fixture
-def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arm_polls: int) -> Iterator[Arm]:
+def arm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arm_polls: int, iterative_home: Path
+) -> Iterator[Arm]:
     fake = FakeArm(polls=arm_polls)
     token = fake.grant()
     bindir = tmp_path / "caller-bin"
