@@ -315,32 +315,29 @@ class FakeArm:
         with self.lock:
             return copy.deepcopy(self.models.get(resource_id.lower()))
 
-    def evict(self, vm_name: str, *, notice: float = 0.0) -> None:
-        """Azure takes a spot VM: a Preempt event now, the VM deleted after `notice`
-        seconds (eviction policy Delete), and a new VM if spot restore is on."""
+    def announce_eviction(self, vm_name: str) -> None:
+        """Azure's Scheduled Events post a `Preempt` event for a spot VM (about 30 s
+        before it goes)."""
         vm = self._vm_by_name(vm_name)
         for listener in list(self.listeners):
             listener("preempt", vm)
-        self._log(
-            vm.id,
-            "Microsoft.Compute/virtualMachines/evict/action",
-            "Succeeded",
-            "Spot VM evicted: capacity reclaimed by Azure",
-        )
 
-        def finish() -> None:
-            with self.lock:
-                scale_set = self.resources.get(vm.scale_set.lower())
-                self._delete_vm(vm.id)
-                if scale_set and (scale_set["properties"].get("spotRestorePolicy") or {}).get(
-                    "enabled"
-                ):
-                    self._reconcile(scale_set["id"])
-
-        if notice > 0:
-            threading.Timer(notice, finish).start()
-        else:
-            finish()
+    def evict(self, vm_name: str) -> None:
+        """Azure takes a spot VM: it is deleted (eviction policy Delete) and, with spot
+        restore on, the scale set brings a new one for the same capacity."""
+        vm = self._vm_by_name(vm_name)
+        with self.lock:
+            self._log(
+                vm.id,
+                "Microsoft.Compute/virtualMachines/evict/action",
+                "Succeeded",
+                "Spot VM evicted: capacity reclaimed by Azure",
+            )
+            scale_set = self.resources.get(vm.scale_set.lower())
+            self._delete_vm(vm.id)
+            restore = (scale_set or {}).get("properties", {}).get("spotRestorePolicy") or {}
+            if scale_set and restore.get("enabled"):
+                self._reconcile(scale_set["id"])
 
     def tick(self, now: float | None = None) -> None:
         """Apply autoscale fixed-date profiles whose start has passed."""

@@ -44,7 +44,11 @@ class AzureHarness:
 
     def __init__(self, cloud: Cloud, simulator: MachineSimulator) -> None:
         self.cloud, self.simulator = cloud, simulator
-        self.caller_secrets = (cloud.arm.caller_token,)
+
+    @property
+    def caller_secrets(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The caller's token, and every token the machines' identities were given."""
+        return tuple(self.cloud.arm.fake.tokens)
 
     def spec(self, workdir: Path, script: str, **args: Any) -> TaskSpec:
         storage = {"workdir": str(workdir), **args.pop("storage", {})}
