@@ -514,8 +514,6 @@ class FakeArm:
             action = pairs[-1][0]
             pairs = pairs[:-1]
             type_path = "/".join(t for t, _ in pairs)
-        elif method == "POST" and len(pairs) > 1 and pairs[-1][1]:
-            pass
         # blobServices/default/containers/x: "default" is the blob service's name
         key = f"{namespace}/{type_path}".lower()
         name = pairs[-1][1] if pairs else ""

@@ -145,8 +145,10 @@ def call(
         try:
             result = fn(*args, **kwargs)
             if hasattr(result, "result") and hasattr(result, "done"):  # a poller
-                left = max(1.0, end - time.monotonic())
-                result = result.result(timeout=left)
+                poller = result
+                result = poller.result(timeout=max(1.0, end - time.monotonic()))
+                if not poller.done():
+                    raise AzureError(f"{label}: not finished after {deadline:g}s", "Timeout")
             return result
         except HttpResponseError as exc:
             code, status = error_code(exc)

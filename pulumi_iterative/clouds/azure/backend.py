@@ -355,7 +355,7 @@ class Backend:
         """A released version from PyPI; an unreleased one from the task's container,
         fetched with the VM's managed identity (no URL, token or key in custom data)."""
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative[azure]=={__version__}", venv=VENV)
+            return Install.pip(f"pulumi-iterative[azure-agent]=={__version__}", venv=VENV)
         place = Place.from_ref(ref)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
@@ -369,7 +369,7 @@ class Backend:
                 f"{q(key(place.prefix, AGENT, wheel))} {q(dest)}",
             ]
         )
-        return Install.pip(f"{dest}[azure]", venv=VENV, fetch=fetch)
+        return Install.pip(f"{dest}[azure-agent]", venv=VENV, fetch=fetch)
 
     # --- what the group sees -----------------------------------------------------------------
 
