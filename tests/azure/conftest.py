@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pulumi_iterative import registry
 from pulumi_iterative.clouds.azure.names import Names
 from pulumi_iterative.storage import TASK_FILE
 from tests.azure.azurite import Azurite
@@ -80,6 +81,11 @@ def arm(
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
     monkeypatch.setenv("PULUMI_ITERATIVE_ARM_ENDPOINT", fake.endpoint)
     yield Arm(fake, token)
+    # The fake goes with the test: nothing is left to stop (a failed test's tasks would
+    # otherwise be stopped against a closed endpoint, retrying for minutes).
+    for ref in registry.all_refs():
+        if ref.cloud == "azure":
+            registry.forget(ref.task_id)
     fake.close()
 
 

@@ -250,6 +250,7 @@ class FakeArm:
         self.activity: list[dict[str, Any]] = []
         self.vms: dict[str, Vm] = {}  # lower VM id -> Vm
         self.owned: dict[str, list[str]] = {}  # lower VM id -> resources deleted with it
+        self.addresses = 0  # public addresses handed out
         self.listeners: list[Callable[[str, Vm], None]] = []
         self.capacity_refused: dict[str, int] = {}  # vm size -> allocations to refuse
         self.server = self._serve()
@@ -1055,6 +1056,7 @@ class FakeArm:
         disk_id = f"{group}/providers/Microsoft.Compute/disks/{name}_OsDisk_1"
         owned.append((disk_id, os_disk.get("deleteOption") == "Delete"))
         nic_ids = []
+        attached: dict[str, dict[str, Any]] = {}  # public address id -> its properties
         for nic in nics:
             nic_id = f"{group}/providers/Microsoft.Network/networkInterfaces/{name}-{nic['name']}"
             nic_ids.append(nic_id)
@@ -1069,6 +1071,11 @@ class FakeArm:
                     owned.append(
                         (pip_id, pip.get("properties", {}).get("deleteOption") == "Delete")
                     )
+                    self.addresses += 1
+                    attached[pip_id] = {
+                        "ipAddress": f"20.0.{self.addresses // 250}.{self.addresses % 250 + 1}",
+                        "ipConfiguration": {"id": f"{nic_id}/ipConfigurations/{ip['name']}"},
+                    }
         for rid, _ in owned:
             rtype = _type_of(rid)
             self.resources[rid.lower()] = {
@@ -1077,14 +1084,7 @@ class FakeArm:
                 "type": rtype,
                 "location": scale_set["location"],
                 "tags": dict(scale_set.get("tags") or {}),
-                "properties": {
-                    "provisioningState": "Succeeded",
-                    **(
-                        {"ipAddress": f"20.0.{n // 250}.{n % 250 + 1}"}
-                        if rtype.endswith("publicIPAddresses")
-                        else {}
-                    ),
-                },
+                "properties": {"provisioningState": "Succeeded", **attached.get(rid, {})},
             }
         self.resources[vm_id.lower()] = {
             "id": vm_id,

@@ -83,6 +83,7 @@ def test_eviction_notice_checkpoint_and_spot_restore_resume(
     )
     wait_for(azure_simulator, lambda: capacity() == 1, "index 1 to leave the scale set")
     first = next(m for m in status.latest if m.index == 0).instance
+    assert len(lifecycle.read(ref, with_logs=False).addresses) == 1  # index 0's public address
     machine = azure_simulator.machines[first]
     progress = machine.folder / "pulumi-iterative" / "work" / "results" / "progress.txt"
     wait_for(azure_simulator, progress.exists, "the first epoch")

@@ -377,6 +377,7 @@ class Backend:
         az, names, place = Azure(_sub(ref)), Names(ref.task_id), Place.from_ref(ref)
         try:
             found = scale_set.vms(az, place.group, place.scale_set_id(names))
+            public = scale_set.addresses(az, place.group) if found else {}
         except NotFound:
             return []
         out = []
@@ -388,7 +389,9 @@ class Backend:
                 "running",
             )
             zones = list(getattr(vm, "zones", None) or [])
-            out.append(CloudMachine(str(vm.name), alive, "", zones[0] if zones else ""))
+            nics = _nic_ids(vm)
+            address = next((public[n] for n in nics if n in public), "")
+            out.append(CloudMachine(str(vm.name), alive, address, zones[0] if zones else ""))
         return out
 
     def events(self, ref: TaskRef) -> list[Event]:
@@ -437,6 +440,13 @@ class Backend:
             except NotFound:
                 pass
         wait_until(lambda: not remaining(), "the task's VMs to be gone", deadline=STOP_DEADLINE)
+
+
+def _nic_ids(vm: Any) -> list[str]:
+    props = getattr(vm, "properties", None)
+    profile = getattr(props, "network_profile", None) if props else None
+    profile = profile or getattr(vm, "network_profile", None)
+    return [str(n.id).lower() for n in (getattr(profile, "network_interfaces", None) or [])]
 
 
 def _sub(ref: TaskRef) -> str:

@@ -39,6 +39,7 @@ CALLER_ACTIONS = (
     "Microsoft.Network/virtualNetworks/subnets/join/action",
     "Microsoft.Network/networkInterfaces/write",
     "Microsoft.Network/networkInterfaces/join/action",
+    "Microsoft.Network/publicIPAddresses/read",
     "Microsoft.Network/publicIPAddresses/write",
     "Microsoft.Network/publicIPAddresses/join/action",
     "Microsoft.Compute/virtualMachineScaleSets/read",

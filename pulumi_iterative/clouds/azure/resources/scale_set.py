@@ -187,6 +187,25 @@ def vms(az: Azure, group: str, scale_set_id: str) -> list[Any]:
     ]
 
 
+def addresses(az: Azure, group: str) -> dict[str, str]:
+    """Network interface id (lowercase) -> its public address, for the group's addresses."""
+    out = {}
+    for found in call(lambda: list(az.network.public_ip_addresses.list(group))):
+        config = (
+            getattr(found.properties, "ip_configuration", None)
+            if getattr(found, "properties", None)
+            else getattr(found, "ip_configuration", None)
+        )
+        address = (
+            getattr(found.properties, "ip_address", None)
+            if getattr(found, "properties", None)
+            else getattr(found, "ip_address", None)
+        )
+        if config is not None and config.id and address:
+            out[str(config.id).lower().split("/ipconfigurations/")[0]] = str(address)
+    return out
+
+
 def remove_vms(az: Azure, group: str, name: str, vm_names: list[str]) -> None:
     if vm_names:
         call(
