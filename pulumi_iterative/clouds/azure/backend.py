@@ -8,7 +8,8 @@ the task definition after the storage steps); delete removes those records:
                                with storage.container, a check of the user's container
                                (the task lives under <prefix>/<task id>; never deleted)
     Create container           private
-    Upload agent               only for an unreleased version: a wheel of this package
+    (Upload agent)             lifecycle.py, for every cloud: only for an unreleased
+                               version, a wheel of this package into <remote>/agent/
     Create machine identity    a user-assigned managed identity with Storage Blob Data
                                Contributor on this container only (permission_set: that
                                identity, used as is, gets the same two task-scoped roles)
@@ -41,12 +42,13 @@ from ...errors import IterativeError, NotFound
 from ...spec import TaskSpec
 from ...status import CloudMachine, Event
 from ...steps import Step
-from ...storage import Rclone, Remote
+from ...storage import AGENT_DIR, Rclone, Remote
 from ...task import TaskRef
+from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import Azure, call, wait_until
-from .names import AGENT, Names, blob_root, container_id, key, remote_env, resource_id, tags
+from .names import Names, blob_root, container_id, key, remote_env, resource_id, tags
 from .resources import backstop, group, identity, network, scale_set, storage
 
 log = logging.getLogger(__name__)
@@ -206,18 +208,6 @@ class Backend:
                     Made.of("prefix", prefix=place.prefix),
                 )
             )
-        if not agent_wheel.released():
-            wheel_key = key(place.prefix, AGENT, agent_wheel.wheel_name())
-            steps.append(
-                Step(
-                    "Upload agent",
-                    lambda: _rclone(ref).write(
-                        _remote(ref).path(AGENT, agent_wheel.wheel_name()),
-                        agent_wheel.build_wheel(),
-                    ),
-                    Made.of("object", key=wheel_key),
-                )
-            )
         return steps
 
     def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
@@ -314,8 +304,6 @@ class Backend:
             storage.delete_container(az, rg, made.get("account"), place.container)
         elif kind == "prefix":
             _rclone(ref).purge(_remote(ref).path())
-        elif kind == "object":
-            _rclone(ref).delete_files(_remote(ref).path(AGENT), [agent_wheel.wheel_name()])
         elif kind == "identity":
             _revoke_blob(az, names, place)
             if not place.permission_set:
@@ -353,23 +341,26 @@ class Backend:
 
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's container,
-        fetched with the VM's managed identity (no URL, token or key in custom data)."""
+        fetched with the VM's managed identity (no URL, token or key in custom data).
+        Either way without its dependencies: the machine gets rclone, azure-identity and
+        azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs."""
+        deps = machine_requirements("azure")
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative[azure-agent]=={__version__}", venv=VENV)
+            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         place = Place.from_ref(ref)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
         q = shlex.quote
+        sdks = " ".join(q(d) for d in deps if d.startswith("azure-"))
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
-                f"{VENV}/bin/pip install -q --disable-pip-version-check "
-                "'azure-identity>=1.16' 'azure-storage-blob>=12.19'",
+                f"{VENV}/bin/pip install -q --disable-pip-version-check {sdks}",
                 f"{VENV}/bin/python -c {q(FETCH_PY)} {q(place.account)} {q(place.container)} "
-                f"{q(key(place.prefix, AGENT, wheel))} {q(dest)}",
+                f"{q(key(place.prefix, AGENT_DIR, wheel))} {q(dest)}",
             ]
         )
-        return Install.pip(f"{dest}[azure-agent]", venv=VENV, fetch=fetch)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
 
     # --- what the group sees -----------------------------------------------------------------
 

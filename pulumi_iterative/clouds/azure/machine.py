@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ...records import BootConfig
 from ...storage import TASK_FILE
 from .names import key, split_root
 
@@ -100,10 +101,10 @@ def arm_endpoint() -> str:
 
 
 class MachineSide:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: BootConfig) -> None:
         self.config = config
-        self.container, self.prefix = split_root(str(config["remote"]["root"]))
-        self.remote_env = dict(config["remote"].get("env") or {})
+        self.container, self.prefix = split_root(str(config.remote["root"]))
+        self.remote_env = dict(config.remote.get("env") or {})
         self.imds = Imds()
         self._compute: dict[str, Any] | None = None
         self._index: int | None = None

