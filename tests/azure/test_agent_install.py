@@ -11,6 +11,7 @@ import pytest
 from pulumi_iterative import agent_wheel
 from pulumi_iterative.agent.bootstrap import render_bootstrap
 from pulumi_iterative.clouds.azure.backend import Backend, Place
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.task import TaskRef
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -47,7 +48,7 @@ def _fixed_ref() -> TaskRef:
 def test_rendered_azure_custom_data_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: False)
     ref = _fixed_ref()
-    config = {"task_id": ref.task_id, "cloud": "azure", "remote": ref.remote, "version": "0.1.0"}
+    config = BootConfig(ref.task_id, "azure", ref.remote, "0.1.0")
     text = render_bootstrap(config, Backend().install(ref))
     path = GOLDEN / "bootstrap-azure-wheel.sh"
     if os.environ.get("UPDATE_GOLDEN"):

