@@ -93,7 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws` (`az`/`azure`, `gcp`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `azure` (or `az`) (`gcp`, `k8s` are reserved for the next backends)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -218,7 +218,8 @@ ARGUMENTS: tuple[Argument, ...] = (
         "permission_set",
         "str",
         "",
-        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN)",
+        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
+        "Azure: a user-assigned managed identity resource id)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
