@@ -23,38 +23,50 @@ import pytest
 from pulumi_iterative import registry
 from pulumi_iterative.clouds.azure.names import Names
 from pulumi_iterative.storage import TASK_FILE
-from tests.azure.azurite import Azurite
-from tests.azure.fake_arm import SUBSCRIPTION, TENANT, FakeArm
+from tests.azure.azurite import Azurite, jwt
+from tests.azure.fake_arm import CALLER, SUBSCRIPTION, TENANT, FakeArm
 from tests.azure.simulator import MachineSimulator
 
 
 @dataclass(frozen=True)
 class Arm:
     fake: FakeArm
-    caller_token: str
+    caller_token: str  # for Resource Manager
+    caller_storage_token: str  # for Blob storage (an Azure AD-shaped JWT)
 
     @property
     def endpoint(self) -> str:
         return self.fake.endpoint
 
 
-def _fake_az(folder: Path, token: str) -> None:
-    """An `az` that answers `az account get-access-token` like the real CLI does."""
+def _fake_az(folder: Path, tokens: dict[str, str]) -> None:
+    """An `az` that answers `az account get-access-token --resource R` like the real
+    CLI does (azure-identity and rclone's Go SDK both run it), one token per resource."""
     folder.mkdir(parents=True, exist_ok=True)
-    answer = {
-        "accessToken": token,
-        "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S.000000", time.localtime(time.time() + 3600)),
-        "expires_on": int(time.time() + 3600),
-        "subscription": SUBSCRIPTION,
-        "tenant": TENANT,
-        "tokenType": "Bearer",
-    }
+    cases = []
+    for resource, token in tokens.items():
+        answer = {
+            "accessToken": token,
+            "expiresOn": time.strftime(
+                "%Y-%m-%d %H:%M:%S.000000", time.localtime(time.time() + 3600)
+            ),
+            "expires_on": int(time.time() + 3600),
+            "subscription": SUBSCRIPTION,
+            "tenant": TENANT,
+            "tokenType": "Bearer",
+        }
+        cases.append(f"  {resource}|{resource}/) cat <<'EOF'\n{json.dumps(answer)}\nEOF\n  ;;")
     script = folder / "az"
     script.write_text(
         "#!/bin/sh\n"
         'if [ "$1 $2" != "account get-access-token" ]; then echo "az: not faked: $*" >&2; '
         "exit 2; fi\n"
-        f"cat <<'EOF'\n{json.dumps(answer)}\nEOF\n"
+        'resource=""\n'
+        'while [ $# -gt 0 ]; do [ "$1" = "--resource" ] && resource="$2"; shift; done\n'
+        'case "$resource" in\n'
+        + "\n".join(cases)
+        + '\n  *) echo "ERROR: AADSTS500011: no token for resource $resource" >&2; exit 1;;\n'
+        "esac\n"
     )
     script.chmod(0o755)
 
@@ -70,9 +82,11 @@ def arm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arm_polls: int, iterative_home: Path
 ) -> Iterator[Arm]:
     fake = FakeArm(polls=arm_polls)
-    token = fake.grant()
+    token, storage_token = fake.grant(), jwt(CALLER)
     bindir = tmp_path / "caller-bin"
-    _fake_az(bindir, token)
+    _fake_az(
+        bindir, {"https://management.azure.com": token, "https://storage.azure.com": storage_token}
+    )
     for name in list(os.environ):
         if name.startswith(("AZURE_", "RCLONE_", "IDENTITY_", "MSI_")):
             monkeypatch.delenv(name)
@@ -80,7 +94,7 @@ def arm(
     monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "AzureCliCredential")
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
     monkeypatch.setenv("PULUMI_ITERATIVE_ARM_ENDPOINT", fake.endpoint)
-    yield Arm(fake, token)
+    yield Arm(fake, token, storage_token)
     # The fake goes with the test: nothing is left to stop (a failed test's tasks would
     # otherwise be stopped against a closed endpoint, retrying for minutes).
     for ref in registry.all_refs():
@@ -98,8 +112,11 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
 
 @pytest.fixture
 def blob(azurite_server: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Azurite]:
-    """azurite, empty, named to the backend and rclone as the Blob emulator."""
+    """azurite, empty, named to the backend and rclone as the Blob emulator, its
+    certificate trusted by Go (rclone) and by Python's requests (azure-storage-blob)."""
     monkeypatch.setenv("PULUMI_ITERATIVE_BLOB_ENDPOINT", azurite_server.endpoint)
+    monkeypatch.setenv("SSL_CERT_FILE", str(azurite_server.cert))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(azurite_server.cert))
     yield azurite_server
     azurite_server.reset()
 

@@ -9,6 +9,11 @@ the machine side use:
   by the fake Resource Manager for that identity's principal: never the caller's);
 - `/metadata/scheduledevents`: empty until `preempt()`, then a `Preempt` event
   naming this VM, as Azure posts about 30 s before it evicts a spot VM.
+
+The same identity's tokens are also served at `/msi/token` in the App Service
+managed-identity protocol (IDENTITY_ENDPOINT, with the X-IDENTITY-HEADER secret):
+that is the one managed-identity source the Go SDK inside rclone can be pointed at
+(its IMDS address is fixed), and azure-identity follows the same variables.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 class FakeImds:
     def __init__(self, compute: dict[str, Any], tokens: dict[str, str]) -> None:
         self.compute = compute
+        self.identity_header = uuid.uuid4().hex  # App Service's per-process secret
         self.tokens = tokens  # resource (audience) -> the identity's access token
         self.events: list[dict[str, Any]] = []
         self.incarnation = 1
@@ -48,6 +54,13 @@ class FakeImds:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == "/msi/token":
+                    if self.headers.get("X-IDENTITY-HEADER") != imds.identity_header:
+                        return self.reply(401, {"error": "missing or wrong X-IDENTITY-HEADER"})
+                    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                    found = imds.token(query)
+                    return self.reply(*found)
                 if self.headers.get("Metadata", "").lower() != "true" or self.headers.get(
                     "X-Forwarded-For"
                 ):
@@ -98,24 +111,25 @@ class FakeImds:
         if path == "/metadata/scheduledevents":
             return 200, {"DocumentIncarnation": self.incarnation, "Events": self.events}
         if path == "/metadata/identity/oauth2/token":
-            resource = query.get("resource", "").rstrip("/")
-            token = self.tokens.get(resource)
-            if token is None:
-                return 400, {
-                    "error": "invalid_resource",
-                    "error_description": f"no token for {resource}",
-                }
-            now = int(time.time())
-            return 200, {
-                "access_token": token,
-                "refresh_token": "",
-                "expires_in": "3599",
-                "expires_on": str(now + 3599),
-                "not_before": str(now),
-                "resource": query.get("resource", ""),
-                "token_type": "Bearer",
-            }
+            return self.token(query)
         return None
+
+    def token(self, query: dict[str, str]) -> tuple[int, Any]:
+        """The identity's token for `resource` (IMDS and App Service answer alike)."""
+        resource = query.get("resource", "").rstrip("/")
+        token = self.tokens.get(resource)
+        if token is None:
+            return 400, {"error": "invalid_resource", "error_description": f"no {resource}"}
+        now = int(time.time())
+        return 200, {
+            "access_token": token,
+            "refresh_token": "",
+            "expires_in": "3599",
+            "expires_on": str(now + 3599),
+            "not_before": str(now),
+            "resource": query.get("resource", ""),
+            "token_type": "Bearer",
+        }
 
     def close(self) -> None:
         self.server.shutdown()

@@ -6,11 +6,12 @@ from the scale set's stored model (ARM never returns it on a GET, as in Azure),
 writes it to the VM's folder and runs it with /bin/sh, as cloud-init would. The
 process gets what an Azure VM has, plus pointers at the emulators:
 
-- PULUMI_ITERATIVE_IMDS_ENDPOINT (and AZURE_POD_IDENTITY_AUTHORITY_HOST, which
-  azure-identity's managed identity credential honours): a FakeImds of its own,
-  serving the VM's compute metadata, its *managed identity's* tokens (never the
-  caller's: the process has no AZURE_* variable and no `az` on its PATH) and its
-  scheduled events;
+- PULUMI_ITERATIVE_IMDS_ENDPOINT (and IDENTITY_ENDPOINT/IDENTITY_HEADER, where
+  rclone's Go SDK and azure-identity look for a managed identity): a FakeImds of
+  its own, serving the VM's compute metadata, its *managed identity's* tokens
+  (never the caller's: the process has no AZURE_* variable and no `az` on its
+  PATH) and its scheduled events;
+- SSL_CERT_FILE/REQUESTS_CA_BUNDLE: trust in azurite's self-signed certificate;
 - PULUMI_ITERATIVE_ARM_ENDPOINT: the fake Resource Manager (loopback only);
 - HOME: the VM's own folder;
 - PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch.
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.azure.azurite import jwt
 from tests.azure.fake_arm import SUBSCRIPTION, FakeArm, Vm
 from tests.azure.fake_imds import FakeImds
 
@@ -67,6 +69,7 @@ class MachineSimulator:
         self.root.mkdir(parents=True, exist_ok=True)
         self.machines: dict[str, SimVm] = {}  # VM name -> process
         self.errors: list[str] = []
+        self.issued: list[str] = []  # every token handed to a VM's identity
         self.lock = threading.RLock()
         self.started = False
         self.stopping = threading.Event()
@@ -119,10 +122,12 @@ class MachineSimulator:
             return {}
         found = self.arm.resources.get(vm.identities[0].lower())
         principal = found["properties"]["principalId"] if found else "unknown-identity"
-        return {
+        tokens = {
             "https://management.azure.com": self.arm.grant(principal),
-            "https://storage.azure.com": self.arm.grant(principal),
+            "https://storage.azure.com": jwt(principal),
         }
+        self.issued += tokens.values()
+        return tokens
 
     def _boot(self, vm: Vm) -> None:
         if vm.name in self.machines:
@@ -152,12 +157,17 @@ class MachineSimulator:
             "HOME": str(folder),
             "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
             "PULUMI_ITERATIVE_IMDS_ENDPOINT": imds.endpoint,
-            "AZURE_POD_IDENTITY_AUTHORITY_HOST": imds.endpoint,
+            # the VM identity's tokens for rclone (Go) and azure-identity (see fake_imds)
+            "IDENTITY_ENDPOINT": imds.endpoint + "/msi/token",
+            "IDENTITY_HEADER": imds.identity_header,
             "PULUMI_ITERATIVE_ARM_ENDPOINT": self.arm.endpoint,
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
         }
         if os.environ.get("PYTHONPATH"):  # the agent under test (a worktree), as installed
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        for trust in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):  # the emulator's certificate
+            if os.environ.get(trust):
+                env[trust] = os.environ[trust]
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],

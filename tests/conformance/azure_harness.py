@@ -47,8 +47,9 @@ class AzureHarness:
 
     @property
     def caller_secrets(self) -> tuple[str, ...]:  # type: ignore[override]
-        """The caller's token, and every token the machines' identities were given."""
-        return tuple(self.cloud.arm.fake.tokens)
+        """The caller's tokens, and every token the machines' identities were given."""
+        arm = self.cloud.arm
+        return (*arm.fake.tokens, arm.caller_storage_token, *self.simulator.issued)
 
     def spec(self, workdir: Path, script: str, **args: Any) -> TaskSpec:
         storage = {"workdir": str(workdir), **args.pop("storage", {})}

@@ -35,7 +35,7 @@ from typing import Any
 
 from ...records import BootConfig
 from ...storage import TASK_FILE
-from .names import key, split_root
+from .names import blob_endpoint, key, split_root
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ EVENTS_API = "2020-07-01"
 CLAIMS = "claims"
 CLAIM_WAIT = 600.0  # seconds a machine waits for an index to come free
 LEAVE_DEADLINE = 300.0
-# azurite's public, documented development account (used only in emulator mode).
-EMULATOR_ACCOUNT = "devstoreaccount1"
-EMULATOR_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 
 
 class Imds:
@@ -201,23 +196,12 @@ class MachineSide:
         return self._index
 
     def _container(self) -> Any:
+        """The task's container, as the VM's managed identity (never a key)."""
+        from azure.identity import ManagedIdentityCredential
         from azure.storage.blob import ContainerClient
 
-        env = self.remote_env
-        if env.get("RCLONE_AZUREBLOB_USE_EMULATOR") == "true":
-            endpoint = env["RCLONE_AZUREBLOB_ENDPOINT"].rstrip("/")
-            return ContainerClient(
-                endpoint,
-                self.container,
-                credential={"account_name": EMULATOR_ACCOUNT, "account_key": EMULATOR_KEY},
-            )
-        from azure.identity import ManagedIdentityCredential
-
-        account = env["RCLONE_AZUREBLOB_ACCOUNT"]
         return ContainerClient(
-            f"https://{account}.blob.core.windows.net",
-            self.container,
-            credential=ManagedIdentityCredential(),
+            blob_endpoint(self.remote_env), self.container, credential=ManagedIdentityCredential()
         )
 
     def _claim(self) -> int:

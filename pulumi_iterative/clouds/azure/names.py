@@ -30,6 +30,7 @@ LEAVE_GROUP_ACTIONS = (
     "Microsoft.Compute/virtualMachines/read",
 )
 BLOB_EMULATOR_ENV = "PULUMI_ITERATIVE_BLOB_ENDPOINT"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _NAMESPACE = uuid.UUID("5b0c7f1e-8a34-4d7e-9a51-3f1e2b6a9c01")  # role GUIDs of this package
 
 
@@ -126,29 +127,37 @@ def key(prefix: str, *parts: str) -> str:
 
 
 def blob_emulator(environ: Mapping[str, str] | None = None) -> str:
-    """A Blob emulator endpoint (azurite on loopback, plain HTTP) to use instead of Azure."""
+    """A Blob emulator endpoint (azurite on loopback) to use instead of Azure's."""
     env = os.environ if environ is None else environ
     value = env.get(BLOB_EMULATOR_ENV, "").strip().rstrip("/")
     if value:
         parts = urlsplit(value)
-        if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK:
             raise ValueError(
-                f"{BLOB_EMULATOR_ENV}={value!r}: only a plain-HTTP loopback emulator may "
-                "replace Azure Blob storage"
+                f"{BLOB_EMULATOR_ENV}={value!r}: only an emulator on loopback may replace "
+                "Azure Blob storage"
             )
     return value
 
 
 def remote_env(account: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The non-secret rclone settings for Blob storage.
+    """The non-secret rclone settings for Blob storage: the account, and credentials
+    from the runtime (`env_auth`: the caller's `az login` on the workstation, the VM's
+    managed identity on a machine); never a key or SAS.
 
-    On Azure: the account, and credentials from the runtime (`env_auth`: the caller's
-    `az login` on the workstation, the machine's managed identity on a machine);
-    never a key or SAS. Against an emulator: rclone's emulator mode, whose account
-    and key are azurite's public, well-known test account (rclone supplies it; it is
-    not stored here).
+    Against an emulator, only the endpoint differs (and the account is the emulator's
+    own, the first part of its path): the same keyless Azure AD path is used.
     """
     emulator = blob_emulator(environ)
+    env = {"RCLONE_AZUREBLOB_ACCOUNT": account, "RCLONE_AZUREBLOB_ENV_AUTH": "true"}
     if emulator:
-        return {"RCLONE_AZUREBLOB_USE_EMULATOR": "true", "RCLONE_AZUREBLOB_ENDPOINT": emulator}
-    return {"RCLONE_AZUREBLOB_ACCOUNT": account, "RCLONE_AZUREBLOB_ENV_AUTH": "true"}
+        env["RCLONE_AZUREBLOB_ACCOUNT"] = urlsplit(emulator).path.strip("/").split("/")[0]
+        env["RCLONE_AZUREBLOB_ENDPOINT"] = emulator
+    return env
+
+
+def blob_endpoint(env: Mapping[str, str]) -> str:
+    """The Blob service URL of a remote's settings (what azure-storage-blob takes)."""
+    return env.get("RCLONE_AZUREBLOB_ENDPOINT") or (
+        f"https://{env['RCLONE_AZUREBLOB_ACCOUNT']}.blob.core.windows.net"
+    )
