@@ -100,23 +100,28 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 def install() -> Path:
-    if not BINARY.exists():
-        FOLDER.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(FOLDER),
-                "azurite@3",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=600,
-        )
+    """azurite, installed once (a lock keeps parallel test workers from racing npm)."""
+    import fcntl
+
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    with open(FOLDER / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not BINARY.exists():
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                    str(FOLDER),
+                    "azurite@3",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=600,
+            )
     return BINARY
 
 
