@@ -787,9 +787,12 @@ class FakeArm:
                 stored = self.resources.get(path.lower())
                 if stored is not None:
                     stored.setdefault("properties", {})["provisioningState"] = "Failed"
-        with self.lock:
+        with self.lock:  # a failing operation always runs long: it fails at its end
             self.operations[op_id] = Operation(
-                "InProgress", self.polls, error, path if style == "location" else ""
+                "InProgress",
+                max(self.polls - 1, 0) if error else self.polls,
+                error,
+                path if style == "location" else "",
             )
         location = "eastus"
         if resource is not None:

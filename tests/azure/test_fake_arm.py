@@ -17,11 +17,6 @@ from tests.azure.fake_arm import SUBSCRIPTION
 GROUP = "rg-test"
 
 
-@pytest.fixture
-def arm_polls() -> int:
-    return 1  # real long-running operations, with polling headers
-
-
 LOCATION = "eastus"
 
 
@@ -166,6 +161,7 @@ def test_a_token_it_did_not_issue_is_refused(arm: Arm) -> None:
 
 
 def test_long_running_operations_use_arms_polling_headers(arm: Arm) -> None:
+    arm.fake.polls = 1  # a real long-running operation: InProgress once, then done
     az = Azure()
     _group(az)
     _scale_set(az, 1)
@@ -337,6 +333,7 @@ def test_a_principal_may_only_do_what_its_roles_allow(arm: Arm) -> None:
 
 
 def test_storage_account_create_is_polled_through_location(arm: Arm) -> None:
+    arm.fake.polls = 1
     az = Azure()
     _group(az)
     made = call(

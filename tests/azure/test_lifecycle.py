@@ -117,7 +117,6 @@ def test_a_failed_long_running_operation_is_rolled_back(azure_cloud: Cloud, work
         message="The requested size is not available",
         in_operation=True,
     )
-    azure_cloud.arm.fake.polls = 1  # a real long-running operation, failing at its end
     task_id = new_task_id("rollback")
     with pytest.raises(StepFailed, match="SkuNotAvailable") as info:
         lifecycle.create(_spec(workdir), task_id=task_id)
