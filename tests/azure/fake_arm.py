@@ -16,7 +16,7 @@ wire protocol closely enough for the real SDK clients, and refuses what ARM refu
   (and/or `Location`) headers, an operation resource that reports `InProgress`
   then `Succeeded`/`Failed`, and `Retry-After`.
 
-It simulates what the task's machines depend on: a Flexible scale set creates
+It simulates (fake_scale_set.py) what the task's machines depend on: a Flexible scale set creates
 VMs (with their NIC, OS disk and public IP, removed with the VM per `deleteOption`)
 for its capacity, honours capacity changes, instance deletes and scale set deletes;
 `evict` takes a spot VM away (and, with spot restore on, brings a new one);
@@ -36,16 +36,16 @@ import json
 import re
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.azure.arm_ids import ArmError, now, split_id, type_of
 from tests.azure.arm_schema import check_body
+from tests.azure.fake_scale_set import ScaleSetSimulation, Vm
 
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000c0de"
 TENANT = "00000000-0000-0000-0000-0000000ten0"
@@ -154,12 +154,6 @@ BUILTIN_ROLES = {
 }
 
 
-class ArmError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 @dataclass
 class Request:
     """One request as received: kept for audits (bodies as parsed JSON)."""
@@ -192,48 +186,11 @@ class Operation:
     resource_path: str = ""  # what a Location poll answers with when done ("" = nothing)
 
 
-@dataclass
-class Vm:
-    """A scale set VM as the simulator sees it (the stored model, not a GET answer)."""
-
-    id: str
-    name: str
-    scale_set: str
-    zone: str
-    custom_data: str
-    identities: list[str]
-    priority: str
-    created: float = field(default_factory=time.time)
-
-
 def _lower(s: str) -> str:
     return s.lower()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
-def split_id(path: str) -> tuple[str, str, str, list[tuple[str, str]]]:
-    """A resource path -> (scope, namespace, type, [(type segment, name), ...]).
-
-    `/subscriptions/s/resourceGroups/g/providers/NS/t1/n1/t2/n2` ->
-    ("/subscriptions/s/resourceGroups/g", "NS", "t1/t2", [("t1","n1"), ("t2","n2")]).
-    An extension resource's scope is everything before its own `/providers/`.
-    """
-    parts = path.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    if "providers" not in lowered:
-        return "/" + "/".join(parts), "", "", []
-    at = len(lowered) - 1 - lowered[::-1].index("providers")
-    scope = "/" + "/".join(parts[:at])
-    namespace = parts[at + 1] if at + 1 < len(parts) else ""
-    rest = parts[at + 2 :]
-    pairs = [(rest[i], rest[i + 1] if i + 1 < len(rest) else "") for i in range(0, len(rest), 2)]
-    return scope, namespace, "/".join(t for t, _ in pairs), pairs
-
-
-class FakeArm:
+class FakeArm(ScaleSetSimulation):
     def __init__(self, *, polls: int = 0, retry_after: int = 1) -> None:
         # polls: InProgress answers before an operation completes. 0 = the resource
         # provider finishes at once and answers without polling headers (ARM allows
@@ -293,15 +250,6 @@ class FakeArm:
                 )
             )
 
-    def refuse_capacity(self, size: str, times: int = 1) -> None:
-        """The next `times` allocations of this VM size fail (AllocationFailed)."""
-        with self.lock:
-            self.capacity_refused[size.lower()] = times
-
-    def on_vm(self, listener: Callable[[str, Vm], None]) -> None:
-        """listener("created" | "deleted" | "preempt", vm) as VMs come and go."""
-        self.listeners.append(listener)
-
     def find(self, kind: str) -> list[dict[str, Any]]:
         """Stored resources of a type ("Microsoft.Compute/virtualMachineScaleSets")."""
         with self.lock:
@@ -315,63 +263,6 @@ class FakeArm:
         """The body the client sent for a resource (what it stored in the cloud)."""
         with self.lock:
             return copy.deepcopy(self.models.get(resource_id.lower()))
-
-    def announce_eviction(self, vm_name: str) -> None:
-        """Azure's Scheduled Events post a `Preempt` event for a spot VM (about 30 s
-        before it goes)."""
-        vm = self._vm_by_name(vm_name)
-        for listener in list(self.listeners):
-            listener("preempt", vm)
-
-    def evict(self, vm_name: str) -> None:
-        """Azure takes a spot VM: it is deleted (eviction policy Delete) and, with spot
-        restore on, the scale set brings a new one for the same capacity."""
-        vm = self._vm_by_name(vm_name)
-        with self.lock:
-            self._log(
-                vm.id,
-                "Microsoft.Compute/virtualMachines/evict/action",
-                "Succeeded",
-                "Spot VM evicted: capacity reclaimed by Azure",
-            )
-            scale_set = self.resources.get(vm.scale_set.lower())
-            self._delete_vm(vm.id)
-            restore = (scale_set or {}).get("properties", {}).get("spotRestorePolicy") or {}
-            if scale_set and restore.get("enabled"):
-                self._reconcile(scale_set["id"])
-
-    def tick(self, now: float | None = None) -> None:
-        """Apply autoscale fixed-date profiles whose start has passed."""
-        moment = now if now is not None else time.time()
-        with self.lock:
-            for setting in [
-                r
-                for r in self.resources.values()
-                if r["type"].lower() == "microsoft.insights/autoscalesettings"
-            ]:
-                props = setting["properties"]
-                if props.get("enabled") is False:
-                    continue
-                target = self.resources.get(props["targetResourceUri"].lower())
-                if target is None:
-                    continue
-                for profile in props.get("profiles", []):
-                    fixed = profile.get("fixedDate")
-                    if not fixed:
-                        continue
-                    start = datetime.fromisoformat(fixed["start"].replace("Z", "+00:00"))
-                    end = datetime.fromisoformat(fixed["end"].replace("Z", "+00:00"))
-                    if start.timestamp() <= moment < end.timestamp():
-                        wanted = int(profile["capacity"]["default"])
-                        if int(target["sku"]["capacity"]) != wanted:
-                            target["sku"]["capacity"] = wanted
-                            self._log(
-                                target["id"],
-                                "Microsoft.Insights/AutoscaleSettings/Scaledown/Action",
-                                "Succeeded",
-                                f"autoscale profile {profile['name']!r} set capacity to {wanted}",
-                            )
-                            self._reconcile(target["id"])
 
     def close(self) -> None:
         self.server.shutdown()
@@ -467,7 +358,7 @@ class FakeArm:
                 )
             self._api_version(query, version)
             resource_id = path[: -(len(action) + 1)]
-            record.actions = [f"{_type_of(resource_id)}/{action}/action"]
+            record.actions = [f"{type_of(resource_id)}/{action}/action"]
             return self._action(kind_key, action.lower(), resource_id, model, record)
         kind = KINDS.get(kind_key)
         if kind is None:
@@ -678,7 +569,7 @@ class FakeArm:
             fault = self._inject("PUT", path, operation=True)
             self.resources[path.lower()] = resource
             self.models[path.lower()] = copy.deepcopy(body)
-            self._log(resource["id"], f"{_type_of(path)}/write", "Succeeded", "")
+            self._log(resource["id"], f"{type_of(path)}/write", "Succeeded", "")
         then: Callable[[], None] | None = None
         if kind_key == "microsoft.compute/virtualmachinescalesets":
             then = lambda: self._reconcile(path)  # noqa: E731
@@ -703,7 +594,7 @@ class FakeArm:
                 raise self._not_found(path)
             _merge(found, record.body or {})
             fault = self._inject("PATCH", path, operation=True)
-            self._log(found["id"], f"{_type_of(path)}/write", "Succeeded", "")
+            self._log(found["id"], f"{type_of(path)}/write", "Succeeded", "")
         then = (lambda: self._reconcile(path)) if "virtualmachinescalesets" in kind_key else None
         return self._start_operation(path, found, kind.put_lro or "async", fault, then, 200)
 
@@ -862,7 +753,7 @@ class FakeArm:
             return (200, resource, {}) if resource is not None else (204, None, {})
         body: dict[str, Any] = {"id": path, "name": op_id, "status": op.status}
         if op.status != "InProgress":
-            body["endTime"] = _now()
+            body["endTime"] = now()
         if op.status == "Failed" and op.error:
             body["error"] = op.error
         return 200, body, headers
@@ -879,7 +770,7 @@ class FakeArm:
         type_name = (
             "Microsoft.Resources/resourceGroups"
             if kind_key == "resourcegroups"
-            else (_type_of(path))
+            else (type_of(path))
         )
         resource.update({"id": path, "name": name, "type": type_name})
         props = resource.setdefault("properties", {})
@@ -898,7 +789,7 @@ class FakeArm:
             props.update(
                 {
                     "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
-                    "creationTime": _now(),
+                    "creationTime": now(),
                 }
             )
         elif kind_key == "microsoft.compute/virtualmachinescalesets":
@@ -1012,180 +903,6 @@ class FakeArm:
         if principal != CALLER:
             self._check_action(principal, f"{kind_key}/{action}/action", resource_id)
 
-    # --- the scale set ----------------------------------------------------------------------
-
-    def _reconcile(self, scale_set_id: str) -> None:
-        """Make the scale set's VMs match its capacity (create or delete newest)."""
-        with self.lock:
-            scale_set = self.resources.get(scale_set_id.lower())
-            if scale_set is None:
-                return
-            members = sorted(
-                (v for v in self.vms.values() if v.scale_set.lower() == scale_set_id.lower()),
-                key=lambda v: v.created,
-            )
-            wanted = int(scale_set["sku"]["capacity"])
-            for vm in members[wanted:][::-1]:
-                self._delete_vm(vm.id)
-            for n in range(len(members), wanted):
-                self._create_vm(scale_set, n)
-
-    def _create_vm(self, scale_set: dict[str, Any], n: int) -> None:
-        size = scale_set["sku"]["name"]
-        refused = self.capacity_refused.get(size.lower(), 0)
-        if refused:
-            self.capacity_refused[size.lower()] = refused - 1
-            self._log(
-                scale_set["id"],
-                "Microsoft.Compute/virtualMachines/write",
-                "Failed",
-                f"AllocationFailed: Allocation failed. We do not have sufficient capacity "
-                f"for the requested VM size {size} in this region.",
-            )
-            return
-        model = self.models[scale_set["id"].lower()]
-        props = model["properties"]
-        profile = props["virtualMachineProfile"]
-        group = scale_set["id"].split("/providers/")[0]
-        name = f"{scale_set['name'][:50]}_{secrets.token_hex(4)}"
-        vm_id = f"{group}/providers/Microsoft.Compute/virtualMachines/{name}"
-        zones = scale_set.get("zones") or [""]
-        zone = zones[n % len(zones)]
-        identities = list((model.get("identity") or {}).get("userAssignedIdentities") or {})
-        storage = profile.get("storageProfile") or {}
-        os_disk = storage.get("osDisk") or {}
-        nics = (profile.get("networkProfile") or {}).get("networkInterfaceConfigurations") or []
-        owned: list[tuple[str, bool]] = []
-        disk_id = f"{group}/providers/Microsoft.Compute/disks/{name}_OsDisk_1"
-        owned.append((disk_id, os_disk.get("deleteOption") == "Delete"))
-        nic_ids = []
-        attached: dict[str, dict[str, Any]] = {}  # public address id -> its properties
-        for nic in nics:
-            nic_id = f"{group}/providers/Microsoft.Network/networkInterfaces/{name}-{nic['name']}"
-            nic_ids.append(nic_id)
-            owned.append((nic_id, nic.get("properties", {}).get("deleteOption") == "Delete"))
-            for ip in nic.get("properties", {}).get("ipConfigurations", []):
-                pip = ip.get("properties", {}).get("publicIPAddressConfiguration")
-                if pip:
-                    pip_id = (
-                        f"{group}/providers/Microsoft.Network/publicIPAddresses/"
-                        f"{name}-{pip['name']}"
-                    )
-                    owned.append(
-                        (pip_id, pip.get("properties", {}).get("deleteOption") == "Delete")
-                    )
-                    self.addresses += 1
-                    attached[pip_id] = {
-                        "ipAddress": f"20.0.{self.addresses // 250}.{self.addresses % 250 + 1}",
-                        "ipConfiguration": {"id": f"{nic_id}/ipConfigurations/{ip['name']}"},
-                    }
-        for rid, _ in owned:
-            rtype = _type_of(rid)
-            self.resources[rid.lower()] = {
-                "id": rid,
-                "name": rid.rsplit("/", 1)[1],
-                "type": rtype,
-                "location": scale_set["location"],
-                "tags": dict(scale_set.get("tags") or {}),
-                "properties": {"provisioningState": "Succeeded", **attached.get(rid, {})},
-            }
-        self.resources[vm_id.lower()] = {
-            "id": vm_id,
-            "name": name,
-            "type": "Microsoft.Compute/virtualMachines",
-            "location": scale_set["location"],
-            "tags": dict(scale_set.get("tags") or {}),
-            **({"zones": [zone]} if zone else {}),
-            "properties": {
-                "provisioningState": "Succeeded",
-                "vmId": str(uuid.uuid4()),
-                "virtualMachineScaleSet": {"id": scale_set["id"]},
-                "hardwareProfile": {"vmSize": size},
-                "priority": profile.get("priority", "Regular"),
-                "evictionPolicy": profile.get("evictionPolicy"),
-                "networkProfile": {"networkInterfaces": [{"id": i} for i in nic_ids]},
-                "timeCreated": _now(),
-            },
-        }
-        self.owned[vm_id.lower()] = [rid for rid, delete in owned if delete]
-        vm = Vm(
-            vm_id,
-            name,
-            scale_set["id"],
-            zone,
-            str((profile.get("osProfile") or {}).get("customData") or ""),
-            identities,
-            str(profile.get("priority", "Regular")),
-        )
-        self.vms[vm_id.lower()] = vm
-        self._log(
-            vm_id,
-            "Microsoft.Compute/virtualMachines/write",
-            "Succeeded",
-            f"created by scale set {scale_set['name']}",
-        )
-        for listener in list(self.listeners):
-            listener("created", vm)
-
-    def _delete_vm(self, vm_id: str) -> None:
-        with self.lock:
-            vm = self.vms.pop(vm_id.lower(), None)
-            stored = self.resources.pop(vm_id.lower(), None)
-            for rid in self.owned.pop(vm_id.lower(), []):
-                self.resources.pop(rid.lower(), None)
-            if stored is not None:
-                self._log(vm_id, "Microsoft.Compute/virtualMachines/delete", "Succeeded", "")
-        if vm is not None:
-            for listener in list(self.listeners):
-                listener("deleted", vm)
-
-    def _vm_by_name(self, name: str) -> Vm:
-        with self.lock:
-            for vm in self.vms.values():
-                if vm.name.lower() == name.lower():
-                    return vm
-        raise KeyError(name)
-
-    def _instance_view(self, vm: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "statuses": [
-                {
-                    "code": "ProvisioningState/succeeded",
-                    "level": "Info",
-                    "displayStatus": "Provisioning succeeded",
-                },
-                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
-            ]
-        }
-
-    # --- the activity log -------------------------------------------------------------------
-
-    def _log(self, resource_id: str, operation: str, status: str, message: str) -> None:
-        group = re.match(r"(?i)^/subscriptions/[^/]+/resourcegroups/([^/]+)", resource_id)
-        self.activity.append(
-            {
-                "eventDataId": str(uuid.uuid4()),
-                "eventTimestamp": _now(),
-                "resourceId": resource_id,
-                "resourceGroupName": group.group(1) if group else "",
-                "operationName": {"value": operation, "localizedValue": operation},
-                "status": {"value": status, "localizedValue": status},
-                "level": "Error" if status == "Failed" else "Informational",
-                "properties": {"statusMessage": message} if message else {},
-            }
-        )
-
-    def _activity(self, flt: str) -> list[dict[str, Any]]:
-        group = re.search(r"resourceGroupName\s+eq\s+'([^']+)'", flt)
-        if not re.search(r"eventTimestamp\s+ge\s+'", flt):
-            raise ArmError(400, "BadRequest", "The filter must contain an eventTimestamp range.")
-        with self.lock:
-            return [
-                dict(e)
-                for e in self.activity
-                if not group or e["resourceGroupName"].lower() == group.group(1).lower()
-            ]
-
 
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
@@ -1222,11 +939,6 @@ def _actions(method: str, path: str, body: Any) -> list[str]:
 def _matches(pattern: str, action: str) -> bool:
     regex = "^" + re.escape(pattern.lower()).replace("\\*", ".*") + "$"
     return re.match(regex, action.lower()) is not None
-
-
-def _type_of(path: str) -> str:
-    _, namespace, type_path, _ = split_id(path)
-    return f"{namespace}/{type_path}"
 
 
 def _account_container(path: str) -> tuple[str, str]:
