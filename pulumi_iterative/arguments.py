@@ -93,7 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws`, `azure` (or `az`) (`gcp`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `gcp`, `azure` (or `az`) (`k8s` is reserved for the next backend)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -219,7 +219,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "str",
         "",
         "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
-        "Azure: a user-assigned managed identity resource id)",
+        "GCP: a service account email; Azure: a user-assigned managed identity resource id)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),

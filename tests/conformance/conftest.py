@@ -12,10 +12,12 @@ from tests.aws.conftest import moto, moto_server, simulator
 from tests.azure.conftest import arm, arm_polls, azure_cloud, azure_simulator, azurite_server, blob
 from tests.conformance.aws_harness import aws_harness
 from tests.conformance.azure_harness import azure_harness
+from tests.conformance.gcp_harness import gcp_harness
 from tests.conformance.harness import Harness
 from tests.conformance.local_harness import local_harness
+from tests.gcp.conftest import gcp, gcp_servers, gcp_simulator
 
-HARNESSES = ("local", "aws", "azure")
+HARNESSES = ("local", "aws", "gcp", "azure")
 # Fixtures the harnesses depend on, imported so pytest finds them here.
 __all__ = [
     "arm",
@@ -26,6 +28,10 @@ __all__ = [
     "azure_simulator",
     "azurite_server",
     "blob",
+    "gcp",
+    "gcp_harness",
+    "gcp_servers",
+    "gcp_simulator",
     "local_harness",
     "moto",
     "moto_server",
