@@ -245,6 +245,24 @@ ARGUMENTS: tuple[Argument, ...] = (
         "**local cloud only**: seconds of SIGTERM notice before the kill. `0` kills without notice",
         stack_config="value",
     ),
+    Argument(
+        "budget",
+        "number",
+        0.0,
+        "the most the task may spend, across respawns, in its prices' currency. When the "
+        "next check would pass it, the script is stopped and the task shows `budget`. "
+        "See [What it costs](#what-it-costs)",
+        stack_config="value",
+        default_doc="`0` (no limit)",
+    ),
+    Argument(
+        "notional_price",
+        "number",
+        0.0,
+        "**local cloud only**: a price per machine-hour, so a rehearsal shows what the "
+        "run would cost",
+        stack_config="value",
+    ),
 )
 
 BY_NAME: dict[str, Argument] = {a.name: a for a in ARGUMENTS}
