@@ -143,6 +143,7 @@ class MachineSimulator:
             "location": scale_set.get("location", ""),
             "zone": vm.zone,
             "priority": vm.priority,
+            "vmSize": str((scale_set.get("sku") or {}).get("name", "")),
             "osType": "Linux",
         }
         imds = FakeImds(compute, self._identity_tokens(vm))

@@ -84,6 +84,8 @@ def test_eviction_notice_checkpoint_and_spot_restore_resume(
     wait_for(azure_simulator, lambda: capacity() == 1, "index 1 to leave the scale set")
     first = next(m for m in status.latest if m.index == 0).instance
     assert len(lifecycle.read(ref, with_logs=False).addresses) == 1  # index 0's public address
+    (seen,) = [m for m in lifecycle.get_backend("azure").machines(ref) or [] if m.alive]
+    assert seen.type == "Standard_D2as_v5" and seen.launched  # Azure's own record
     machine = azure_simulator.machines[first]
     progress = machine.folder / "pulumi-iterative" / "work" / "results" / "progress.txt"
     wait_for(azure_simulator, progress.exists, "the first epoch")

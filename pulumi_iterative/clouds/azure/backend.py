@@ -274,7 +274,7 @@ class Backend:
                 tags=_tags(ref),
                 scale_set_id=place.scale_set_id(names),
                 parallelism=ref.parallelism,
-                when=ref.deadline + BACKSTOP_GRACE,
+                when=ref.backstop_at + BACKSTOP_GRACE,  # timeout or budget
             )
             backstop.create(az, rg, names.backstop, payload)
 
@@ -382,7 +382,16 @@ class Backend:
             zones = list(getattr(vm, "zones", None) or [])
             nics = _nic_ids(vm)
             address = next((public[n] for n in nics if n in public), "")
-            out.append(CloudMachine(str(vm.name), alive, address, zones[0] if zones else ""))
+            out.append(
+                CloudMachine(
+                    str(vm.name),
+                    alive,
+                    address,
+                    zones[0] if zones else "",
+                    type=_vm_size(vm),
+                    launched=_created(vm),
+                )
+            )
         return out
 
     def events(self, ref: TaskRef) -> list[Event]:
@@ -431,6 +440,19 @@ class Backend:
             except NotFound:
                 pass
         wait_until(lambda: not remaining(), "the task's VMs to be gone", deadline=STOP_DEADLINE)
+
+
+def _vm_size(vm: Any) -> str:
+    props = getattr(vm, "properties", None)
+    hardware = getattr(props, "hardware_profile", None) if props else None
+    return str(getattr(hardware, "vm_size", "") or "")
+
+
+def _created(vm: Any) -> float | None:
+    """When Azure created the VM (billing starts), from its own record."""
+    props = getattr(vm, "properties", None)
+    created = getattr(props, "time_created", None) if props else None
+    return created.timestamp() if isinstance(created, datetime) else None
 
 
 def _nic_ids(vm: Any) -> list[str]:

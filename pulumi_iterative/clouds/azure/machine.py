@@ -116,6 +116,10 @@ class MachineSide:
     def instance_id(self) -> str:
         return str(self.compute()["name"])
 
+    def machine_type(self) -> str:
+        """The VM size, from IMDS (for the boot's report and its price)."""
+        return str(self.compute().get("vmSize") or "")
+
     def home(self) -> Path:
         return Path.home() / "pulumi-iterative"
 
