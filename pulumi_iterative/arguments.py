@@ -93,8 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws`, `gcp`, `k8s` (`kubernetes`); `az`/`azure` is reserved for the next "
-        "backend",
+        "`local`, `aws`, `gcp`, `azure` (or `az`), `k8s` (or `kubernetes`)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -221,7 +220,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "str",
         "",
         "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
-        "GCP: a service account email)",
+        "GCP: a service account email; Azure: a user-assigned managed identity resource id)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
