@@ -260,8 +260,9 @@ ARGUMENTS: tuple[Argument, ...] = (
         "notional_price",
         "number",
         0.0,
-        "**local cloud only**: a price per machine-hour, so a rehearsal shows what the "
-        "run would cost",
+        "**local and k8s only**: a price per machine-hour, so a rehearsal shows what the "
+        "run would cost (local) or a cluster's machines, which have no public price, "
+        "are costed and a budget can be enforced (k8s)",
         stack_config="value",
     ),
 )

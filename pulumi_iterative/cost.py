@@ -131,7 +131,8 @@ def pricing_for(
             source="notional_price, a rehearsal of what a cloud would charge",
         )
     if sheet is None:
-        return plan(basis="unknown", source=f"no price list for {spec.cloud} yet")
+        why = cat.notes.get("price", f"no price list for {spec.cloud} yet")
+        return plan(basis="unknown", source=why)
     on_demand: dict[str, float] = {}
     hourly: dict[str, float] = {}
     for t in types:

@@ -281,6 +281,8 @@ class _Parser:
         fix = (
             "set notional_price to rehearse a budget"
             if spec.cloud == "local"
+            else "set notional_price to what one machine hour costs you in this cluster"
+            if spec.cloud == "k8s"
             else "choose a machine and region with a known price, or remove budget"
         )
         self.err(

@@ -117,8 +117,9 @@ class CloudCatalog:
     images:   alias ("ubuntu", "nvidia") -> the cloud's image reference.
     native_*: what a native name looks like, so a typo is refused at preview
               instead of being sent to the cloud (None: only the table's names).
-    prices:   the dated price snapshot (None: this cloud's prices are not known yet;
-              estimates and spend then say "no price known", budgets are refused).
+    prices:   the dated price snapshot (None: this cloud's prices are not known;
+              estimates and spend then say "no price known", budgets are refused;
+              `notes["price"]` then says why and what to do, e.g. notional_price).
     """
 
     machines: Mapping[str, tuple[str, ...]]
@@ -132,8 +133,11 @@ class CloudCatalog:
     prices: PriceSheet | None = None
 
 
-def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
-    """The rules every cloud but `local` shares (each cloud's rules.py calls this)."""
+def real_cloud_rules(spec: TaskSpec, *, notional_price: bool = False) -> list[FieldError]:
+    """The rules every cloud but `local` shares (each cloud's rules.py calls this).
+
+    `notional_price`: the cloud has no public price (k8s: the cluster's own machines), so
+    a user may state what a machine hour costs them."""
     from ..errors import FieldError
 
     errors = []
@@ -144,11 +148,12 @@ def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
                 "rehearsed preemption is for cloud 'local' only; real clouds preempt on their own",
             )
         )
-    if spec.notional_price:
+    if spec.notional_price and not notional_price:
         errors.append(
             FieldError(
                 "notional_price",
-                "is for rehearsals on cloud 'local'; a real cloud bills its own prices "
+                "is for rehearsals on cloud 'local' and for k8s clusters; this cloud bills "
+                "its own prices "
                 "(see `pulumi-iterative price`)",
             )
         )

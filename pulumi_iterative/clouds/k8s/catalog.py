@@ -63,6 +63,8 @@ CATALOG = CloudCatalog(
         "region": "the kubeconfig context; 'local' or a generic region = the current context",
         "spot": ">= 0: only the spot pools of Karpenter, GKE and AKS; -1: avoid them",
         "machine": "<cpu>cpu-<memory>[+<count>x<gpu>]: requests = limits",
+        "price": "a cluster's machines have no public price; set notional_price to what "
+        "one machine (pod) hour costs you",
     },
 )
 

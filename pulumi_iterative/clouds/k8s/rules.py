@@ -23,7 +23,8 @@ ENV_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def validate(spec: TaskSpec) -> list[FieldError]:
-    errors = real_cloud_rules(spec)
+    # A cluster's machines have no public price: the user may state theirs.
+    errors = real_cloud_rules(spec, notional_price=True)
     if spec.spot > 0:
         errors.append(
             FieldError(
