@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..base import CloudCatalog
+from .prices import PRICES
 
 MACHINES: dict[str, tuple[str, ...]] = {
     "s": ("Standard_D2as_v5", "Standard_D2s_v5"),
@@ -53,6 +54,7 @@ CATALOG = CloudCatalog(
         "image": "publisher:offer:sku:version or an image resource id",
         "permission_set": "a user-assigned managed identity resource id",
     },
+    prices=PRICES,
 )
 
 

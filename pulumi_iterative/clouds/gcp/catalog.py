@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from ..base import CloudCatalog
+from .prices import PRICES
 
 CATALOG = CloudCatalog(
     # generic machine -> machine types, best first (later ones are capacity fallbacks,
@@ -57,6 +58,7 @@ CATALOG = CloudCatalog(
         "price is not a GCP notion, so spot > 0 means spot at the current price",
         "region": "a region spreads machines over its zones; a zone pins them to it",
     },
+    prices=PRICES,
 )
 
 
