@@ -77,6 +77,7 @@ def begin_delete(gcp: FakeGcp, instance: dict[str, Any], why: str) -> None:
     instance["_deleting"] = True
     instance["_delete_at"] = time.time() + SHUTDOWN_GRACE
     instance["status"] = "STOPPING"
+    instance["lastStopTimestamp"] = now_rfc3339()  # billing ends as it stops
     zone = short(instance["zone"])
     op_type = "compute.instances.preempted" if why == "preempted" else "delete"
     user = "system" if why in ("preempted", "terminationTime") else ""
@@ -265,6 +266,7 @@ def _instance(
         "machineType": link(f"zones/{zone}/machineTypes/{short(machine)}"),
         "status": "RUNNING",
         "creationTimestamp": now_rfc3339(),
+        "lastStartTimestamp": now_rfc3339(),  # made RUNNING at once: started now
         "metadata": metadata,
         "labels": dict(props.get("labels") or {}),
         "scheduling": dict(props.get("scheduling") or {}),

@@ -362,17 +362,24 @@ class Backend:
         except NotFound:
             return []
         zones = sorted({_zone_of(m.instance) for m in found} - {""})
-        addresses = group.addresses(project, zones, names) if found else {}
-        return [
-            CloudMachine(
-                str(m.id),
-                m.current_action in ALIVE_ACTIONS
-                and (m.instance_status or "RUNNING") in ALIVE_STATUS,
-                addresses.get(m.name, ""),
-                _zone_of(m.instance),
+        views = group.instance_views(project, zones, names) if found else {}
+        out = []
+        for m in found:
+            view = views.get(m.name, group.InstanceView())
+            out.append(
+                CloudMachine(
+                    str(m.id),
+                    m.current_action in ALIVE_ACTIONS
+                    and (m.instance_status or "RUNNING") in ALIVE_STATUS,
+                    view.address,
+                    _zone_of(m.instance),
+                    type=view.machine_type,
+                    # GCE's own start and stop times: billed time is the cloud's
+                    launched=_when(view.started) if view.started else None,
+                    ended=_when(view.stopped) if view.stopped else None,
+                )
             )
-            for m in found
-        ]
+        return out
 
     def events(self, ref: TaskRef) -> list[Event]:
         project, names = _project(ref), Names(ref.task_id)

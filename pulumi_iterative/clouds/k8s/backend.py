@@ -243,7 +243,7 @@ class Backend:
                 machine=shape,
                 spot=spec.spot,
                 parallelism=spec.parallelism,
-                deadline_seconds=math.ceil(ref.deadline - time.time()) + BACKSTOP_GRACE,
+                deadline_seconds=math.ceil(ref.backstop_at - time.time()) + BACKSTOP_GRACE,  # timeout or budget
                 service_account=account,
                 secret_keys=sorted(secrets),
                 plain_env={},

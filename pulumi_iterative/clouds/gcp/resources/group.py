@@ -13,6 +13,7 @@ others when the first has no capacity.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ....errors import NotFound
@@ -152,24 +153,62 @@ def activity(project: str, zones: list[str], names: Names) -> list[Any]:
     return found
 
 
-def addresses(project: str, zones: list[str], names: Names) -> dict[str, str]:
-    """Machine name -> its external address, for the zones given (one filtered list each)."""
+@dataclass(frozen=True)
+class InstanceView:
+    """What GCE's own instance record says of one machine: where to reach it, its type,
+    and when it started and stopped (billing runs from start to stop)."""
+
+    address: str = ""
+    machine_type: str = ""  # as the catalog writes it: `<type>[+<accelerator>*<count>]`
+    started: str = ""  # RFC 3339: lastStartTimestamp, else creationTimestamp
+    stopped: str = ""  # RFC 3339: lastStopTimestamp of a machine that stops or stopped
+
+
+STOPPED = ("STOPPING", "SUSPENDING", "SUSPENDED", "TERMINATED")
+
+
+def instance_views(project: str, zones: list[str], names: Names) -> dict[str, InstanceView]:
+    """Machine name -> GCE's view of it, for the zones given (one filtered list each)."""
     from google.cloud import compute_v1
 
     from ..names import TASK_LABEL
 
     client = compute("Instances")
-    found: dict[str, str] = {}
+    found: dict[str, InstanceView] = {}
     for zone in zones:
         request = compute_v1.ListInstancesRequest(
             project=project, zone=zone, filter=f'labels.{TASK_LABEL} = "{names.task_id}"'
         )
         for instance in call(lambda r=request: list(client.list(request=r))):
-            for nic in instance.network_interfaces:
-                for access in nic.access_configs:
-                    if access.nat_i_p:
-                        found.setdefault(instance.name, access.nat_i_p)
+            address = next(
+                (
+                    access.nat_i_p
+                    for nic in instance.network_interfaces
+                    for access in nic.access_configs
+                    if access.nat_i_p
+                ),
+                "",
+            )
+            stopped = instance.status in STOPPED and instance.last_stop_timestamp
+            found.setdefault(
+                instance.name,
+                InstanceView(
+                    address=address,
+                    machine_type=_catalog_type(instance),
+                    started=instance.last_start_timestamp or instance.creation_timestamp,
+                    stopped=instance.last_stop_timestamp if stopped else "",
+                ),
+            )
     return found
+
+
+def _catalog_type(instance: Any) -> str:
+    """`zones/z/machineTypes/n1-standard-4` + one T4 -> `n1-standard-4+nvidia-tesla-t4*1`,
+    the catalog's (and the price list's) name for the machine."""
+    machine = instance.machine_type.rsplit("/", 1)[-1]
+    for gpu in instance.guest_accelerators:
+        return f"{machine}+{gpu.accelerator_type.rsplit('/', 1)[-1]}*{gpu.accelerator_count}"
+    return machine
 
 
 def region_zones(project: str, region: str) -> list[str]:
