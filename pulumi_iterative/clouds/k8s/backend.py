@@ -243,7 +243,8 @@ class Backend:
                 machine=shape,
                 spot=spec.spot,
                 parallelism=spec.parallelism,
-                deadline_seconds=math.ceil(ref.backstop_at - time.time()) + BACKSTOP_GRACE,  # timeout or budget
+                # the sooner of the timeout and the budget
+                deadline_seconds=math.ceil(ref.backstop_at - time.time()) + BACKSTOP_GRACE,
                 service_account=account,
                 secret_keys=sorted(secrets),
                 plain_env={},
