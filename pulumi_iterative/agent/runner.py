@@ -37,6 +37,8 @@ log = logging.getLogger("pulumi_iterative.agent")
 LOG_INTERVAL = 3.0  # seconds between log uploads while the script runs
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for the script
 NOTICE_POLL = 5.0  # seconds between polls of the cloud's preemption notice
+SIGNAL_RACE = 1.0  # seconds a script that died of a signal waits for the agent's SIGTERM
+SCRIPT_ENDED = "script.ended"  # in the machine's home: the script is over, whatever follows
 BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 
 
@@ -218,15 +220,33 @@ class Agent:
                 next_log = time.monotonic() + LOG_INTERVAL
             self.stop.wait(0.2)
         code = proc.returncode
-        # A shutdown signals the script and the agent at once: a script killed by a
-        # signal while our own SIGTERM is arriving was preempted, not failed.
-        if code < 0 and self.stop.wait(1.0):
+        self.script_ended()
+        # A boot whose machine is being taken away is interrupted whatever the script's
+        # exit code: most scripts exit 143 on SIGTERM, some trap it and exit 0, and
+        # either way the group's replacement carries the index on.
+        if self.taken_away(code, noticed):
             return self.interrupted(proc, "the machine is being taken away (SIGTERM)")
         return self.finish(
             "succeeded" if code == 0 else "failed",
             code,
             "" if code == 0 else f"the script exited with code {code}",
         )
+
+    def script_ended(self) -> None:
+        """Tell the machine's group the script is over: a finished script is final, so a
+        rehearsed preemption must not pick this machine (the local group reads this)."""
+        with contextlib.suppress(OSError):
+            (self.home / SCRIPT_ENDED).write_text(str(time.time()))
+
+    def taken_away(self, code: int, noticed: bool) -> bool:
+        """Is this machine being taken away as its script ends?"""
+        if noticed or self.stop.is_set() or self.hooks.preemption_notice():
+            return True
+        # A shutdown signals the script and the agent at once, and the script may end
+        # before our own SIGTERM handler has run: a script that died of a signal (or
+        # exited 128+N, as shells do) waits a moment for it.
+        by_signal = code < 0 or code > 128
+        return by_signal and self.stop.wait(SIGNAL_RACE)
 
     def background_checkpoint(self, kind: str) -> None:
         if self.explicit:
@@ -254,8 +274,14 @@ class Agent:
         return 143  # not leaving the group: the cloud replaces this machine
 
     def finish(self, state: str, code: int | None, reason: str) -> int:
-        if self.checkpointer is not None:
+        # The final checkpoint. In consistency-point mode only a script that succeeded
+        # adds one: after a failure or a timeout the files may be half-written, so the
+        # last set the script declared complete stays the newest (what pull brings home).
+        if self.checkpointer is not None and (state == "succeeded" or not self.explicit):
             self.safe(lambda: self.checkpoint("final"))
+        elif self.checkpointer is not None and self.checkpointer.current is not None:
+            kept = self.checkpointer.current.gen
+            self.note(f"no final checkpoint after {state}: keeping consistency point {kept}")
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
         self.safe(self.upload_log)
         self.safe(

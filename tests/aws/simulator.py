@@ -151,6 +151,8 @@ class MachineSimulator:
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
         }
+        if os.environ.get("PYTHONPATH"):  # the agent under test, not the installed package
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],
