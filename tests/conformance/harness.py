@@ -23,7 +23,6 @@ import pytest
 from pulumi_iterative.spec import TaskSpec
 from pulumi_iterative.task import TaskRef
 
-
 SHUTDOWN_SKEW = 2.0  # take_away: seconds between the script's SIGTERM and the agent's
 
 

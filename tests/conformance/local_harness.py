@@ -25,7 +25,6 @@ from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.conformance.harness import SHUTDOWN_SKEW
 
-
 NOTICE = 10.0  # seconds between the notice's SIGTERM and the kill
 
 
