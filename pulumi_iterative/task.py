@@ -87,8 +87,7 @@ class TaskRef:
             output=str(data.get("output") or ""),
             extra=dict(data.get("extra") or {}),
             made=(
-                tuple(Made.from_dict(m) for m in data["made"])
-                if data.get("made") is not None
+                tuple(Made.from_dict(m) for m in data["made"]) if data.get("made") is not None
                 else None
             ),
         )

@@ -15,7 +15,6 @@ from ..names import Names
 
 log = logging.getLogger(__name__)
 
-
 @dataclass(frozen=True)
 class Image:
     id: str
