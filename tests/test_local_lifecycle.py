@@ -6,6 +6,8 @@ import itertools
 import re
 from pathlib import Path
 
+import pytest
+
 from pulumi_iterative import lifecycle, registry
 from pulumi_iterative.clouds.local.backend import _alive
 from pulumi_iterative.spec import parse_spec
@@ -156,3 +158,36 @@ def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Pat
     assert lifecycle.pull(ref) == 1  # storage kept: outputs can still come home
     lifecycle.delete(ref)
     nothing_left(iterative_home)
+
+
+FAILS_AFTER_WRITING = """#!/bin/sh
+mkdir -p results
+echo epoch-1 > results/model.txt
+{ask}
+echo half-writ > results/model.txt
+echo scratch > results/partial.txt
+exit 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("ask", "model", "partial"),
+    [
+        # Consistency points: the failed script's files may be half-written, so the set
+        # it declared complete is what comes home.
+        ("pulumi-iterative checkpoint >/dev/null", "epoch-1", False),
+        # Background mode: there is no declared set; the final checkpoint takes the
+        # workdir as the script left it (the torn-file rule still applies).
+        ("true", "half-writ", True),
+    ],
+)
+def test_final_checkpoint_after_a_failed_script(
+    iterative_home: Path, workdir: Path, ask: str, model: str, partial: bool
+) -> None:
+    script = FAILS_AFTER_WRITING.replace("{ask}", ask)
+    ref = lifecycle.create(spec(workdir, script, storage={"checkpoint_interval": 0}))
+    status = wait_done(ref)
+    assert status.state == State.FAILED and status.exit_code == 1
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "model.txt").read_text().strip() == model
+    assert (workdir / "results" / "partial.txt").exists() == partial
