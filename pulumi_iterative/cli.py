@@ -11,6 +11,7 @@ both (flags win). Errors are one clear line with the fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -209,22 +210,86 @@ def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
         time.sleep(FOLLOW_POLL)
 
 
+# What cancels `run`: Ctrl-C, a CI system cancelling the job, a closed terminal.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Cancelled(BaseException):
+    """`run` was told to stop by a signal (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Cancel:
+    """Turns CANCEL_SIGNALS into Cancelled in the main thread; while `deferred`, only
+    notes the first (a create cut in half would leave what it made behind)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self.old = {s: signal.signal(s, self._handle) for s in CANCEL_SIGNALS}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if not self.deferred:
+            raise Cancelled(signum)
+        _say("stopping once the task is created, then cleaning up")
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Cancelled(self.signum)
+
+    @staticmethod
+    def ignore() -> None:
+        """From here on cleanup runs to its end: a second signal must not half-delete."""
+        for s in CANCEL_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+
+def _say(message: str) -> None:
+    """A note for a human, on stderr; a closed terminal (SIGHUP) must not stop cleanup."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _progress() -> bool:
+    """rclone's transfer meter only for a human watching (stderr is a terminal)."""
+    return sys.stderr.isatty()
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
-    ref = lifecycle.create(spec, progress=True)
-    print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
+    cancel = _Cancel()
     try:
-        status = follow(ref)
-    except KeyboardInterrupt:
-        print("\nstopping: the machines take a last checkpoint, then outputs come home")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not half-delete
-        lifecycle.delete(ref, progress=True)
-        return 130
-    _print_status(ref, status)
-    pulled = lifecycle.delete(ref, progress=True)
-    if ref.output:
-        print(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
-    return status.exit_code
+        cancel.deferred = True
+        ref = lifecycle.create(spec, progress=_progress())
+        cancel.deferred = False
+        try:
+            cancel.check()
+            print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
+            status = follow(ref)
+        except Cancelled as stop:
+            cancel.ignore()
+            name = signal.Signals(stop.signum).name
+            _say(f"\n{name}: stopping; the machines take a last checkpoint, then outputs come home")
+            pulled = lifecycle.delete(ref)
+            if ref.output:
+                _say(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
+            return 128 + stop.signum
+        _print_status(ref, status)
+        pulled = lifecycle.delete(ref, progress=_progress())
+        if ref.output:
+            print(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
+        return status.exit_code
+    finally:
+        cancel.restore()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,8 +319,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "run":
         return _run(args)
     if cmd == "create":
-        ref = lifecycle.create(_spec_from_args(args), progress=True)
-        print(ref.task_id)
+        ref = lifecycle.create(_spec_from_args(args), progress=_progress())
+        print(ref.task_id)  # the only line on stdout: ID=$(pulumi-iterative create ...)
         return 0
     if cmd == "list":
         for ref in registry.all_refs():
@@ -293,7 +358,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     print(f"[{machine}] {line}")
         return 0
     if cmd == "pull":
-        n = lifecycle.pull(ref, args.to, progress=True)
+        n = lifecycle.pull(ref, args.to, progress=_progress())
         print(f"brought {n} file(s) of {ref.output!r} home")
         return 0
     if cmd == "stop":
@@ -301,7 +366,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"stopped {ref.task_id}; storage kept (delete removes it)")
         return 0
     if cmd == "delete":
-        n = lifecycle.delete(ref, pull_outputs=not args.no_pull, progress=True)
+        n = lifecycle.delete(ref, pull_outputs=not args.no_pull, progress=_progress())
         print(f"deleted {ref.task_id}" + (f"; brought {n} output file(s) home" if n else ""))
         return 0
     raise IterativeError(f"unknown command {cmd}")
