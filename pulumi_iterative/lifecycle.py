@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, registry, sync
+from . import __version__, agent_wheel, registry, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -25,7 +25,16 @@ from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
 from .status import Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
-from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .storage import (
+    AGENT_DIR,
+    BOOTSTRAP_FILE,
+    LOGS,
+    STATUS,
+    TASK_FILE,
+    Rclone,
+    Remote,
+    read_json_objects,
+)
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
@@ -39,8 +48,9 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
 
 def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
     rclone = rclone_for(ref, progress=progress)
+    install = backend.install(ref)
     bootstrap = render_bootstrap(
-        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), backend.install(ref)
+        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
 
     def upload() -> None:
@@ -53,7 +63,16 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
+    def upload_agent() -> None:
+        # A version PyPI does not have: machines fetch this wheel with their own identity
+        # (each cloud's install() says how). It goes with the bucket or prefix.
+        rclone.write(
+            rclone.remote.path(AGENT_DIR, agent_wheel.wheel_name()), agent_wheel.build_wheel()
+        )
+
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
+    if install.wheel_from_bucket:
+        common.insert(0, Step("Upload agent", upload_agent))
     return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
 
 

