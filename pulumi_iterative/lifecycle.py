@@ -98,6 +98,7 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    backend.check_access(ref)  # missing credentials are said first, before any step
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
     ref = replace(ref, made=made)
     registry.save(ref)
