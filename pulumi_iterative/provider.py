@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from pulumi.output import Unknown
 from . import lifecycle
 from .errors import IterativeError, SpecError
 from .spec import FIELDS, TaskSpec, parse_spec
-from .task import TaskRef
+from .task import TaskRef, new_task_id
 
 # Computed outputs: declared as None on the resource so the engine keeps them.
 OUTPUTS = ("task_id", "ref", "status", "events", "logs", "addresses")
@@ -59,27 +60,48 @@ def _flat(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ToPulumiLog(logging.Handler):
-    """Forward the package's progress lines ([2/4] Upload workdir) to the engine."""
+    """Forward the package's progress lines ([2/4] Upload workdir) to the engine, each
+    once, prefixed with the task it belongs to.
+
+    The provider server runs up to 4 operations at once on one provider object, in
+    threads: so there is one handler for the whole process, installed while any
+    operation runs, and each thread's operation is known by its thread id (a line from
+    a helper thread of an operation goes out once, without a task name)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.operations: dict[int, str] = {}  # thread id -> task id
+        self.old_level = logging.NOTSET  # the logger's level before the first operation
 
     def emit(self, record: logging.LogRecord) -> None:
+        task = self.operations.get(record.thread or 0)
+        message = f"{task}: {record.getMessage()}" if task else record.getMessage()
         with contextlib.suppress(Exception):
-            (pulumi_log.warn if record.levelno >= logging.WARNING else pulumi_log.info)(
-                record.getMessage()
-            )
+            (pulumi_log.warn if record.levelno >= logging.WARNING else pulumi_log.info)(message)
+
+
+_FORWARD = _ToPulumiLog()
+_FORWARD_LOCK = threading.Lock()  # module level: a provider object holds no lock
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[None]:
+def _progress(task_id: str) -> Iterator[None]:
     logger = logging.getLogger("pulumi_iterative")
-    handler = _ToPulumiLog(logging.INFO)
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
+    me = threading.get_ident()
+    with _FORWARD_LOCK:
+        if not _FORWARD.operations:
+            logger.addHandler(_FORWARD)
+            _FORWARD.old_level = logger.level
+            logger.setLevel(logging.INFO)
+        _FORWARD.operations[me] = task_id
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+        with _FORWARD_LOCK:
+            _FORWARD.operations.pop(me, None)
+            if not _FORWARD.operations:
+                logger.removeHandler(_FORWARD)
+                logger.setLevel(_FORWARD.old_level)
 
 
 class TaskProvider(ResourceProvider):
@@ -116,8 +138,9 @@ class TaskProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = TaskSpec.from_dict(_inputs(props))
-        with _progress():
-            ref = lifecycle.create(spec)
+        task_id = new_task_id(spec.name)
+        with _progress(task_id):
+            ref = lifecycle.create(spec, task_id=task_id)
         return CreateResult(ref.task_id, self._outputs(spec, ref))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -138,10 +161,11 @@ class TaskProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if not props.get("ref"):
             return
-        with _progress():
-            pulled = lifecycle.delete(TaskRef.from_dict(props["ref"]))
+        ref = TaskRef.from_dict(props["ref"])
+        with _progress(ref.task_id):
+            pulled = lifecycle.delete(ref)
         if pulled:
-            pulumi_log.info(f"brought {pulled} output file(s) home")
+            pulumi_log.info(f"{ref.task_id}: brought {pulled} output file(s) home")
 
     @staticmethod
     def _outputs(spec: TaskSpec, ref: TaskRef) -> dict[str, Any]:
