@@ -4,7 +4,10 @@ A backend supplies the cloud's parts (bucket, machines, group view); this module
 adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
-call these functions, so they behave the same.
+call these functions, so they behave the same. Nothing here writes to the
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, agent_wheel, registry, sync
+from . import __version__, agent_wheel, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -65,10 +68,12 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
 
     def upload_agent() -> None:
         # A version PyPI does not have: machines fetch this wheel with their own identity
-        # (each cloud's install() says how). It goes with the bucket or prefix.
-        rclone.write(
-            rclone.remote.path(AGENT_DIR, agent_wheel.wheel_name()), agent_wheel.build_wheel()
-        )
+        # (each cloud's install() says how). It goes with the bucket or prefix. From a
+        # file, so rclone knows its size and makes one plain upload (no multipart).
+        with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
+            wheel = Path(tmp) / agent_wheel.wheel_name()
+            wheel.write_bytes(agent_wheel.build_wheel())
+            rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
     if install.wheel_from_bucket:
@@ -100,9 +105,7 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
     backend.check_access(ref)  # missing credentials are said first, before any step
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
-    ref = replace(ref, made=made)
-    registry.save(ref)
-    return ref
+    return replace(ref, made=made)
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,6 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
             ) from exc
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
-    registry.forget(ref.task_id)
     return pulled
 
 
@@ -227,5 +229,4 @@ def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     new = replace(ref, output=spec.storage.output)
     rclone = rclone_for(new)
     rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
-    registry.save(new)
     return new

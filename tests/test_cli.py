@@ -160,3 +160,19 @@ def test_a_cancelled_run_stops_brings_outputs_home_and_cleans_up(
     assert cli("list", home=iterative_home).stdout == ""
     assert not any((iterative_home / "buckets").glob("*"))
     assert not list((iterative_home / "groups").glob("*/group.pid"))
+
+
+def test_an_unwritable_task_list_never_fails_a_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI's task list is a convenience: when the home cannot be written, remembering
+    a task that is already running warns instead of failing the create."""
+    from pulumi_iterative import registry
+    from pulumi_iterative.task import TaskRef
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PULUMI_ITERATIVE_HOME", str(blocker / "home"))
+    ref = TaskRef("t-abcdefgh12", "local", "local", {"root": str(tmp_path)}, 1, 0.0, 1.0)
+    assert registry.remember(ref) is False
+    assert "not in this workstation's task list" in caplog.text
