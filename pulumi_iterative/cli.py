@@ -27,7 +27,7 @@ from .arguments import ARGUMENTS
 from .errors import IterativeError, SpecError
 from .spec import TaskSpec, parse_spec
 from .status import TaskStatus
-from .task import TaskRef
+from .task import TaskRef, task_name
 
 FOLLOW_POLL = 2.0
 
@@ -90,6 +90,8 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
             base = Path.cwd()  # a path typed in the shell is the shell's
     if storage:
         raw["storage"] = storage
+    if args.task_file and not raw.get("name"):
+        raw["name"] = task_name(Path(args.task_file).stem)  # train.yaml: train-...
     return parse_spec(raw, base_dir=base)
 
 

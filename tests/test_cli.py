@@ -176,3 +176,14 @@ def test_an_unwritable_task_list_never_fails_a_task(
     ref = TaskRef("t-abcdefgh12", "local", "local", {"root": str(tmp_path)}, 1, 0.0, 1.0)
     assert registry.remember(ref) is False
     assert "not in this workstation's task list" in caplog.text
+
+
+def test_a_task_file_names_its_task(iterative_home: Path, workdir: Path) -> None:
+    (workdir / "Fine_Tune.yaml").write_text("cloud: local\nscript: echo hi\n")
+    created = cli("create", "Fine_Tune.yaml", home=iterative_home, cwd=workdir)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("fine-tune-"), created.stdout
+    named = cli("create", "Fine_Tune.yaml", "--name", "mine", home=iterative_home, cwd=workdir)
+    assert named.stdout.startswith("mine-"), named.stdout
+    for task_id in (created.stdout.strip(), named.stdout.strip()):
+        cli("delete", task_id, "--no-pull", home=iterative_home)
