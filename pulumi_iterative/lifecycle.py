@@ -157,6 +157,9 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
         if r.started:
             message = f"machine {r.machine} started (restarts {r.restarts})"
             out.append(Event(r.started, "start", r.machine, message))
+            if r.notice:
+                notice = f"machine {r.machine} {r.notice}"
+                out.append(Event(r.started, "restore", r.machine, notice))
         if r.finished:
             reason = f": {r.reason}" if r.reason else ""
             out.append(

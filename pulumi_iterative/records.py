@@ -109,6 +109,7 @@ class BootReport:
     restarts: int = 0
     generation: int | None = None  # the newest checkpoint this boot made
     updated: float | None = None
+    notice: str = ""  # what the user should know about this boot (a restore that fell back)
     schema: int = SCHEMA
 
     def with_(self, **changes: Any) -> BootReport:
@@ -138,6 +139,7 @@ class BootReport:
             restarts=int(d.get("restarts") or 0),
             generation=opt("generation", int),
             updated=opt("updated", float),
+            notice=str(d.get("notice") or ""),
             schema=int(d.get("schema", SCHEMA)),
         )
 

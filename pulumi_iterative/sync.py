@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -448,6 +449,66 @@ def restore(
             raise NotFound(f"{p} of generation {manifest.gen} is missing after restore")
         local[p] = st
     return local
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a boot's restore found: the generation it restored (None: nothing to restore),
+    its files' local stats, and the newer generations it had to pass over, with why."""
+
+    manifest: Manifest | None
+    local: dict[str, Stat]
+    passed_over: tuple[str, ...] = ()  # "<gen>: <why>", newest first
+    broken: tuple[str, ...] = ()  # their manifest paths (under data/), for cleanup
+
+
+def restore_newest_whole(rclone: Rclone, lineage: str, dest: str | Path) -> Restored:
+    """Restore the newest generation of `lineage` that is whole, else the base's newest.
+
+    A generation is whole when its manifest parses and every body it lists is there. A
+    damaged one (a manifest cut short, a body removed) is passed over, and the next
+    older one tried, down to the upload from create: a damaged bucket costs progress,
+    never the boot. `dest` must be empty: it is emptied again between tries.
+    """
+    dest = Path(dest)
+    passed_over: list[str] = []
+    broken: list[str] = []
+    for source in (lineage, BASE):
+        listed = rclone.list(rclone.remote.path(MANIFESTS, source))
+        paths = sorted((e["Path"] for e in listed if e["Path"].endswith(".json")), reverse=True)
+        for name in paths:
+            path = f"{MANIFESTS}/{source}/{name}"
+            try:
+                manifest = Manifest.from_obj(json.loads(rclone.cat(rclone.remote.path(path))))
+                local = restore(rclone, manifest, dest)
+                return Restored(manifest, local, tuple(passed_over), tuple(broken))
+            except (NotFound, ValueError, KeyError, TypeError) as exc:
+                log.warning("generation %s/%s cannot be restored: %s", source, name, exc)
+                passed_over.append(f"{source}/{name.removesuffix('.json')}: {exc}")
+                broken.append(path.removeprefix(DATA + "/"))
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True, exist_ok=True)
+    return Restored(None, {}, tuple(passed_over), tuple(broken))
+
+
+def remove_orphans(rclone: Rclone, lineage: str, restored: Restored) -> int:
+    """At boot: remove the bodies of `lineage` that the restored generation does not use
+    (those of a generation whose manifest never landed, or of a damaged one), and the
+    damaged manifests. Only this index's machine writes its lineage, and it has not
+    started checkpointing yet. Returns how many objects went."""
+    live = set()
+    if restored.manifest is not None:
+        live = {f"{e.gen}/{p}" for p, e in restored.manifest.files.items()}
+    prefix = f"{lineage}/"
+    garbage = [
+        f"gen/{lineage}/{e['Path']}"
+        for e in rclone.list(rclone.remote.path(BODIES, lineage), recursive=True)
+        if not e.get("IsDir") and prefix + e["Path"] not in live
+    ]
+    garbage += [p for p in restored.broken if p.startswith(f"manifests/{lineage}/")]
+    if garbage:
+        rclone.delete_files(rclone.remote.path(DATA), garbage)
+    return len(garbage)
 
 
 def merged(found: Iterable[Manifest]) -> Manifest | None:

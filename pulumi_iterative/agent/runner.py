@@ -140,23 +140,31 @@ class Agent:
 
     def restore(self) -> bool:
         lineage = sync.lineage_of(self.index)
-        manifest = sync.latest(self.rclone, lineage)
-        resumed = manifest is not None
-        if manifest is None:
-            manifest = sync.latest(self.rclone, sync.BASE)
         checkpointer = sync.Checkpointer(
             self.rclone, self.workdir, lineage, self.machine, self.definition.exclude
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
+        found = sync.restore_newest_whole(self.rclone, lineage, self.workdir)
+        manifest = found.manifest
+        if found.passed_over:
+            kept = manifest.gen if manifest is not None else "nothing"
+            notice = (
+                f"restored {kept}: newer generations are damaged and were passed over "
+                f"({'; '.join(found.passed_over)})"
+            )
+            self.note(notice)
+            self.safe(lambda: self.write_report(notice=notice))
         if manifest is not None:
-            local = sync.restore(self.rclone, manifest, self.workdir)
-            checkpointer.adopt(manifest, local)
+            checkpointer.adopt(manifest, found.local)
             self.explicit = manifest.kind == "explicit"
-            self.note(f"restored generation {manifest.gen} ({len(local)} files)")
+            self.note(f"restored generation {manifest.gen} ({len(found.local)} files)")
+        # Bodies of a generation whose manifest never landed (or of a damaged one) are
+        # used by nothing: they go before this boot writes generations of its own.
+        self.safe(lambda: sync.remove_orphans(self.rclone, lineage, found))
         # Only a restored workdir may be checkpointed: a half-restored one would
         # become the newest generation and lose the real one.
         self.checkpointer = checkpointer
-        return resumed
+        return manifest is not None and manifest.lineage == lineage
 
     def start_script(self, restarts: int, resumed: bool) -> subprocess.Popen[bytes]:
         script = self.home / "script"
