@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import sync
-from pulumi_iterative.errors import TransferError
+from pulumi_iterative.errors import IterativeError, TransferError
 from pulumi_iterative.storage import Rclone, Remote
 
 
@@ -778,3 +778,28 @@ def test_bodies_of_a_generation_whose_manifest_never_landed_go_at_the_next_boot(
     assert sync.remove_orphans(rclone, "i0", found) == 2
     assert not any(o.startswith("gen/i0/00000002/") for o in objects(rclone))
     assert "gen/i0/00000001/model.pt" in objects(rclone)
+
+
+def test_symbolic_links_are_refused_at_create_and_said_on_the_machine(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    put(wd, "model.pt", "m")
+    (tmp_path / "dataset").mkdir()
+    os.symlink(tmp_path / "dataset", wd / "data")
+    os.symlink("model.pt", wd / "latest.pt")
+    with pytest.raises(IterativeError) as info:
+        sync.upload_base(rclone, wd, ())
+    message = str(info.value)
+    assert "data, latest.pt" in message and "storage.exclude" in message
+    assert objects(rclone) == set()  # nothing went up
+
+    # Excluded, they are no obstacle; on the machine, a link is said once, not dropped.
+    base = sync.upload_base(rclone, wd, ("data", "latest.pt"))
+    said: list[str] = []
+    cp = sync.Checkpointer(rclone, wd, "i0", "0-test", say=said.append)
+    cp.adopt(base, sync.scan(wd))
+    put(wd, "model.pt", "m2")
+    assert cp.checkpoint("auto") is not None
+    put(wd, "model.pt", "m3")
+    cp.checkpoint("auto")
+    assert len(said) == 1 and "data, latest.pt" in said[0] and "not checkpointed" in said[0]

@@ -141,7 +141,7 @@ class Agent:
     def restore(self) -> bool:
         lineage = sync.lineage_of(self.index)
         checkpointer = sync.Checkpointer(
-            self.rclone, self.workdir, lineage, self.machine, self.definition.exclude
+            self.rclone, self.workdir, lineage, self.machine, self.definition.exclude, say=self.note
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         found = sync.restore_newest_whole(self.rclone, lineage, self.workdir)
