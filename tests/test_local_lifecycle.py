@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from pathlib import Path
@@ -191,3 +192,51 @@ def test_final_checkpoint_after_a_failed_script(
     lifecycle.delete(ref)
     assert (workdir / "results" / "model.txt").read_text().strip() == model
     assert (workdir / "results" / "partial.txt").exists() == partial
+
+
+DAMAGED_THEN_RESUMES = """#!/bin/sh
+mkdir -p results
+if [ "$TASK_RESTARTS" = 0 ]; then
+  echo 1 > results/epoch.txt
+  pulumi-iterative checkpoint >/dev/null
+  echo durable
+  while true; do sleep 0.2; done
+fi
+echo "resumed=$TASK_RESUMED" > results/second.txt
+"""
+
+
+def test_a_damaged_generation_is_passed_over_and_said_as_an_event(
+    iterative_home: Path, workdir: Path
+) -> None:
+    ref = lifecycle.create(
+        spec(workdir, DAMAGED_THEN_RESUMES, storage={"checkpoint_interval": 0})
+    )
+    wait_for(ref, lambda s: "durable" in "".join(s.logs.values()))
+    (manifest,) = (Path(ref.remote["root"]) / "data" / "manifests" / "i0").glob("*.json")
+    manifest.write_text('{"lineage": "i0", "seq"')  # cut short
+    _kill_machines(iterative_home)  # taken away without notice: the group replaces it
+    status = wait_done(ref, timeout=90)
+    assert status.state == State.SUCCEEDED, status.logs
+    (event,) = [e for e in status.events if e.kind == "restore"]
+    assert "passed over" in event.message and "i0/00000001" in event.message
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "second.txt").read_text() == "resumed=0\n"
+    assert not (workdir / "results" / "epoch.txt").exists()  # it was only in the damaged one
+
+
+def _kill_machines(home: Path) -> None:
+    """Every machine's processes (its agent's and its script's), like a VM vanishing."""
+    import json
+    import os
+    import signal
+
+    for f in (home / "groups").glob("*/machines.json"):
+        for m in json.loads(f.read_text()):
+            pgids = [int(m["pid"])]
+            script = Path(m["dir"]) / "script.pgid"
+            if script.exists():
+                pgids.append(int(script.read_text()))
+            for pgid in pgids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
