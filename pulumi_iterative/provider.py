@@ -215,9 +215,9 @@ class TaskProvider(ResourceProvider):
         else:
             _warn_if_shell_differs(new_spec, taken)
         old, new = _flat(old_spec.to_dict()), _flat(new_spec.to_dict())
-        if not old.get("name"):
-            # A task made before `name` defaulted to the resource's name keeps its id: the
-            # default arriving is no change (it only ever named what a create makes).
+        if not old.get("name") and str(olds.get("task_id") or "").startswith("task-"):
+            # A task made before `name` defaulted to the resource's name (so unnamed: its
+            # id reads task-...) keeps running: the default arriving is no change.
             old["name"] = new.get("name")
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         replaces = sorted({k.split(".")[0] for k in changed if k not in UPDATABLE})

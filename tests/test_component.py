@@ -151,7 +151,7 @@ def test_a_task_made_before_names_defaulted_is_not_replaced():
     from pulumi_iterative.spec import parse_spec
 
     provider = TaskProvider()
-    old = parse_spec({"cloud": "local", "script": "x"}).to_dict()
+    old = {**parse_spec({"cloud": "local", "script": "x"}).to_dict(), "task_id": "task-abcdefgh12"}
     assert old["name"] == ""
     new = provider.check({}, {"cloud": "local", "script": "x", "name": "train"}).inputs
     assert provider.diff("id", old, new).changes is False
