@@ -205,7 +205,7 @@ class Agent:
         interval = self.definition.checkpoint_interval
         next_checkpoint = time.monotonic() + interval if interval else float("inf")
         next_log = time.monotonic() + LOG_INTERVAL
-        next_notice = time.monotonic() + NOTICE_POLL
+        next_notice = time.monotonic()  # at once: a cloud's notice watch starts with it
         noticed = False
         while proc.poll() is None:
             now = time.monotonic()
@@ -251,10 +251,15 @@ class Agent:
         if noticed or self.stop.is_set() or self.hooks.preemption_notice():
             return True
         # A shutdown signals the script and the agent at once, and the script may end
-        # before our own SIGTERM handler has run: a script that died of a signal (or
-        # exited 128+N, as shells do) waits a moment for it.
-        by_signal = code < 0 or code > 128
-        return by_signal and self.stop.wait(SIGNAL_RACE)
+        # before our own SIGTERM handler has run or the notice is seen: a script that
+        # died of a signal (or exited 128+N, as shells do) waits a moment for either.
+        if not (code < 0 or code > 128):
+            return False
+        end = time.monotonic() + SIGNAL_RACE
+        while time.monotonic() < end:
+            if self.stop.wait(0.1) or self.hooks.preemption_notice():
+                return True
+        return False
 
     def background_checkpoint(self, kind: str) -> None:
         if self.explicit:
