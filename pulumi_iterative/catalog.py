@@ -26,6 +26,7 @@ __all__ = [
     "GENERIC_SIZES",
     "CatalogError",
     "Machine",
+    "cloud_catalog",
     "default_region",
     "known_clouds",
     "normalize_cloud",
@@ -57,10 +58,10 @@ class Machine:
 
 
 def known_clouds() -> tuple[str, ...]:
-    """Every cloud name, ready or planned."""
-    from .clouds import CLOUDS, PLANNED
+    """Every cloud name (the registry's; names only, no cloud module is loaded)."""
+    from .clouds import CLOUDS
 
-    return (*CLOUDS, *(c for c in PLANNED if c not in CLOUDS))
+    return tuple(CLOUDS)
 
 
 def normalize_cloud(name: str) -> str:
@@ -72,10 +73,13 @@ def normalize_cloud(name: str) -> str:
     return cloud
 
 
-def _catalog(cloud: str) -> CloudCatalog:
+def cloud_catalog(cloud: str) -> CloudCatalog:
     from .clouds import CLOUDS
 
     return CLOUDS[cloud].catalog()
+
+
+_catalog = cloud_catalog
 
 
 def default_region(cloud: str) -> str:

@@ -22,17 +22,26 @@ CLI = [sys.executable, "-m", "pulumi_iterative.cli"]
 
 def cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 120):
     env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(home)}
-    return subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*CLI, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_run_follows_logs_brings_outputs_and_exits_with_the_task_code(
-        iterative_home: Path, workdir: Path) -> None:
+    iterative_home: Path, workdir: Path
+) -> None:
     (workdir / "task.yaml").write_text(
         "cloud: local\n"
         "script: |\n  #!/bin/sh\n  mkdir -p results\n  echo hi from $TASK_INDEX\n"
         "  echo 42 > results/answer.txt\n  exit 3\n"
-        "storage: {workdir: ., output: results, exclude: ['*.yaml']}\n")
+        "storage: {workdir: ., output: results, exclude: ['*.yaml']}\n"
+    )
     done = cli("run", "task.yaml", home=iterative_home, cwd=workdir)
     assert done.returncode == 3, done.stderr
     assert "hi from 0" in done.stdout
@@ -43,9 +52,18 @@ def test_run_follows_logs_brings_outputs_and_exits_with_the_task_code(
 
 
 def test_lifecycle_commands(iterative_home: Path, workdir: Path) -> None:
-    created = cli("create", "--cloud", "local", "--workdir", str(workdir), "--output", "out",
-                  "--script", "mkdir -p out; echo done > out/x; echo logged",
-                  home=iterative_home)
+    created = cli(
+        "create",
+        "--cloud",
+        "local",
+        "--workdir",
+        str(workdir),
+        "--output",
+        "out",
+        "--script",
+        "mkdir -p out; echo done > out/x; echo logged",
+        home=iterative_home,
+    )
     assert created.returncode == 0, created.stderr
     task_id = created.stdout.strip().splitlines()[-1]
     assert "[1/4] Create bucket folder" in created.stderr  # progress lines
@@ -63,13 +81,16 @@ def test_lifecycle_commands(iterative_home: Path, workdir: Path) -> None:
     assert gone.returncode == 2 and "pulumi-iterative list" in gone.stderr
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["run", "--cloud", "local", "--script", "x", "--spot", "-3"], "error: spot:"),
-    (["run", "--cloud", "nowhere", "--script", "x"], "error: cloud: unknown cloud"),
-    (["run", "missing.yaml"], "task file missing.yaml not found"),
-    (["status", "not-a-task"], "is not a task id"),
-    (["create", "--cloud", "local", "--script", "x", "--env", "=1"], "NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "--cloud", "local", "--script", "x", "--spot", "-3"], "error: spot:"),
+        (["run", "--cloud", "nowhere", "--script", "x"], "error: cloud: unknown cloud"),
+        (["run", "missing.yaml"], "task file missing.yaml not found"),
+        (["status", "not-a-task"], "is not a task id"),
+        (["create", "--cloud", "local", "--script", "x", "--env", "=1"], "NAME=VALUE"),
+    ],
+)
 def test_errors_are_one_clear_line(iterative_home: Path, tmp_path: Path, args, words) -> None:
     done = cli(*args, home=iterative_home, cwd=tmp_path)
     assert done.returncode == 2
@@ -92,10 +113,14 @@ def test_checkpoint_outside_a_machine_is_harmless(iterative_home: Path) -> None:
 
 
 def test_checkpoint_with_a_dead_agent_is_one_line(iterative_home: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(iterative_home),
-           "TASK_AGENT_SOCKET": str(tmp_path / "gone.sock")}
-    done = subprocess.run([*CLI, "checkpoint"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env = {
+        **os.environ,
+        "PULUMI_ITERATIVE_HOME": str(iterative_home),
+        "TASK_AGENT_SOCKET": str(tmp_path / "gone.sock"),
+    }
+    done = subprocess.run(
+        [*CLI, "checkpoint"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 2 and "not answering" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -19,8 +19,13 @@ class Recorder(pulumi.runtime.Mocks):
         self.resources.append(args)
         outputs = dict(args.inputs)
         if args.typ.endswith("iterative:Task"):
-            outputs.update(task_id="train-abcdefgh12", status={"state": "running"},
-                           events=[], logs=["hello\n"], addresses=[])
+            outputs.update(
+                task_id="train-abcdefgh12",
+                status={"state": "running"},
+                events=[],
+                logs=["hello\n"],
+                addresses=[],
+            )
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -44,8 +49,13 @@ def _by_type(recorder: Recorder, suffix: str):
 def test_graph_type_tokens_and_outputs(mocks: Recorder):
     from pulumi_iterative import IterativeTask, Storage
 
-    task = IterativeTask("train", cloud="local", script="python train.py", spot=0,
-                         storage=Storage(workdir=".", output="results"))
+    task = IterativeTask(
+        "train",
+        cloud="local",
+        script="python train.py",
+        spot=0,
+        storage=Storage(workdir=".", output="results"),
+    )
 
     def check(values):
         task_id, status, logs = values
@@ -86,11 +96,15 @@ def test_provider_is_serialized_by_reference_without_state(mocks: Recorder):
 def test_stack_config_fills_defaults_and_arguments_win(mocks: Recorder):
     from pulumi_iterative import IterativeTask, IterativeTaskArgs
 
-    pulumi.runtime.set_all_config({"iterative:cloud": "local", "iterative:machine": "l",
-                                   "iterative:region": "eu-west",
-                                   "iterative:tags": '{"team": "ml"}'})
-    task = IterativeTask("t", IterativeTaskArgs(script="x", machine="m+t4",
-                                                tags={"run": "1"}))
+    pulumi.runtime.set_all_config(
+        {
+            "iterative:cloud": "local",
+            "iterative:machine": "l",
+            "iterative:region": "eu-west",
+            "iterative:tags": '{"team": "ml"}',
+        }
+    )
+    task = IterativeTask("t", IterativeTaskArgs(script="x", machine="m+t4", tags={"run": "1"}))
 
     def check(_):
         (child,) = _by_type(mocks, "iterative:Task")
@@ -105,8 +119,7 @@ def test_stack_config_fills_defaults_and_arguments_win(mocks: Recorder):
 def test_secret_environment_stays_secret(mocks: Recorder):
     from pulumi_iterative import IterativeTask
 
-    task = IterativeTask("t", cloud="local", script="x",
-                         secret_environment={"HF_TOKEN": "hunter2"})
+    task = IterativeTask("t", cloud="local", script="x", secret_environment={"HF_TOKEN": "hunter2"})
 
     def check(_):
         (child,) = _by_type(mocks, "iterative:Task")
@@ -127,8 +140,17 @@ def test_unknown_argument_is_named():
 
 def test_outputs_are_declared_on_the_resource():
     # Only declared keys come back from the engine: every computed output is declared.
-    assert set(OUTPUTS) >= {"task_id", "status", "events", "logs", "addresses", "bucket",
-                            "ref", "inherited"}
+    assert set(OUTPUTS) >= {
+        "task_id",
+        "status",
+        "events",
+        "logs",
+        "addresses",
+        "bucket",
+        "ref",
+        "inherited",
+    }
+
 
 
 @pulumi.runtime.test

@@ -147,7 +147,6 @@ def _machine_pids(home: Path) -> list[str]:
     ]
 
 
-
 def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Path) -> None:
     script = "#!/bin/sh\nmkdir -p results\necho 1 > results/a\nsleep 300\n"
     ref = lifecycle.create(spec(workdir, script, parallelism=2))

@@ -38,6 +38,7 @@ def boot(index: int, state: str, exit_code: int | None, started: float, instance
         ([boot(0, "failed", 1, 1), boot(0, "succeeded", 0, 5)], False, State.SUCCEEDED, 0),
         ([boot(0, "failed", None, 1)], False, State.FAILED, 1),  # the agent could not run it
         ([boot(0, "interrupted", None, 1)], True, State.STOPPED, EXIT_STOPPED),
+        ([boot(0, "budget", None, 1)], False, State.BUDGET, EXIT_TIMEOUT),
     ],
 )
 def test_one_exit_code_per_outcome(

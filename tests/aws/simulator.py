@@ -135,7 +135,15 @@ class MachineSimulator:
             "role-secret-" + secrets.token_urlsafe(16),
             "role-session-" + secrets.token_urlsafe(16),
         )
-        imds = FakeImds(iid, self.region, instance["Placement"]["AvailabilityZone"], role, creds)
+        imds = FakeImds(
+            iid,
+            self.region,
+            instance["Placement"]["AvailabilityZone"],
+            role,
+            creds,
+            instance_type=instance["InstanceType"],
+            launched=instance["LaunchTime"],  # EC2's own, as the identity document says
+        )
         folder = self.root / iid
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / "user-data"
@@ -151,7 +159,7 @@ class MachineSimulator:
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
         }
-        if os.environ.get("PYTHONPATH"):  # the agent under test, not the installed package
+        if os.environ.get("PYTHONPATH"):  # the agent under test, not an installed copy
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(

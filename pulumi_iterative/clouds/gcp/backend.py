@@ -263,7 +263,7 @@ class Backend:
                 startup_script=bootstrap,
                 labels=_labels(ref, names),
                 network=net,
-                terminate_at=ref.deadline + BACKSTOP_GRACE,
+                terminate_at=ref.backstop_at + BACKSTOP_GRACE,  # timeout or budget
                 install_gpu_driver=native_image == catalog.CATALOG.images["nvidia"],
             )
             template.create_template(project, body)

@@ -26,6 +26,10 @@ class MachineSide:
     def home(self) -> Path:
         return Path(os.environ["ITERATIVE_MACHINE_DIR"])
 
+    def launched(self) -> float | None:
+        started = os.environ.get("ITERATIVE_MACHINE_STARTED")
+        return float(started) if started else None
+
     def preemption_notice(self) -> bool:
         # The group marks a machine it is about to take away before it sends SIGTERM.
         return (self.home() / PREEMPTING).exists()
