@@ -129,8 +129,16 @@ def test_create_prints_the_task_id_and_nothing_else(iterative_home: Path, workdi
     """`ID=$(pulumi-iterative create ...)` must capture the id alone; every command whose
     stdout a script reads gives only that."""
     (workdir / "data.bin").write_bytes(os.urandom(3000))  # an upload with a transfer meter
-    created = cli("create", "--cloud", "local", "--workdir", str(workdir),
-                  "--script", "echo hi", home=iterative_home)
+    created = cli(
+        "create",
+        "--cloud",
+        "local",
+        "--workdir",
+        str(workdir),
+        "--script",
+        "echo hi",
+        home=iterative_home,
+    )
     assert created.returncode == 0, created.stderr
     task_id = created.stdout.removesuffix("\n")
     assert created.stdout == task_id + "\n"
@@ -157,12 +165,19 @@ storage: {workdir: ., output: results, checkpoint_interval: 0.5}
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_cancelled_run_stops_brings_outputs_home_and_cleans_up(
-        iterative_home: Path, workdir: Path, sig: signal.Signals) -> None:
+    iterative_home: Path, workdir: Path, sig: signal.Signals
+) -> None:
     """CI cancels a job with SIGTERM, a closed terminal sends SIGHUP: both like Ctrl-C."""
     (workdir / "task.yaml").write_text(LONG_RUN)
     env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(iterative_home)}
-    proc = subprocess.Popen([*CLI, "run", "task.yaml"], env=env, cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "run", "task.yaml"],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
     reader.start()

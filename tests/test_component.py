@@ -152,7 +152,6 @@ def test_outputs_are_declared_on_the_resource():
     }
 
 
-
 @pulumi.runtime.test
 def test_a_task_is_called_what_its_user_called_it(mocks: Recorder):
     """Without `name`, the resource's name names the task (and so every cloud object)."""

@@ -208,9 +208,7 @@ echo "resumed=$TASK_RESUMED" > results/second.txt
 def test_a_damaged_generation_is_passed_over_and_said_as_an_event(
     iterative_home: Path, workdir: Path
 ) -> None:
-    ref = lifecycle.create(
-        spec(workdir, DAMAGED_THEN_RESUMES, storage={"checkpoint_interval": 0})
-    )
+    ref = lifecycle.create(spec(workdir, DAMAGED_THEN_RESUMES, storage={"checkpoint_interval": 0}))
     wait_for(ref, lambda s: "durable" in "".join(s.logs.values()))
     (manifest,) = (Path(ref.remote["root"]) / "data" / "manifests" / "i0").glob("*.json")
     manifest.write_text('{"lineage": "i0", "seq"')  # cut short
