@@ -354,7 +354,13 @@ class Checkpointer:
         same files: it still needs a generation of its own (a manifest only), or the
         replacement would restore an `auto` generation and take background checkpoints
         of a set the script never declared whole."""
-        return kind == "explicit" and self.current is not None and self.current.kind != kind
+        current = self.current
+        return (
+            kind == "explicit"
+            and current is not None
+            and current.lineage == self.lineage  # (the base is not a background generation)
+            and current.kind != kind
+        )
 
     def _upload(
         self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str
