@@ -229,7 +229,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "str",
         "",
         "a readable prefix for the task id and cloud names",
-        default_doc="the task is called `task`",
+        default_doc="the Pulumi resource's name (on the CLI, the task file's name)",
     ),
     Argument(
         "preempt_interval",

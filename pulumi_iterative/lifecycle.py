@@ -137,6 +137,7 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    backend.check_access(ref)  # missing credentials are said first, before any step
     ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
     with contextlib.ExitStack() as sessions:
         steps = _steps(backend, ref, spec, progress, sessions)
@@ -218,6 +219,9 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
         if r.started:
             message = f"machine {r.machine} started (restarts {r.restarts})"
             out.append(Event(r.started, "start", r.machine, message))
+            if r.notice:
+                notice = f"machine {r.machine} {r.notice}"
+                out.append(Event(r.started, "restore", r.machine, notice))
         if r.finished:
             reason = f": {r.reason}" if r.reason else ""
             out.append(

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+
+from pulumi_iterative.task import check_task_id
 
 CLI = [sys.executable, "-m", "pulumi_iterative.cli"]
 
@@ -117,6 +125,83 @@ def test_checkpoint_with_a_dead_agent_is_one_line(iterative_home: Path, tmp_path
     assert "Traceback" not in done.stderr
 
 
+def test_create_prints_the_task_id_and_nothing_else(iterative_home: Path, workdir: Path) -> None:
+    """`ID=$(pulumi-iterative create ...)` must capture the id alone; every command whose
+    stdout a script reads gives only that."""
+    (workdir / "data.bin").write_bytes(os.urandom(3000))  # an upload with a transfer meter
+    created = cli(
+        "create",
+        "--cloud",
+        "local",
+        "--workdir",
+        str(workdir),
+        "--script",
+        "echo hi",
+        home=iterative_home,
+    )
+    assert created.returncode == 0, created.stderr
+    task_id = created.stdout.removesuffix("\n")
+    assert created.stdout == task_id + "\n"
+    assert check_task_id(task_id) == task_id
+    assert "%" not in created.stderr  # no transfer meter when nobody watches a terminal
+    cli("logs", task_id, "--follow", home=iterative_home)
+    status = cli("status", task_id, "--json", home=iterative_home)
+    assert json.loads(status.stdout)["state"] == "succeeded"
+    listed = cli("list", home=iterative_home).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [task_id]
+    cli("delete", task_id, home=iterative_home)
+
+
+LONG_RUN = """cloud: local
+script: |
+  #!/bin/sh
+  mkdir -p results
+  echo partial > results/partial.txt
+  echo working
+  while true; do sleep 0.2; done
+storage: {workdir: ., output: results, checkpoint_interval: 0.5}
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_cancelled_run_stops_brings_outputs_home_and_cleans_up(
+    iterative_home: Path, workdir: Path, sig: signal.Signals
+) -> None:
+    """CI cancels a job with SIGTERM, a closed terminal sends SIGHUP: both like Ctrl-C."""
+    (workdir / "task.yaml").write_text(LONG_RUN)
+    env = {**os.environ, "PULUMI_ITERATIVE_HOME": str(iterative_home)}
+    proc = subprocess.Popen(
+        [*CLI, "run", "task.yaml"],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        end = time.monotonic() + 120
+        seen = ""
+        while "working" not in seen:  # the script runs: logs are being followed
+            assert time.monotonic() < end and proc.poll() is None, seen
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=1.0)
+        proc.send_signal(sig)
+        err = proc.stderr.read()
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert (workdir / "results" / "partial.txt").read_text() == "partial\n"
+    assert cli("list", home=iterative_home).stdout == ""
+    assert not any((iterative_home / "buckets").glob("*"))
+    assert not list((iterative_home / "groups").glob("*/group.pid"))
+
+
 def test_an_unwritable_task_list_never_fails_a_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -131,3 +216,14 @@ def test_an_unwritable_task_list_never_fails_a_task(
     ref = TaskRef("t-abcdefgh12", "local", "local", {"root": str(tmp_path)}, 1, 0.0, 1.0)
     assert registry.remember(ref) is False
     assert "not in this workstation's task list" in caplog.text
+
+
+def test_a_task_file_names_its_task(iterative_home: Path, workdir: Path) -> None:
+    (workdir / "Fine_Tune.yaml").write_text("cloud: local\nscript: echo hi\n")
+    created = cli("create", "Fine_Tune.yaml", home=iterative_home, cwd=workdir)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("fine-tune-"), created.stdout
+    named = cli("create", "Fine_Tune.yaml", "--name", "mine", home=iterative_home, cwd=workdir)
+    assert named.stdout.startswith("mine-"), named.stdout
+    for task_id in (created.stdout.strip(), named.stdout.strip()):
+        cli("delete", task_id, "--no-pull", home=iterative_home)

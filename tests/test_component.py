@@ -150,3 +150,31 @@ def test_outputs_are_declared_on_the_resource():
         "ref",
         "inherited",
     }
+
+
+@pulumi.runtime.test
+def test_a_task_is_called_what_its_user_called_it(mocks: Recorder):
+    """Without `name`, the resource's name names the task (and so every cloud object)."""
+    from pulumi_iterative import IterativeTask
+
+    first = IterativeTask("Train_Big.v2", cloud="local", script="x")
+    second = IterativeTask("other", cloud="local", script="x", name="chosen")
+
+    def check(_):
+        names = {r.name: r.inputs.get("name") for r in _by_type(mocks, "iterative:Task")}
+        assert names == {"Train_Big.v2": "train-big-v2", "other": "chosen"}
+
+    return pulumi.Output.all(first.task_id, second.task_id).apply(check)
+
+
+def test_a_task_made_before_names_defaulted_is_not_replaced():
+    """Its state says name "", the program now sends the resource's name: no change."""
+    from pulumi_iterative.spec import parse_spec
+
+    provider = TaskProvider()
+    old = {**parse_spec({"cloud": "local", "script": "x"}).to_dict(), "task_id": "task-abcdefgh12"}
+    assert old["name"] == ""
+    new = provider.check({}, {"cloud": "local", "script": "x", "name": "train"}).inputs
+    assert provider.diff("id", old, new).changes is False
+    renamed = provider.check({}, {"cloud": "local", "script": "x", "name": "other"}).inputs
+    assert provider.diff("id", new, renamed).replaces == ["name"]

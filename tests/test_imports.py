@@ -159,6 +159,7 @@ def test_every_registered_cloud_has_its_rooms() -> None:
         assert backend.name == name
         for method in (
             "prepare",
+            "check_access",
             "storage_steps",
             "machine_steps",
             "remove",

@@ -176,6 +176,23 @@ class Backend(Protocol):
         """Derive names, the remote and the budget from the spec. No cloud calls."""
         ...
 
+    def check_access(self, ref: TaskRef) -> None:
+        """Can the caller reach this cloud at all? Called by `lifecycle.create` after
+        `prepare` and before the first step, so missing or expired credentials are said
+        first, not as "step [1/n] failed" with a cleanup error after it.
+
+        Ask the cloud who is calling (one cheap, read-only call that every caller may
+        make: AWS `sts:GetCallerIdentity`, GCP an OAuth token for the credentials, Azure
+        a token for ARM, Kubernetes the API server's version or a SelfSubjectReview)
+        and return. On no credentials, expired ones, or ones the cloud refuses, raise
+        `IterativeError` naming the cloud and how to log in with its own tools (AWS:
+        `aws sso login`, a profile, or keys; GCP: `gcloud auth application-default
+        login`; Azure: `az login`; Kubernetes: the kubeconfig context). Never include a
+        credential in the message. A cloud that needs no account returns at once.
+        Transient errors are retried like any call; a refusal is not.
+        """
+        ...
+
     def storage_steps(self, ref: TaskRef) -> list[Step]:
         """Make the task's bucket (or check the user's container and use a prefix)."""
         ...

@@ -41,6 +41,10 @@ class K8sHarness:
             "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
             "report; the Job retries the index and fails it, but status has no reason yet"
         ),
+        "a_script_ending_on_the_notice_is_interrupted_whatever_its_code": (
+            "issue 15 (point 1): this harness has no take_away yet (a pod's notice is its "
+            "SIGTERM to every process); the agent's rule is cloud-free and holds elsewhere"
+        ),
     }
 
     def __init__(self, cluster: FakeCluster) -> None:

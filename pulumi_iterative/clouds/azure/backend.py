@@ -130,8 +130,29 @@ class Place:
         )
 
 
+LOGIN = (
+    "log in to Azure first: `az login` (and `az account set --subscription <id>`), or a "
+    "service principal in AZURE_CLIENT_ID/AZURE_TENANT_ID with a federated token"
+)
+
+
 class Backend:
     name = "azure"
+
+    def check_access(self, ref: TaskRef) -> None:
+        """A Resource Manager token for the caller's login (az login, environment, managed
+        identity), asked once before the first step: none is said with how to log in."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        from .api import caller_credential, emulator_endpoint
+
+        if emulator_endpoint():
+            return  # a loopback emulator: its own stand-in login
+        try:
+            caller_credential().get_token("https://management.azure.com/.default")
+        except ClientAuthenticationError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise IterativeError(f"no usable Azure login ({first}); {LOGIN}") from None
 
     # --- names and budget -------------------------------------------------------------
 

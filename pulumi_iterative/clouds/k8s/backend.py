@@ -143,6 +143,12 @@ def container_remote(
 class Backend:
     name = "k8s"
 
+    def check_access(self, ref: TaskRef) -> None:
+        """The kubeconfig and its context load (K8sError naming the file and the fix if
+        not). The cluster itself answers at the first step: a kubeconfig holds no
+        credential that can be checked without asking it."""
+        _ = Place.from_ref(ref).kube().client
+
     # --- names and budget ------------------------------------------------------------
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
