@@ -271,5 +271,3 @@ def exists_ok(fn: Any, codes: Iterable[str], /, **kwargs: Any) -> Any:
         if exc.code in set(codes):
             return None
         raise
-
-

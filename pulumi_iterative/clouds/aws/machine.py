@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ...errors import NotFound
+from ...errors import LeftGroup, NotFound
 from ...storage import TASK_FILE
 from .api import AwsError, call, client
 from .names import CLAIMS, LEAVING, Names, key, region_of, split_root
@@ -47,6 +47,10 @@ IMDS_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 TOKEN_TTL = 21600
 CLAIM_WAIT = 600.0  # seconds a machine waits for an index to come free
 LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict")
+# Leaving the group while it scales (another machine leaving, a launch) is refused
+# for a moment; a machine that cannot leave stays billed, so these are retried.
+LEAVE_TRANSIENT = ("ScalingActivityInProgress", "ResourceContention")
+LEAVE_DEADLINE = 60.0  # then the bootstrap ends the machine anyway
 
 
 class Imds:
@@ -135,6 +139,8 @@ class MachineSide:
         autoscaling = client("autoscaling", self.region, on_machine=True)
         call(
             autoscaling.terminate_instance_in_auto_scaling_group,
+            retry=LEAVE_TRANSIENT,
+            deadline=LEAVE_DEADLINE,
             InstanceId=me,
             ShouldDecrementDesiredCapacity=True,
         )
@@ -156,7 +162,7 @@ class MachineSide:
             if time.monotonic() + delay > end:
                 log.warning("no index came free in %.0fs: this machine is surplus", CLAIM_WAIT)
                 self.leave_group()
-                raise RuntimeError("no task index is free for this machine; it left the group")
+                raise LeftGroup("no task index is free for this machine; it left the group")
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(15.0, delay * 2)
 

@@ -26,7 +26,8 @@ from typing import Any
 BACKSTOP_GRACE = 60.0  # after the deadline, the agent's own timeout handling goes first
 STOP_GRACE = 20.0  # after SIGTERM on stop, machines get this long to checkpoint
 MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is given up on
-MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
+# PYTHONPATH: a machine runs the very package the provider runs (a checkout, a worktree).
+MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL", "PYTHONPATH")
 TICK = 0.1
 
 

@@ -12,6 +12,7 @@ from .group import describe_group
 
 log = logging.getLogger(__name__)
 
+
 def put_backstop(aws: Aws, names: Names, when: float) -> None:
     """At `when`, the group goes to zero machines whatever the agents do."""
     call(
