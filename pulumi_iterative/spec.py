@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import catalog
+from .credentials import plain_credential_errors
 from .errors import FieldError, SpecError
 
 T = TypeVar("T")
@@ -199,6 +200,7 @@ class _Parser:
         )
         timeout = self.duration("timeout", DEFAULT_TIMEOUT)
         environment = self.env("environment", resolve_env)
+        self.errors += plain_credential_errors(self.get("environment", {}))
         secret_environment = self.env("secret_environment", resolve_env)
         clash = sorted(dict(environment).keys() & dict(secret_environment).keys())
         if clash:
