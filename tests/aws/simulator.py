@@ -90,6 +90,10 @@ class MachineSimulator:
         # host's): {"/opt/": "<tmp>/opt/"}; nothing else of the stored text changes.
         self.moved: dict[str, str] = {}
         self.machines: dict[str, SimMachine] = {}
+        # With moto enforcing IAM: keys that see everything (EC2 itself), and machines
+        # get credentials of their real instance role (sts:AssumeRole), so moto checks
+        # every machine request against the role's policies.
+        self.admin: tuple[str, str] | None = None
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -100,7 +104,10 @@ class MachineSimulator:
     def _client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=self.region)
+        keys = {}
+        if self.admin is not None:  # EC2's own view, when moto enforces IAM
+            keys = {"aws_access_key_id": self.admin[0], "aws_secret_access_key": self.admin[1]}
+        return boto3.client(service, region_name=self.region, **keys)
 
     def start(self) -> MachineSimulator:
         """Watch moto in the background: boot what launches, shut down what terminates."""
@@ -170,6 +177,16 @@ class MachineSimulator:
             "role-secret-" + secrets.token_urlsafe(16),
             "role-session-" + secrets.token_urlsafe(16),
         )
+        if self.admin is not None and roles:
+            # What EC2 does for an instance profile, straight in moto's store: its
+            # AssumeRole API cannot evaluate a Service principal's trust policy.
+            from moto.sts.models import sts_backends
+
+            account = roles[0]["Arn"].split(":")[4]
+            session = sts_backends[account]["aws"].assume_role(
+                self.region, iid, roles[0]["Arn"], "", 3600, ""
+            )
+            creds = (session.access_key_id, session.secret_access_key, session.session_token)
         imds = FakeImds(iid, self.region, instance["Placement"]["AvailabilityZone"], role, creds)
         folder = self.root / iid
         folder.mkdir(parents=True, exist_ok=True)
