@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import (
     bench_checkpoint,
+    bench_install,
     bench_preview,
     bench_recovery,
     bench_status,
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small workdirs, fewer repetitions")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="which benchmarks, e.g. 1,2")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="which benchmarks, e.g. 1,2")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
     parser.add_argument(
         "--scratch",
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_preview.run(scratch, args.quick)
         if "6" in which:
             rows += bench_status.run(scratch, args.quick)
+        if "7" in which:
+            rows += bench_install.run(scratch, args.quick)
     finally:
         scratch.cleanup()
     rows.sort(key=lambda r: r.bench.split(".")[0])

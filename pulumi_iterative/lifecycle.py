@@ -4,7 +4,10 @@ A backend supplies the cloud's parts (bucket, machines, group view); this module
 adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
-call these functions, so they behave the same.
+call these functions, so they behave the same. Nothing here writes to the
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
@@ -13,18 +16,29 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, registry, sync
+from . import __version__, agent_wheel, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
 from .errors import IterativeError, NotFound, TransferError
+from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
-from .status import STOP_MARKER, Event, TaskStatus, summarize
+from .status import Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
-from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .storage import (
+    AGENT_DIR,
+    BOOTSTRAP_FILE,
+    LOGS,
+    STATUS,
+    TASK_FILE,
+    Rclone,
+    Remote,
+    read_json_objects,
+)
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
@@ -38,9 +52,9 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
 
 def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
     rclone = rclone_for(ref, progress=progress)
+    install = backend.install(ref)
     bootstrap = render_bootstrap(
-        {"task_id": ref.task_id, "cloud": ref.cloud, "remote": ref.remote, "version": __version__},
-        backend.install(ref),
+        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
 
     def upload() -> None:
@@ -53,57 +67,88 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
+    def upload_agent() -> None:
+        # A version PyPI does not have: machines fetch this wheel with their own identity
+        # (each cloud's install() says how). It goes with the bucket or prefix. From a
+        # file, so rclone knows its size and makes one plain upload (no multipart).
+        with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
+            wheel = Path(tmp) / agent_wheel.wheel_name()
+            wheel.write_bytes(agent_wheel.build_wheel())
+            rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
+
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
+    if install.wheel_from_bucket:
+        common.insert(0, Step("Upload agent", upload_agent))
     return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
 
 
 def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
     """What the agent reads from the private bucket (secrets included, never user-data)."""
     return json.dumps(
-        {
-            "task_id": ref.task_id,
-            "script": spec.script,
-            "environment": dict(spec.environment),
-            "secret_environment": dict(spec.secret_environment),
-            "exclude": list(spec.storage.exclude),
-            "checkpoint_interval": spec.storage.checkpoint_interval,
-            "parallelism": spec.parallelism,
-            "created": ref.created,
-            "deadline": ref.deadline,
-        },
+        TaskDefinition(
+            task_id=ref.task_id,
+            script=spec.script,
+            parallelism=spec.parallelism,
+            created=ref.created,
+            deadline=ref.deadline,
+            environment=dict(spec.environment),
+            secret_environment=dict(spec.secret_environment),
+            exclude=spec.storage.exclude,
+            checkpoint_interval=spec.storage.checkpoint_interval,
+        ).to_dict(),
         sort_keys=True,
     ).encode()
 
 
-def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False) -> TaskRef:
+def create(
+    spec: TaskSpec,
+    *,
+    task_id: str | None = None,
+    progress: bool = False,
+    on_prepared: Callable[[TaskRef], object] | None = None,
+) -> TaskRef:
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    if on_prepared is not None:
+        # Before the first cloud call: the CLI registers the task here, so `list` and
+        # `delete` find one whose create was cut short (a crash, a killed process).
+        on_prepared(ref)
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
-    ref = replace(ref, made=made)
-    registry.save(ref)
-    return ref
+    return replace(ref, made=made)
 
 
-def reports(ref: TaskRef) -> list[dict]:
+@dataclass(frozen=True)
+class Reports:
+    """What the status folder says: every boot's report, and whether the task was stopped."""
+
+    boots: tuple[BootReport, ...]
+    stopped: StopMarker | None = None
+
+
+def reports(ref: TaskRef) -> Reports:
     """Every boot's status report, in one read of the status folder."""
     try:
-        return read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
+        found = read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
     except NotFound:
-        return []
+        return Reports(())
+    stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
+    boots = tuple(BootReport.from_dict(r) for r in found if not StopMarker.is_one(r))
+    return Reports(boots, stops[-1] if stops else None)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
     found = reports(ref)
     status = summarize(
-        found,
+        found.boots,
         backend.machines(ref),
         parallelism=ref.parallelism,
         deadline=ref.deadline,
         now=time.time(),
+        stopped=found.stopped is not None,
     )
-    events = sorted(backend.events(ref) + report_events(found), key=lambda e: e.time)
+    events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
     logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in fetch_logs(ref).items()} if with_logs else {}
     return TaskStatus(
         status.state,
@@ -116,28 +161,16 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     )
 
 
-def report_events(found: list[dict]) -> list[Event]:
+def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
     out = []
-    for r in found:
-        machine = str(r.get("machine", "?"))
-        if r.get("started"):
+    for r in boots:
+        if r.started:
+            message = f"machine {r.machine} started (restarts {r.restarts})"
+            out.append(Event(r.started, "start", r.machine, message))
+        if r.finished:
+            reason = f": {r.reason}" if r.reason else ""
             out.append(
-                Event(
-                    float(r["started"]),
-                    "start",
-                    machine,
-                    f"machine {machine} started (restarts {r.get('restarts', 0)})",
-                )
-            )
-        if r.get("finished"):
-            reason = f": {r['reason']}" if r.get("reason") else ""
-            out.append(
-                Event(
-                    float(r["finished"]),
-                    str(r.get("state")),
-                    machine,
-                    f"machine {machine} {r.get('state')}{reason}",
-                )
+                Event(r.finished, r.state, r.machine, f"machine {r.machine} {r.state}{reason}")
             )
     return out
 
@@ -167,7 +200,7 @@ def stop(ref: TaskRef) -> None:
     """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
     rclone = rclone_for(ref)
-    marker = json.dumps({"kind": STOP_MARKER, "time": time.time()}).encode() + b"\n"
+    marker = json.dumps(StopMarker(time.time()).to_dict()).encode() + b"\n"
     rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
 
@@ -183,8 +216,16 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     if pull_outputs and ref.output and ref.workdir:
         try:
             pulled = pull(ref, progress=progress)
-        except NotFound:
-            pulled = 0  # the bucket is gone: an earlier delete got past this point
+        except NotFound as exc:
+            # Only a bucket that is really gone (an earlier delete got past this point)
+            # may skip the pull; a NotFound from anything else (a file that cannot be
+            # written here) keeps everything.
+            if _storage_exists(ref):
+                raise IterativeError(
+                    f"could not bring {ref.output!r} home ({exc}); nothing was "
+                    "removed: fix the cause and run delete again"
+                ) from exc
+            pulled = 0
         except TransferError as exc:
             raise IterativeError(
                 f"could not bring {ref.output!r} home ({exc}); nothing was "
@@ -192,8 +233,14 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
             ) from exc
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
-    registry.forget(ref.task_id)
     return pulled
+
+
+def _storage_exists(ref: TaskRef) -> bool:
+    """Does the task's bucket (or folder in a container) still hold anything? (Only on
+    delete's rare NotFound path: a listing of everything.)"""
+    rclone = rclone_for(ref)
+    return bool(rclone.list(rclone.remote.path(), recursive=True))
 
 
 def exists(ref: TaskRef) -> bool:
@@ -207,5 +254,4 @@ def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     new = replace(ref, output=spec.storage.output)
     rclone = rclone_for(new)
     rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
-    registry.save(new)
     return new

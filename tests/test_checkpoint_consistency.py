@@ -31,6 +31,7 @@ import pytest
 
 from pulumi_iterative import lifecycle, sync
 from pulumi_iterative.agent.runner import Agent
+from pulumi_iterative.records import BootConfig, TaskDefinition
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.storage import Rclone, Remote
@@ -591,9 +592,10 @@ def test_background_checkpoint_waiting_on_an_ask_takes_nothing(
     rclone = Rclone(remote)
     (workdir / "model.pt").write_text("epoch 1")
     sync.upload_base(rclone, workdir, ())
-    agent = Agent({"remote": remote.to_dict()}, Hooks(tmp_path / "machine"))
+    config = BootConfig("t-abcdefgh12", "local", remote.to_dict(), "0")
+    agent = Agent(config, Hooks(tmp_path / "machine"))
     agent.home.mkdir()
-    agent.task = {"exclude": []}
+    agent.task = TaskDefinition("t-abcdefgh12", "#!/bin/sh\n", 1, 0.0, 1e12)
     agent.restore()
     agent.lock = AnnouncingLock()  # type: ignore[assignment]
     agent.lock.inner.acquire()  # the script's consistency point is uploading

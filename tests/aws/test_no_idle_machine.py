@@ -17,9 +17,10 @@ import pytest
 
 from pulumi_iterative import agent_wheel, lifecycle
 from pulumi_iterative.clouds.aws.backend import Place
-from pulumi_iterative.clouds.aws.names import AGENT, Names, key
+from pulumi_iterative.clouds.aws.names import Names, key
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
+from pulumi_iterative.storage import AGENT_DIR
 from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import Moto, leftovers
 from tests.aws.fault_proxy import FaultProxy
@@ -132,7 +133,7 @@ def test_failed_install_ends_the_machine_and_says_why(
     if path == "fetch":  # the wheel is not where the machine looks (a lost object)
         place = Place.from_ref(ref)
         moto.client("s3").delete_object(
-            Bucket=place.bucket, Key=key(place.prefix, AGENT, agent_wheel.wheel_name())
+            Bucket=place.bucket, Key=key(place.prefix, AGENT_DIR, agent_wheel.wheel_name())
         )
     simulator.start()
     status = simulator.wait_status(ref, lambda s: s.state == State.FAILED, timeout=90)

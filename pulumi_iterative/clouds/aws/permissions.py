@@ -34,6 +34,7 @@ BUCKET_ACTIONS = (
     "s3:PutBucketPublicAccessBlock",
     "s3:PutEncryptionConfiguration",
     "s3:PutBucketTagging",
+    "s3:PutLifecycleConfiguration",
     "s3:ListBucket",
     "s3:ListBucketVersions",
 )

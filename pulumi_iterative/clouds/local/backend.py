@@ -127,7 +127,7 @@ class Backend:
         return replace(Install.preinstalled(sys.executable), ending=_ending(ref))
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
-        path = Path(Place.from_ref(ref).group) / "machines.json"
+        path = _on_this_workstation(ref) / "machines.json"
         try:
             records = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
@@ -135,7 +135,7 @@ class Backend:
         return [CloudMachine(r["id"], ALIVE.get(r["state"], False)) for r in records]
 
     def events(self, ref: TaskRef) -> list[Event]:
-        path = Path(Place.from_ref(ref).group) / "events.jsonl"
+        path = _on_this_workstation(ref) / "events.jsonl"
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:
@@ -150,7 +150,7 @@ class Backend:
         return out
 
     def stop(self, ref: TaskRef) -> None:
-        folder = Path(Place.from_ref(ref).group)
+        folder = _on_this_workstation(ref)
         pid = _read_pid(folder / "group.pid")
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGTERM)
@@ -176,6 +176,25 @@ boot_upload() {{
 boot_end() {{
   exit 0
 }}"""
+
+
+def _on_this_workstation(ref: TaskRef) -> Path:
+    """The task's group folder, if this is the workstation that made it.
+
+    A local task's machines and bucket are folders and processes of the workstation
+    that created it. Elsewhere (a teammate's machine, CI) even the folder that holds
+    the groups is missing: say so, instead of reading the task as gone and letting
+    Pulumi forget a task that still runs.
+    """
+    folder = Path(Place.from_ref(ref).group)
+    if not folder.parent.is_dir():
+        raise IterativeError(
+            f"task {ref.task_id} runs on the local cloud of the workstation that created "
+            f"it, and its folders ({folder.parent}) are not on this one; refresh or "
+            "destroy it from that workstation (if its folders are gone for good, "
+            "`pulumi state delete` drops the task from the stack)"
+        )
+    return folder
 
 
 def _records(folder: Path) -> list[dict]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...records import BootConfig
 
 
 class MachineSide:
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: BootConfig) -> None:
         self.config = config
 
     def index(self) -> int:

