@@ -158,9 +158,12 @@ class TaskProvider(ResourceProvider):
         try:
             # As declared: the workdir relative to the project, shell values not taken yet,
             # so the inputs are the same from every checkout, home directory and CI runner.
-            spec = parse_spec(
-                {k: v for k, v in raw.items() if k not in unknown}, resolve_env=False, portable=True
-            )
+            with _progress():  # a cloud's rules may warn (a GPU machine, a driverless image)
+                spec = parse_spec(
+                    {k: v for k, v in raw.items() if k not in unknown},
+                    resolve_env=False,
+                    portable=True,
+                )
         except SpecError as exc:
             failures = [
                 CheckFailure(e.field, e.message)

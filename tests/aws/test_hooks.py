@@ -16,6 +16,7 @@ from pulumi_iterative.clouds.aws import machine as aws_hooks
 from pulumi_iterative.clouds.aws.machine import Imds
 from pulumi_iterative.clouds.aws.machine import MachineSide as AwsHooks
 from pulumi_iterative.clouds.aws.names import Names
+from pulumi_iterative.errors import LeftGroup
 from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
@@ -137,7 +138,7 @@ def test_claims_give_each_machine_its_own_index_and_replacements_take_over(
     )
     current = {i["InstanceId"] for i in _group(moto, ref)["Instances"]}
     (surplus,) = current - set(instances) - {replacement}
-    with pytest.raises(RuntimeError, match="no task index is free"):
+    with pytest.raises(LeftGroup, match="no task index is free"):
         _hooks_for(ref, surplus, imds_servers).index()
     assert surplus not in {i["InstanceId"] for i in _group(moto, ref)["Instances"]}
     assert _group(moto, ref)["DesiredCapacity"] == 2

@@ -7,6 +7,8 @@ the request we send.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import lifecycle
+from pulumi_iterative.agent.bootstrap import decode_config
 from pulumi_iterative.clouds.aws.names import Names
 from pulumi_iterative.clouds.aws.resources.backstop import MIN_LEAD, backstop_time
 from pulumi_iterative.clouds.aws.resources.group import mixed_instances_policy, plain_price
@@ -114,4 +117,18 @@ def test_owned_bucket_aborts_incomplete_uploads(moto: Moto, workdir: Path) -> No
     rules = moto.client("s3").get_bucket_lifecycle_configuration(Bucket=Names(ref.task_id).bucket)
     (rule,) = rules["Rules"]
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    lifecycle.delete(ref)
+
+
+def test_workstation_endpoint_is_not_baked_into_user_data(moto: Moto, workdir: Path) -> None:
+    """The machine finds its endpoint in its own environment, never the workstation's."""
+    ref = lifecycle.create(_spec(workdir))
+    ec2 = moto.client("ec2")
+    (version,) = ec2.describe_launch_template_versions(
+        LaunchTemplateName=Names(ref.task_id).launch_template
+    )["LaunchTemplateVersions"]
+    user_data = base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+    config = decode_config(user_data.split("--config '")[1].split("'")[0])
+    assert moto.endpoint not in json.dumps(config.to_dict())
+    assert moto.endpoint not in user_data and moto.endpoint not in json.dumps(ref.remote)
     lifecycle.delete(ref)

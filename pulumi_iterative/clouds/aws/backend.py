@@ -21,8 +21,8 @@ the task definition after the storage steps); delete removes those records:
 The backstop is scheduled before any machine starts, so no machine ever runs
 without it. Credentials are never stored anywhere: on the workstation boto3 and
 rclone use the caller's, on machines the instance role (IMDSv2). An endpoint
-override (AWS_ENDPOINT_URL, e.g. an emulator) is honoured by boto3 and passed to
-rclone through the remote's settings.
+override (AWS_ENDPOINT_URL, e.g. an emulator) is honoured by boto3 and rclone
+themselves, where they run: it is never stored in the task or the user-data.
 """
 
 from __future__ import annotations
