@@ -15,7 +15,8 @@ index comes from the bucket: `<remote>/claims/<index>.json` records
   3. else takes over an index whose claimant is no longer alive in the group
      and is not done (a replaced spot machine), by a conditional overwrite
      (If-Match: the ETag it read), so two replacements cannot both win;
-  4. else waits (a replacement may boot before the group has let go of the
+  4. else, if every index is done, leaves the group at once: nothing can come free;
+  5. else waits (a replacement may boot before the group has let go of the
      machine it replaces) and, after CLAIM_WAIT, leaves the group: it is surplus.
 An index is done when its machine left the group (decrementing the desired
 capacity, so no replacement will come for it): `leave_group` marks the claim done
@@ -106,6 +107,7 @@ class MachineSide:
         self.imds = Imds()
         self._instance = ""
         self._index: int | None = None
+        self._all_done = False  # the last claim round saw every index done
 
     # --- MachineSide -------------------------------------------------------------------
 
@@ -160,6 +162,11 @@ class MachineSide:
                 found = None
             if found is not None:
                 return found
+            if self._all_done:
+                # Every index finished (say a machine that could not leave was ended and
+                # the group replaced it): nothing can come free, so leave now.
+                self.leave_group()
+                raise LeftGroup("every task index is done; this machine left the group")
             if time.monotonic() + delay > end:
                 log.warning("no index came free in %.0fs: this machine is surplus", CLAIM_WAIT)
                 self.leave_group()
@@ -180,7 +187,9 @@ class MachineSide:
                 log.info("index %d: already claimed by this machine", index)
                 return index
         alive = self._alive()
-        for index in range(int(task["parallelism"])):
+        count = int(task["parallelism"])
+        self._all_done = all(claims.get(i, ({}, ""))[0].get("done") for i in range(count))
+        for index in range(count):
             found = claims.get(index)
             if found is None:
                 condition = {"IfNoneMatch": "*"}
