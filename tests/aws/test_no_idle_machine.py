@@ -137,13 +137,15 @@ def test_failed_install_ends_the_machine_and_says_why(
         )
     simulator.start()
     status = simulator.wait_status(ref, lambda s: s.state == State.FAILED, timeout=90)
-    (boot,) = status.machines
+    (boot,) = [m for m in status.machines if m.state == State.FAILED]
     assert boot.index is None and boot.machine.startswith("boot-")
     assert "bootstrap failed while installing the agent" in boot.reason
     assert said in boot.reason or said in status.logs[boot.machine]
     _ended(moto, simulator, ref)
     (machine,) = simulator.machines.values()
-    assert "shutdown -h now" in (machine.folder / "powered-off").read_text()
+    # It left its group (so no replacement comes); powering off is the fallback, which
+    # the termination may overtake.
+    assert "ending the machine" in machine.console()
     lifecycle.delete(ref, pull_outputs=False)
     assert leftovers(moto, ref.task_id) == []
 
@@ -174,7 +176,7 @@ esac
     ref = _create(workdir)
     simulator.start()
     status = simulator.wait_status(ref, lambda s: s.state == State.FAILED, timeout=90)
-    (boot,) = status.latest
+    (boot,) = [m for m in status.latest if m.state == State.FAILED]
     assert boot.index == 0 and boot.reason.startswith("the agent died (exit 137)")
     assert boot.finished is not None and boot.started is not None
     assert any(name.startswith("boot-") for name in status.logs)
@@ -204,5 +206,46 @@ def test_leaving_while_the_group_scales_is_retried(
         assert not machine.powered_off, "it left the group itself; no power-off was needed"
         lifecycle.delete(ref)
         assert (workdir / "results" / "out.txt").read_text() == "done\n"
+    finally:
+        proxy.close()
+
+
+def test_when_leaving_fails_the_machine_powers_off_and_is_terminated(
+    moto: Moto, simulator: MachineSimulator, workdir: Path
+) -> None:
+    """Auto Scaling refuses every leave: after about a minute of retries the machine
+    powers itself off, and the launch template turns that into termination."""
+    proxy = FaultProxy(moto.endpoint)
+    try:
+        proxy.refuse(
+            "TerminateInstanceInAutoScalingGroup",
+            "ScalingActivityInProgress",
+            "Scaling activity is in progress and blocks this action",
+            times=10_000,
+        )
+        simulator.endpoint = proxy.endpoint
+        simulator.python = "/nonexistent/python3"  # a broken install
+        ref = _create(workdir)
+        simulator.start()
+        ec2 = moto.client("ec2")
+
+        def first_terminated() -> bool:
+            if not simulator.machines:
+                return False
+            first = min(simulator.machines.values(), key=lambda m: m.proc.pid)
+            (instance,) = [
+                i
+                for r in ec2.describe_instances(InstanceIds=[first.instance_id])["Reservations"]
+                for i in r["Instances"]
+            ]
+            return first.powered_off and instance["State"]["Name"] in (
+                "shutting-down",
+                "terminated",
+            )
+
+        simulator.wait_for(first_terminated, "the machine to power off and terminate", 180)
+        status = lifecycle.read(ref, with_logs=False)
+        assert status.state == State.FAILED
+        lifecycle.delete(ref, pull_outputs=False)
     finally:
         proxy.close()
