@@ -93,7 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws` (`az`/`azure`, `gcp`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `gcp` (`az`/`azure`, `k8s` are reserved for the next backends)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -218,7 +218,8 @@ ARGUMENTS: tuple[Argument, ...] = (
         "permission_set",
         "str",
         "",
-        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN)",
+        "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
+        "GCP: a service account email)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
@@ -242,6 +243,24 @@ ARGUMENTS: tuple[Argument, ...] = (
         "number",
         DEFAULT_PREEMPT_NOTICE,
         "**local cloud only**: seconds of SIGTERM notice before the kill. `0` kills without notice",
+        stack_config="value",
+    ),
+    Argument(
+        "budget",
+        "number",
+        0.0,
+        "the most the task may spend, across respawns, in its prices' currency. When the "
+        "next check would pass it, the script is stopped and the task shows `budget`. "
+        "See [What it costs](#what-it-costs)",
+        stack_config="value",
+        default_doc="`0` (no limit)",
+    ),
+    Argument(
+        "notional_price",
+        "number",
+        0.0,
+        "**local cloud only**: a price per machine-hour, so a rehearsal shows what the "
+        "run would cost",
         stack_config="value",
     ),
 )

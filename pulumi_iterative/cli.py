@@ -1,6 +1,7 @@
 """The command line: the task lifecycle without Pulumi.
 
     pulumi-iterative run task.yaml          create, follow logs, pull outputs, delete
+    pulumi-iterative price task.yaml        what it would cost (no cloud call)
     pulumi-iterative create|status|logs|list|pull|stop|delete ...
     pulumi-iterative checkpoint             on a task's machine: a consistency point
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle, registry
+from . import cost, lifecycle, registry
 from .arguments import ARGUMENTS
 from .errors import IterativeError, SpecError
 from .spec import TaskSpec, parse_spec
@@ -134,8 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "create, follow logs, pull outputs, delete"),
         ("create", "create and start a task, print its id"),
+        ("price", "what the task would cost, from the price snapshot (no cloud call)"),
     ):
-        _add_task_flags(sub.add_parser(name, help=text))
+        p = sub.add_parser(name, help=text)
+        _add_task_flags(p)
+        if name == "create":
+            p.add_argument(
+                "--dry-run", action="store_true", help="check the task and print its estimate"
+            )
     for name, text in (
         ("status", "show a task's status"),
         ("stop", "stop the machines"),
@@ -178,6 +185,32 @@ def _print_status(ref: TaskRef, status: TaskStatus) -> None:
             "  restarts: "
             + ", ".join(f"index {i}: {n}" for i, n in sorted(status.restarts.items()))
         )
+    if status.cost is not None:
+        _print_cost(status.cost)
+
+
+def _print_cost(spent: cost.Spend) -> None:
+    print("  " + spent.summary())
+    for b in spent.boots:
+        where = f" {b.zone}" if b.zone else ""
+        index = b.index if b.index is not None else "-"
+        print(
+            f"    {b.machine:<16} index {index:<4} {b.type}{where}  "
+            f"{cost.duration(b.seconds)} ({b.timed_by} times)  {cost.money(b.cost, spent.currency)}"
+        )
+    if len(spent.per_index) > 1:
+        print(
+            "    per index: "
+            + ", ".join(f"{i}: {cost.money(c, spent.currency)}" for i, c in spent.per_index.items())
+        )
+
+
+def _print_estimate(spec: Any) -> None:
+    found = cost.estimate(spec)
+    for line in found.lines():
+        print(line)
+    for warning in found.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
@@ -238,6 +271,7 @@ def _find(task: str) -> TaskRef:
 
 def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
+    _print_estimate(spec)
     ref = _create(spec)
     print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
     try:
@@ -258,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO
-        if args.verbose or args.command in ("run", "create")
+        if args.verbose or args.command in ("run", "create", "delete")
         else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
@@ -280,16 +314,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "run":
         return _run(args)
+    if cmd == "price":
+        _print_estimate(_spec_from_args(args))
+        return 0
     if cmd == "create":
-        ref = _create(_spec_from_args(args))
+        spec = _spec_from_args(args)
+        if args.dry_run:
+            _print_estimate(spec)
+            return 0
+        ref = _create(spec)
         print(ref.task_id)
         return 0
     if cmd == "list":
         for ref in registry.all_refs():
-            state = lifecycle.read(ref, with_logs=False).state.value
+            status = lifecycle.read(ref, with_logs=False)
+            spent = status.cost
+            figure = cost.money(spent.total, spent.currency) if spent and spent.boots else "-"
             print(
-                f"{ref.task_id}  {ref.cloud:<6} {state:<10} "
-                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(ref.created))}"
+                f"{ref.task_id}  {ref.cloud:<6} {status.state.value:<10} "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(ref.created))}  {figure}"
             )
         return 0
     if cmd == "checkpoint":

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, agent_wheel, sync
+from . import __version__, agent_wheel, catalog, cost, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -95,6 +95,7 @@ def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
             secret_environment=dict(spec.secret_environment),
             exclude=spec.storage.exclude,
             checkpoint_interval=spec.storage.checkpoint_interval,
+            pricing=dict(ref.pricing),
         ).to_dict(),
         sort_keys=True,
     ).encode()
@@ -110,12 +111,28 @@ def create(
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
     if on_prepared is not None:
         # Before the first cloud call: the CLI registers the task here, so `list` and
         # `delete` find one whose create was cut short (a crash, a killed process).
         on_prepared(ref)
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
     return replace(ref, made=made)
+
+
+def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pricing:
+    """The snapshot's prices, with the cloud's live spot prices where it offers them (asked
+    here, at create, never at preview). Without them the snapshot stands."""
+    live_prices = getattr(backend, "live_prices", None)  # optional in the contract
+    if live_prices is None or not spec.is_spot or spec.notional_price:
+        return cost.pricing_for(spec)
+    types = catalog.resolve_machine(spec.cloud, spec.machine).types
+    try:
+        live = dict(live_prices(ref.region, types))
+    except Exception as exc:  # a price is worth a log line, not a failed create
+        log.warning("live prices unavailable (%s); using the snapshot", exc)
+        return cost.pricing_for(spec)
+    return cost.pricing_for(spec, live, f"{spec.cloud} live spot prices at create")
 
 
 @dataclass(frozen=True)
@@ -140,12 +157,14 @@ def reports(ref: TaskRef) -> Reports:
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
     found = reports(ref)
+    machines = backend.machines(ref)
+    now = time.time()
     status = summarize(
         found.boots,
-        backend.machines(ref),
+        machines,
         parallelism=ref.parallelism,
         deadline=ref.deadline,
-        now=time.time(),
+        now=now,
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
@@ -158,6 +177,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         tuple(events),
         status.addresses,
         logs,
+        cost.spend(cost.Pricing.from_dict(ref.pricing), found.boots, machines, now=now),
     )
 
 
@@ -212,6 +232,7 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     """
     backend = get_backend(ref.cloud)
     backend.stop(ref)  # machines take a last checkpoint on their way down
+    final_cost(ref)
     pulled = 0
     if pull_outputs and ref.output and ref.workdir:
         try:
@@ -241,6 +262,18 @@ def _storage_exists(ref: TaskRef) -> bool:
     delete's rare NotFound path: a listing of everything.)"""
     rclone = rclone_for(ref)
     return bool(rclone.list(rclone.remote.path(), recursive=True))
+
+
+def final_cost(ref: TaskRef) -> cost.Spend | None:
+    """The task's spend once its machines are stopped, logged (delete prints it)."""
+    try:
+        spent = read(ref, with_logs=False).cost
+    except Exception as exc:  # a figure must never stop a delete (the bucket may be gone)
+        log.debug("no final cost: %s", exc)
+        return None
+    if spent is not None and spent.boots:
+        log.info("%s: %s", ref.task_id, spent.summary())
+    return spent
 
 
 def exists(ref: TaskRef) -> bool:

@@ -3,7 +3,7 @@
 Keep this class at this import path forever: Pulumi state pickles it by
 reference (module + name). It holds no client, socket or lock; every method
 builds what it needs. check and diff never call a cloud, so `pulumi preview`
-is free and fast.
+is free and fast; check shows the task's cost estimate from the price snapshot.
 
 A stack is shared by a team (README "Team stacks"), so state holds what is the same
 in every checkout: the workdir relative to the project, environment entries as
@@ -34,7 +34,7 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
-from . import lifecycle, registry
+from . import cost, lifecycle, registry
 from .arguments import FIELDS, UPDATABLE
 from .errors import IterativeError, SpecError
 from .spec import (
@@ -151,6 +151,20 @@ def _progress() -> Iterator[None]:
         logger.setLevel(old)
 
 
+def _log_estimate(spec: TaskSpec) -> None:
+    """What the task will cost, from the snapshot (no cloud call), as engine messages."""
+    try:
+        found = cost.estimate(spec)
+    except Exception as exc:  # an estimate never fails a preview
+        pulumi_log.info(f"no cost estimate: {exc}")
+        return
+    with contextlib.suppress(Exception):
+        for line in found.lines():
+            pulumi_log.info(line)
+        for warning in found.warnings:
+            pulumi_log.warn(warning)
+
+
 class TaskProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         raw = _inputs(news)
@@ -175,6 +189,7 @@ class TaskProvider(ResourceProvider):
             return CheckResult(news, failures)
         if unknown:
             return CheckResult(news, [])
+        _log_estimate(spec)
         if not _olds:  # a new task takes values from this shell: say what it lacks, at preview
             for m in ENV_MAPS:
                 for name in missing_from_shell(getattr(spec, m), os.environ):
@@ -219,8 +234,13 @@ class TaskProvider(ResourceProvider):
         status = lifecycle.read(ref)
         if not lifecycle.exists(ref):
             return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
+        outputs = self._outputs(spec, ref, _taken_in_state(props), status)
+        kept = (props.get("status") or {}).get("cost") or {}
+        if kept.get("final") and "cost" in outputs["status"]:
+            # A finished task's figure stays as it was: the cloud forgets old machines.
+            outputs["status"]["cost"] = kept
         # An older state stays in its form (values, no declarations) until an update.
-        return ReadResult(id_, self._outputs(spec, ref, _taken_in_state(props), status))
+        return ReadResult(id_, outputs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = TaskSpec.from_dict(_inputs(news))

@@ -81,6 +81,8 @@ class TaskSpec:
     name: str = default("name")
     preempt_interval: float = default("preempt_interval")  # local cloud: rehearsed preemptions
     preempt_notice: float = default("preempt_notice")  # local cloud: SIGTERM this long before kill
+    budget: float = default("budget")  # most the task may spend, in its prices' currency
+    notional_price: float = default("notional_price")  # local cloud: price per machine-hour
 
     @property
     def is_spot(self) -> bool:
@@ -233,6 +235,12 @@ class _Parser:
             self.err("preempt_interval", "must be 0 (off) or a number of seconds")
         if preempt_notice is not None and preempt_notice < 0:
             self.err("preempt_notice", "must be 0 (kill without notice) or seconds of notice")
+        budget = self.number("budget", 0.0)
+        if budget is not None and budget < 0:
+            self.err("budget", "must be 0 (no limit) or the most the task may spend, e.g. 20")
+        notional_price = self.number("notional_price", 0.0)
+        if notional_price is not None and notional_price < 0:
+            self.err("notional_price", "must be 0 (free) or a price per machine-hour, e.g. 0.53")
         if cloud == "local" and spot is not None and spot >= 0 and not preempt_interval:
             preempt_interval = DEFAULT_PREEMPT_INTERVAL
 
@@ -256,11 +264,32 @@ class _Parser:
             name=name,
             preempt_interval=float(preempt_interval or 0.0),
             preempt_notice=float(preempt_notice if preempt_notice is not None else 0),
+            budget=float(budget or 0.0),
+            notional_price=float(notional_price or 0.0),
         )
         from .clouds import get  # the cloud's own rules: data only, no SDK
 
         self.errors.extend(get(cloud).validate(spec))
+        if spec.budget and not self.errors:
+            self.budget_has_a_price(spec)
         return None if self.errors else spec
+
+    def budget_has_a_price(self, spec: TaskSpec) -> None:
+        from .cost import pricing_for  # the snapshot only: no cloud call
+
+        pricing = pricing_for(spec)
+        if pricing.ceiling:
+            return
+        fix = (
+            "set notional_price to rehearse a budget"
+            if spec.cloud == "local"
+            else "choose a machine and region with a known price, or remove budget"
+        )
+        self.err(
+            "budget",
+            f"no price is known for {', '.join(pricing.types)} ({pricing.source}), so a "
+            f"budget cannot be enforced; {fix}",
+        )
 
     # --- one method per kind of field -------------------------------------------
 

@@ -304,7 +304,7 @@ class Checkpointer:
         prev = self.current.files if self.current else {}
         changed = sorted(p for p, st in now.items() if self.local.get(p) != st or p not in prev)
         removed = [p for p in prev if p not in now]
-        if not changed and not removed:
+        if not changed and not removed and not self._promotes(kind):
             return None
         seq = self.current.seq + 1 if self.current and self.current.lineage == self.lineage else 1
         gen = gen_id(self.lineage, seq)
@@ -332,6 +332,13 @@ class Checkpointer:
             )
         self._collect_garbage(old, manifest, torn)
         return manifest
+
+    def _promotes(self, kind: str) -> bool:
+        """A consistency point asked for when a background checkpoint already holds the
+        same files: it still needs a generation of its own (a manifest only), or the
+        replacement would restore an `auto` generation and take background checkpoints
+        of a set the script never declared whole."""
+        return kind == "explicit" and self.current is not None and self.current.kind != kind
 
     def _upload(
         self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str

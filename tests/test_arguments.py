@@ -100,6 +100,8 @@ CHANGES = {
     "name": "train",
     "preempt_interval": 30,
     "preempt_notice": 1,
+    "budget": 5,
+    "notional_price": 0.5,
 }
 
 
@@ -120,6 +122,8 @@ def test_a_change_replaces_or_updates_as_declared(
     (new_raw["storage"] if arg.group == "storage" else new_raw)[arg.field] = CHANGES[name]
     if name == "cloud":
         new_raw["region"] = "us-east"
+    if name == "budget":
+        new_raw["notional_price"] = 0.5  # a budget needs a price; local is free without one
     checked = provider.check({}, new_raw)
     assert checked.failures == [], checked.failures
     olds = {**old.inputs, "inherited": {"environment": {}, "secret_environment": {}}}

@@ -63,7 +63,7 @@ def test_environment_inherits_and_expands_globs() -> None:
     ("field", "value", "words"),
     [
         ("cloud", "awz", "choose one of"),
-    ("cloud", "gcp", "no backend yet"),
+        ("cloud", "azure", "no backend yet"),
         ("region", "mars-1", "choose one of"),
         ("machine", "huge", "choose one of"),
         ("image", "windows", "choose one of"),

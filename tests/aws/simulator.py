@@ -187,7 +187,15 @@ class MachineSimulator:
                 self.region, iid, roles[0]["Arn"], "", 3600, ""
             )
             creds = (session.access_key_id, session.secret_access_key, session.session_token)
-        imds = FakeImds(iid, self.region, instance["Placement"]["AvailabilityZone"], role, creds)
+        imds = FakeImds(
+            iid,
+            self.region,
+            instance["Placement"]["AvailabilityZone"],
+            role,
+            creds,
+            instance_type=instance["InstanceType"],
+            launched=instance["LaunchTime"],  # EC2's own, as the identity document says
+        )
         folder = self.root / iid
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / "user-data"

@@ -44,6 +44,7 @@ from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
+from . import pricing
 from .api import Aws, AwsError, call, tag_list, wait_until
 from .names import Names, key, remote_env, s3_root
 from .resources import backstop, bucket, group, identity, launch_template, network
@@ -222,7 +223,7 @@ class Backend:
             Step("Create machine group", make_group, Made.of("group")),
             Step(
                 "Schedule deadline backstop",
-                lambda: backstop.put_backstop(aws, names, ref.deadline + BACKSTOP_GRACE),
+                lambda: backstop.put_backstop(aws, names, ref.backstop_at + BACKSTOP_GRACE),
                 Made.of("backstop"),
             ),
             Step(
@@ -310,9 +311,17 @@ class Backend:
                 group.INSTANCE_ALIVE.get(i["State"]["Name"], False),
                 i.get("PublicIpAddress") or "",
                 i.get("Placement", {}).get("AvailabilityZone", ""),
+                type=str(i.get("InstanceType") or ""),
+                launched=i["LaunchTime"].timestamp() if i.get("LaunchTime") else None,
+                ended=pricing.ended_at(i),
             )
             for i in group.task_instances(aws, ref.task_id)
         ]
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, float]:
+        """The current spot price of each type: the highest over the region's zones (the
+        group may launch in any of them). Asked at create only."""
+        return pricing.spot_prices(Aws(region), types)
 
     def events(self, ref: TaskRef) -> list[Event]:
         aws, names = Aws(ref.region), Names(ref.task_id)

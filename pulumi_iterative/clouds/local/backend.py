@@ -89,7 +89,7 @@ class Backend:
                         "task_id": ref.task_id,
                         "parallelism": spec.parallelism,
                         "bootstrap": str(folder / "bootstrap.sh"),
-                        "deadline": ref.deadline,
+                        "deadline": ref.backstop_at,  # the sooner of timeout and budget
                         "preempt_interval": spec.preempt_interval,
                         "preempt_notice": spec.preempt_notice,
                     }
@@ -132,7 +132,15 @@ class Backend:
             records = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return []
-        return [CloudMachine(r["id"], ALIVE.get(r["state"], False)) for r in records]
+        return [
+            CloudMachine(
+                r["id"],
+                ALIVE.get(r["state"], False),
+                launched=r.get("started"),
+                ended=r.get("ended"),
+            )
+            for r in records
+        ]
 
     def events(self, ref: TaskRef) -> list[Event]:
         path = _on_this_workstation(ref) / "events.jsonl"
