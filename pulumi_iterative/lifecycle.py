@@ -12,11 +12,12 @@ absent home directory can create, refresh and destroy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,20 +51,50 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
     return Rclone(Remote.from_dict(ref.remote), progress=progress)
 
 
-def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
-    rclone = rclone_for(ref, progress=progress)
+@contextlib.contextmanager
+def bucket(ref: TaskRef, *, progress: bool = False) -> Iterator[Rclone]:
+    """The task's bucket as this workstation reaches it, for one operation.
+
+    Most clouds' buckets are reachable directly at `ref.remote`. A backend with an
+    `open_bucket(ref)` context manager (k8s: a volume inside the cluster, reached
+    through a short-lived transfer pod) gives a session remote instead, closed when
+    the operation ends.
+    """
+    opener = getattr(get_backend(ref.cloud), "open_bucket", None)
+    if opener is None:
+        yield rclone_for(ref, progress=progress)
+        return
+    with opener(ref) as remote:
+        yield Rclone(remote, progress=progress)
+
+
+def _steps(
+    backend: Backend,
+    ref: TaskRef,
+    spec: TaskSpec,
+    progress: bool,
+    sessions: contextlib.ExitStack,
+) -> list[Step]:
     install = backend.install(ref)
     bootstrap = render_bootstrap(
         BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
+    opened: list[Rclone] = []
+
+    def session() -> Rclone:
+        """One bucket session for the create's transfers, opened when first needed."""
+        if not opened:
+            opened.append(sessions.enter_context(bucket(ref, progress=progress)))
+        return opened[0]
 
     def upload() -> None:
         workdir = spec.storage.workdir
         sync.upload_base(
-            rclone, workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
+            session(), workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
         )
 
     def store() -> None:
+        rclone = session()
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
@@ -74,6 +105,7 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
         with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
             wheel = Path(tmp) / agent_wheel.wheel_name()
             wheel.write_bytes(agent_wheel.build_wheel())
+            rclone = session()
             rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
@@ -111,12 +143,15 @@ def create(
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    backend.check_access(ref)  # missing credentials are said first, before any step
     ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
     if on_prepared is not None:
         # Before the first cloud call: the CLI registers the task here, so `list` and
         # `delete` find one whose create was cut short (a crash, a killed process).
         on_prepared(ref)
-    made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
+    with contextlib.ExitStack() as sessions:
+        steps = _steps(backend, ref, spec, progress, sessions)
+        made = run_steps(steps, lambda m: backend.remove(ref, m))
     return replace(ref, made=made)
 
 
@@ -145,8 +180,13 @@ class Reports:
 
 def reports(ref: TaskRef) -> Reports:
     """Every boot's status report, in one read of the status folder."""
+    with bucket(ref) as rclone:
+        return _reports(rclone)
+
+
+def _reports(rclone: Rclone) -> Reports:
     try:
-        found = read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
+        found = read_json_objects(rclone.cat(rclone.remote.path(STATUS)))
     except NotFound:
         return Reports(())
     stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
@@ -156,7 +196,9 @@ def reports(ref: TaskRef) -> Reports:
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
-    found = reports(ref)
+    with bucket(ref) as rclone:  # one session for the reports and the logs
+        found = _reports(rclone)
+        texts = _logs(rclone) if with_logs else {}
     machines = backend.machines(ref)
     now = time.time()
     status = summarize(
@@ -168,7 +210,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
-    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in fetch_logs(ref).items()} if with_logs else {}
+    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in texts.items()}
     return TaskStatus(
         status.state,
         status.counts,
@@ -187,6 +229,9 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
         if r.started:
             message = f"machine {r.machine} started (restarts {r.restarts})"
             out.append(Event(r.started, "start", r.machine, message))
+            if r.notice:
+                notice = f"machine {r.machine} {r.notice}"
+                out.append(Event(r.started, "restore", r.machine, notice))
         if r.finished:
             reason = f": {r.reason}" if r.reason else ""
             out.append(
@@ -197,7 +242,11 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
     """machine -> log text, with one transfer of the logs folder."""
-    rclone = rclone_for(ref)
+    with bucket(ref) as rclone:
+        return _logs(rclone)
+
+
+def _logs(rclone: Rclone) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="iterative-logs-") as tmp:
         rclone.download_dir(rclone.remote.path(LOGS), tmp)
         return {p.stem: p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.log"))}
@@ -213,15 +262,16 @@ def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False
     target = dest or ref.workdir
     if not target:
         raise IterativeError("this task has no workdir to bring outputs into; pass a folder")
-    return sync.pull(rclone_for(ref, progress=progress), target, ref.output, show_progress=progress)
+    with bucket(ref, progress=progress) as rclone:
+        return sync.pull(rclone, target, ref.output, show_progress=progress)
 
 
 def stop(ref: TaskRef) -> None:
     """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
-    rclone = rclone_for(ref)
     marker = json.dumps(StopMarker(time.time()).to_dict()).encode() + b"\n"
-    rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
+    with bucket(ref) as rclone:
+        rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
 
 def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:
@@ -278,13 +328,13 @@ def final_cost(ref: TaskRef) -> cost.Spend | None:
 
 def exists(ref: TaskRef) -> bool:
     """Is the task's bucket still there (its definition is the last thing delete removes)?"""
-    rclone = rclone_for(ref)
-    return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
+    with bucket(ref) as rclone:
+        return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
 
 
 def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     """Apply what changes without new machines: output, and exclude for later boots."""
     new = replace(ref, output=spec.storage.output)
-    rclone = rclone_for(new)
-    rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
+    with bucket(new) as rclone:
+        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
     return new

@@ -18,16 +18,17 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import NotFound
+from .errors import IterativeError, NotFound
 from .storage import DATA, Rclone, read_json_objects
 
 log = logging.getLogger(__name__)
@@ -227,11 +228,16 @@ def excluded(rel: str, patterns: Iterable[str]) -> bool:
 
 
 def scan(
-    workdir: str | Path, exclude: Iterable[str] = (), inodes: dict[str, int] | None = None
+    workdir: str | Path,
+    exclude: Iterable[str] = (),
+    inodes: dict[str, int] | None = None,
+    links: list[str] | None = None,
 ) -> dict[str, Stat]:
     """Every regular file under workdir (not excluded) -> (size, mtime_ns). Local stats only.
 
     With `inodes`, each file's inode number is put there too (free: readdir has it).
+    Symbolic links are never followed nor taken (see LINKS); with `links`, the ones
+    not excluded are listed there, so a caller can say so.
     """
     root = str(workdir)
     patterns = tuple(exclude)
@@ -251,6 +257,9 @@ def scan(
                     if entry.is_dir(follow_symlinks=False):
                         if not patterns or not excluded(rel + "/", patterns):
                             stack.append(rel)
+                    elif entry.is_symlink():
+                        if links is not None and not (patterns and excluded(rel, patterns)):
+                            links.append(rel)
                     elif entry.is_file(follow_symlinks=False) and (
                         not patterns or not excluded(rel, patterns)
                     ):
@@ -296,11 +305,18 @@ class Checkpointer:
     exclude: tuple[str, ...] = ()
     current: Manifest | None = None  # the newest generation that landed
     local: dict[str, Stat] = field(default_factory=dict)  # local stats behind `current`
+    say: Callable[[str], object] = log.warning  # a note for the user (the agent: the task log)
+    links_said: list[str] = field(default_factory=list)
 
     def checkpoint(self, kind: str) -> Manifest | None:
         """Take a generation of what changed; None when nothing did."""
         inodes: dict[str, int] = {}
-        now = scan(self.workdir, self.exclude, inodes)
+        links: list[str] = []
+        now = scan(self.workdir, self.exclude, inodes, links)
+        if links and sorted(links) != self.links_said:
+            self.links_said = sorted(links)
+            shown = ", ".join(self.links_said[:5]) + (" ..." if len(links) > 5 else "")
+            self.say(f"symbolic links are not checkpointed ({LINKS}): {shown}")
         prev = self.current.files if self.current else {}
         changed = sorted(p for p, st in now.items() if self.local.get(p) != st or p not in prev)
         removed = [p for p in prev if p not in now]
@@ -338,7 +354,13 @@ class Checkpointer:
         same files: it still needs a generation of its own (a manifest only), or the
         replacement would restore an `auto` generation and take background checkpoints
         of a set the script never declared whole."""
-        return kind == "explicit" and self.current is not None and self.current.kind != kind
+        current = self.current
+        return (
+            kind == "explicit"
+            and current is not None
+            and current.lineage == self.lineage  # (the base is not a background generation)
+            and current.kind != kind
+        )
 
     def _upload(
         self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str
@@ -457,6 +479,66 @@ def restore(
     return local
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a boot's restore found: the generation it restored (None: nothing to restore),
+    its files' local stats, and the newer generations it had to pass over, with why."""
+
+    manifest: Manifest | None
+    local: dict[str, Stat]
+    passed_over: tuple[str, ...] = ()  # "<gen>: <why>", newest first
+    broken: tuple[str, ...] = ()  # their manifest paths (under data/), for cleanup
+
+
+def restore_newest_whole(rclone: Rclone, lineage: str, dest: str | Path) -> Restored:
+    """Restore the newest generation of `lineage` that is whole, else the base's newest.
+
+    A generation is whole when its manifest parses and every body it lists is there. A
+    damaged one (a manifest cut short, a body removed) is passed over, and the next
+    older one tried, down to the upload from create: a damaged bucket costs progress,
+    never the boot. `dest` must be empty: it is emptied again between tries.
+    """
+    dest = Path(dest)
+    passed_over: list[str] = []
+    broken: list[str] = []
+    for source in (lineage, BASE):
+        listed = rclone.list(rclone.remote.path(MANIFESTS, source))
+        paths = sorted((e["Path"] for e in listed if e["Path"].endswith(".json")), reverse=True)
+        for name in paths:
+            path = f"{MANIFESTS}/{source}/{name}"
+            try:
+                manifest = Manifest.from_obj(json.loads(rclone.cat(rclone.remote.path(path))))
+                local = restore(rclone, manifest, dest)
+                return Restored(manifest, local, tuple(passed_over), tuple(broken))
+            except (NotFound, ValueError, KeyError, TypeError) as exc:
+                log.warning("generation %s/%s cannot be restored: %s", source, name, exc)
+                passed_over.append(f"{source}/{name.removesuffix('.json')}: {exc}")
+                broken.append(path.removeprefix(DATA + "/"))
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True, exist_ok=True)
+    return Restored(None, {}, tuple(passed_over), tuple(broken))
+
+
+def remove_orphans(rclone: Rclone, lineage: str, restored: Restored) -> int:
+    """At boot: remove the bodies of `lineage` that the restored generation does not use
+    (those of a generation whose manifest never landed, or of a damaged one), and the
+    damaged manifests. Only this index's machine writes its lineage, and it has not
+    started checkpointing yet. Returns how many objects went."""
+    live = set()
+    if restored.manifest is not None:
+        live = {f"{e.gen}/{p}" for p, e in restored.manifest.files.items()}
+    prefix = f"{lineage}/"
+    garbage = [
+        f"gen/{lineage}/{e['Path']}"
+        for e in rclone.list(rclone.remote.path(BODIES, lineage), recursive=True)
+        if not e.get("IsDir") and prefix + e["Path"] not in live
+    ]
+    garbage += [p for p in restored.broken if p.startswith(f"manifests/{lineage}/")]
+    if garbage:
+        rclone.delete_files(rclone.remote.path(DATA), garbage)
+    return len(garbage)
+
+
 def merged(found: Iterable[Manifest]) -> Manifest | None:
     """One view across lineages (parallel machines): for each path the newest version.
 
@@ -502,6 +584,20 @@ def pull(rclone: Rclone, dest: str | Path, prefix: str, *, show_progress: bool =
                 raise
 
 
+# Symbolic links are refused at create, and left out of checkpoints with a note in the
+# task's log, never dropped in silence. Following one could upload a dataset or a home
+# folder that only happens to be linked; links are not kept as links (yet).
+LINKS = "replace a link with a copy of what it points to, or exclude it"
+
+
+def links_refused(links: list[str]) -> IterativeError:
+    shown = ", ".join(sorted(links)[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+    return IterativeError(
+        f"storage.workdir has symbolic links, which are not uploaded: {shown}; {LINKS} "
+        "(storage.exclude)"
+    )
+
+
 def upload_base(
     rclone: Rclone,
     workdir: str | Path,
@@ -521,7 +617,10 @@ def upload_base(
     if own_daemon:
         rclone.start_daemon()
     try:
-        now = {} if empty else scan(workdir, exclude)
+        links: list[str] = []
+        now = {} if empty else scan(workdir, exclude, links=links)
+        if links:
+            raise links_refused(links)
         gen = gen_id(BASE, 0)
         with ThreadPoolExecutor(max_workers=1) as pool:
             bodies = pool.submit(
