@@ -287,7 +287,18 @@ def _progress() -> bool:
 
 
 def _create(spec: TaskSpec, *, progress: bool = False) -> TaskRef:
-    ref = lifecycle.create(spec, progress=progress)
+    prepared: list[TaskRef] = []
+
+    def register(ref: TaskRef) -> None:  # before the first cloud call
+        prepared.append(ref)
+        registry.remember(ref)
+
+    try:
+        ref = lifecycle.create(spec, progress=progress, on_prepared=register)
+    except BaseException:
+        for ref in prepared:  # its steps were undone (also on Ctrl-C): nothing to find
+            registry.forget_quietly(ref.task_id)
+        raise
     registry.remember(ref)
     return ref
 

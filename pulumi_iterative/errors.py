@@ -64,3 +64,7 @@ class TeardownFailed(IterativeError):
 
 class TransferError(IterativeError):
     """rclone failed; carries its last stderr lines."""
+
+
+class LeftGroup(IterativeError):
+    """This machine left its group on purpose (surplus): nothing failed, nothing to run."""

@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -133,12 +133,22 @@ def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
     ).encode()
 
 
-def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False) -> TaskRef:
+def create(
+    spec: TaskSpec,
+    *,
+    task_id: str | None = None,
+    progress: bool = False,
+    on_prepared: Callable[[TaskRef], object] | None = None,
+) -> TaskRef:
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
     backend.check_access(ref)  # missing credentials are said first, before any step
     ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
+    if on_prepared is not None:
+        # Before the first cloud call: the CLI registers the task here, so `list` and
+        # `delete` find one whose create was cut short (a crash, a killed process).
+        on_prepared(ref)
     with contextlib.ExitStack() as sessions:
         steps = _steps(backend, ref, spec, progress, sessions)
         made = run_steps(steps, lambda m: backend.remove(ref, m))
@@ -277,8 +287,16 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     if pull_outputs and ref.output and ref.workdir:
         try:
             pulled = pull(ref, progress=progress)
-        except NotFound:
-            pulled = 0  # the bucket is gone: an earlier delete got past this point
+        except NotFound as exc:
+            # Only a bucket that is really gone (an earlier delete got past this point)
+            # may skip the pull; a NotFound from anything else (a file that cannot be
+            # written here) keeps everything.
+            if _storage_exists(ref):
+                raise IterativeError(
+                    f"could not bring {ref.output!r} home ({exc}); nothing was "
+                    "removed: fix the cause and run delete again"
+                ) from exc
+            pulled = 0
         except TransferError as exc:
             raise IterativeError(
                 f"could not bring {ref.output!r} home ({exc}); nothing was "
@@ -287,6 +305,13 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
     return pulled
+
+
+def _storage_exists(ref: TaskRef) -> bool:
+    """Does the task's bucket (or folder in a container) still hold anything? (Only on
+    delete's rare NotFound path: a listing of everything.)"""
+    rclone = rclone_for(ref)
+    return bool(rclone.list(rclone.remote.path(), recursive=True))
 
 
 def final_cost(ref: TaskRef) -> cost.Spend | None:

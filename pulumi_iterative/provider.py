@@ -194,9 +194,13 @@ class TaskProvider(ResourceProvider):
         try:
             # As declared: the workdir relative to the project, shell values not taken yet,
             # so the inputs are the same from every checkout, home directory and CI runner.
-            spec = parse_spec(
-                {k: v for k, v in raw.items() if k not in unknown}, resolve_env=False, portable=True
-            )
+            # A cloud's rules may warn (a GPU machine, a driverless image): forwarded.
+            with _progress(str(raw.get("name") or "preview")):
+                spec = parse_spec(
+                    {k: v for k, v in raw.items() if k not in unknown},
+                    resolve_env=False,
+                    portable=True,
+                )
         except SpecError as exc:
             failures = [
                 CheckFailure(e.field, e.message)

@@ -30,6 +30,7 @@ from .arguments import (
     STORAGE_FIELDS,
     default,
 )
+from .credentials import plain_credential_errors
 from .errors import FieldError, SpecError
 
 T = TypeVar("T")
@@ -202,6 +203,7 @@ class _Parser:
         )
         timeout = self.duration("timeout", default("timeout"))
         environment = self.env("environment", resolve_env)
+        self.errors += plain_credential_errors(self.get("environment", {}))
         secret_environment = self.env("secret_environment", resolve_env)
         clash = sorted(dict(environment).keys() & dict(secret_environment).keys())
         if clash:

@@ -176,12 +176,15 @@ def summarize(
         for c in (alive or {}).values()
         if c.id not in reported
     ]
-    current = list(latest.values()) + booting
+    # A boot that failed before the agent claimed an index (its bootstrap's own report)
+    # ended its machine without a replacement: the task cannot complete.
+    unclaimed = [m for m in boots if m.index is None and m.state == State.FAILED]
+    current = list(latest.values()) + unclaimed + booting
     counts: dict[str, int] = {}
     for m in current:
         counts[m.state.value] = counts.get(m.state.value, 0) + 1
 
-    states = [m.state for m in latest.values()]
+    states = [m.state for m in latest.values()] + [m.state for m in unclaimed]
     if State.FAILED in states:
         overall = State.FAILED
     elif State.TIMEOUT in states:

@@ -44,6 +44,12 @@ def run_steps(steps: list[Step], remove: Remove) -> tuple[Made, ...]:
         except Exception as exc:
             undo_errors = _remove_all(reversed(made), remove)
             raise StepFailed(step.name, i, total, exc, undo_errors) from exc
+        except BaseException:
+            # Ctrl-C, a cancelled `pulumi up`, SystemExit: undo all the same, then go on
+            # being interrupted.
+            log.warning("[%d/%d] %s interrupted: removing what was made", i, total, step.name)
+            _remove_all(reversed(made), remove)
+            raise
     return tuple(made)
 
 

@@ -52,11 +52,11 @@ def test_round_trip_through_plain_data_with_floats(tmp_path: Path) -> None:
 
 
 def test_environment_inherits_and_expands_globs() -> None:
-    environ = {"HF_TOKEN": "abc", "AWS_A": "1", "AWS_B": "2", "OTHER": "x"}
+    environ = {"HF_TOKEN": "abc", "MY_A": "1", "MY_B": "2", "OTHER": "x"}
     spec = parse_spec(
-        {**GOOD, "environment": {"HF_TOKEN": "", "AWS_*": "", "SET": "v"}}, environ=environ
+        {**GOOD, "environment": {"HF_TOKEN": "", "MY_*": "", "SET": "v"}}, environ=environ
     )
-    assert dict(spec.environment) == {"HF_TOKEN": "abc", "AWS_A": "1", "AWS_B": "2", "SET": "v"}
+    assert dict(spec.environment) == {"HF_TOKEN": "abc", "MY_A": "1", "MY_B": "2", "SET": "v"}
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,16 @@ how the machine gets the agent:
   and that Python runs the agent. Nothing a backend stores sets it (a real
   machine's user-data, startup script or custom data runs without it), so on a
   cloud machine the install always runs; tests set it to their own interpreter.
+  It also keeps the agent out of a system service (simulators have no systemd).
+
+How a machine of the cloud ends itself is the cloud's part too (`ending`: shell
+that redefines `boot_upload <file> <path under the remote>` and `boot_end`): the
+bootstrap traps its own exit and supervises the agent, and whatever fails
+(install, fetch, the agent, leaving the group) it stores its output as the boot's
+log and a failed report in the bucket with `boot_upload`, then runs `boot_end`,
+which takes the machine out of its group for good and powers it off. `service` runs the agent
+as its own systemd unit where the machine has systemd (a real cloud machine), so
+a shutdown stops it, with time for a last checkpoint, before the network goes.
 """
 
 from __future__ import annotations
@@ -36,6 +46,11 @@ from .. import __version__
 from ..records import BootConfig
 
 SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
+# The agent's exit codes, as the bootstrap's supervisor reads them.
+EXIT_LEFT = 0  # finished, reported, and out of the group
+EXIT_LEAVE_FAILED = 3  # finished and reported, but still in the group: end the machine
+EXIT_INTERRUPTED = 143  # the machine is being taken away: the group replaces it
+STOP_TIMEOUT = 180  # seconds systemd gives the agent's unit to stop (a last checkpoint)
 # What the agent itself needs on every machine, besides the wheel (installed with
 # --no-deps: the machine never gets Pulumi or gRPC). A cloud adds its SDK through the
 # registry's `machine_requires`; a test keeps both in step with pyproject.toml.
@@ -50,7 +65,8 @@ else
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip || {{
+      echo "apt-get could not install Python"; exit 100; }}
   elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 python3-pip
   elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
   fi
@@ -72,6 +88,8 @@ class Install:
     deps: tuple[str, ...] = AGENT_REQUIRES  # what the agent imports on this cloud
     venv: str = "/opt/pulumi-iterative"
     fetch: str = ""  # shell run after the venv exists, before pip (e.g. get the wheel)
+    ending: str = ""  # shell defining boot_upload and boot_end (see the module doc)
+    service: bool = False  # run the agent as a systemd unit where systemd runs
     # The machine fetches the agent's wheel from <remote>/agent/ (an unreleased version):
     # lifecycle puts it there, for every cloud alike.
     wheel_from_bucket: bool = False
@@ -128,6 +146,19 @@ def render_bootstrap(config: BootConfig, install: Install) -> str:
     return (
         template.replace("{version}", __version__)
         .replace("{task_id}", config.task_id)
+        .replace("{ending}", install.ending.strip("\n"))
         .replace("{install}", install.render())
+        .replace("{service}", "true" if install.service else "false")
+        .replace("{unit}", render_unit(config.task_id))
         .replace("{config}", encode_config(config))
+    )
+
+
+def render_unit(task_id: str) -> str:
+    """The agent's systemd unit; `$NAME`s are filled in by the bootstrap's shell."""
+    template = resources.files(__package__).joinpath("agent.service").read_text()
+    return (
+        template.replace("{task_id}", task_id)
+        .replace("{stop_timeout}", str(STOP_TIMEOUT))
+        .rstrip("\n")
     )

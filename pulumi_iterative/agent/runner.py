@@ -25,13 +25,15 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import clouds, cost, sync
 from ..clouds.base import MachineSide
+from ..errors import LeftGroup
 from ..records import BootConfig, BootReport, StopMarker, TaskDefinition
 from ..storage import LOGS, STATUS, TASK_FILE, Rclone, Remote, machine_name, read_json_objects
-from .bootstrap import decode_config
+from .bootstrap import EXIT_INTERRUPTED, EXIT_LEAVE_FAILED, EXIT_LEFT, decode_config
 from .client import SOCKET_ENV
 
 log = logging.getLogger("pulumi_iterative.agent")
@@ -45,8 +47,9 @@ BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 
 
 class Agent:
-    def __init__(self, config: BootConfig, hooks: MachineSide) -> None:
+    def __init__(self, config: BootConfig, hooks: MachineSide, boot_dir: str | None = None) -> None:
         self.config, self.hooks = config, hooks
+        self.boot_dir = Path(boot_dir) if boot_dir else None
         self.remote = Remote.from_dict(config.remote)
         self.rclone = Rclone(self.remote)
         self.index = hooks.index()
@@ -83,6 +86,24 @@ class Agent:
         self.report = self.report.with_(**fields, updated=time.time())
         body = json.dumps(self.report.to_dict(), sort_keys=True).encode() + b"\n"
         self.rclone.write(self.remote.path(STATUS, f"{self.machine}.json"), body)
+        self.leave_crash_report()
+
+    def leave_crash_report(self) -> None:
+        """The report the bootstrap's supervisor stores if this agent dies (OOM, a bug):
+        this boot's own, marked failed, with the reason and time left for it to fill."""
+        if self.boot_dir is None:
+            return
+        crashed = {
+            **self.report.to_dict(),
+            "state": "failed",
+            "reason": "@REASON@",
+            "finished": "@NOW@",
+        }
+        text = json.dumps(crashed, sort_keys=True).replace('"@NOW@"', "@NOW@") + "\n"
+        tmp = self.boot_dir / "crash-report.json.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.boot_dir / "crash-report.json")
+        (self.boot_dir / "crash-report.path").write_text(f"{STATUS}/{self.machine}.json")
 
     def upload_log(self) -> None:
         try:
@@ -319,7 +340,7 @@ class Agent:
         self.safe(
             lambda: self.write_report(state="interrupted", reason=reason, finished=time.time())
         )
-        return 143
+        return EXIT_INTERRUPTED
 
     def interrupted(self, proc: subprocess.Popen[bytes], reason: str) -> int:
         self.note(reason + ("" if self.explicit else ": checkpointing now"))
@@ -331,7 +352,7 @@ class Agent:
         self.safe(
             lambda: self.write_report(state="interrupted", reason=reason, finished=time.time())
         )
-        return 143  # not leaving the group: the cloud replaces this machine
+        return EXIT_INTERRUPTED  # not leaving the group: the cloud replaces this machine
 
     def finish(self, state: str, code: int | None, reason: str) -> int:
         # The final checkpoint. In consistency-point mode only a script that succeeded
@@ -349,8 +370,16 @@ class Agent:
                 state=state, exit_code=code, reason=reason, finished=time.time()
             )
         )
-        self.safe(self.hooks.leave_group)
-        return 0
+        return self.leave()
+
+    def leave(self) -> int:
+        """Leave the group; if that fails, the bootstrap's supervisor ends the machine."""
+        try:
+            self.hooks.leave_group()
+        except Exception as exc:
+            log.error("could not leave the group: %s", exc)
+            return EXIT_LEAVE_FAILED
+        return EXIT_LEFT
 
     def safe(self, action: Any) -> None:
         """Transfers fail sometimes; the run must go on and the next try may work."""
@@ -428,6 +457,7 @@ def kill_session(proc: subprocess.Popen[bytes]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pulumi_iterative.agent")
     parser.add_argument("--config", required=True, help="base64 JSON from the bootstrap")
+    parser.add_argument("--boot-dir", default=None, help="the bootstrap's folder for this boot")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s agent %(levelname)s %(message)s"
@@ -435,12 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     config = decode_config(args.config)
     hooks = clouds.get(config.cloud).machine_side(config)
     try:
-        agent = Agent(config, hooks)  # claims an index: on a cloud this talks to the bucket
+        # Claims an index: on a cloud this talks to the bucket.
+        agent = Agent(config, hooks, boot_dir=args.boot_dir)
+    except LeftGroup as exc:
+        log.info("%s", exc)
+        return EXIT_LEFT
     except Exception:
-        # No index, so no report to write; leaving beats idling until the backstop.
+        # No index, so no report of its own: the bootstrap's supervisor stores one with
+        # this traceback in the boot's log, and ends the machine.
         log.exception("agent could not start")
-        with contextlib.suppress(Exception):
-            hooks.leave_group()
         return 1
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     agent.serve_checkpoints()
@@ -452,7 +485,6 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("agent failed")
         reason = f"agent error: {exc}"
         agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))
-        agent.safe(agent.hooks.leave_group)
-        return 0
+        return agent.leave()
     finally:
         agent.rclone.stop_daemon()

@@ -59,7 +59,7 @@ class Cloud:
 # Adding a cloud is one line here (and its folder). Order is the order users see.
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
-    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.34",)),
+    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.35.69",)),
     "gcp": Cloud(
         "gcp",
         "pulumi_iterative.clouds.gcp",

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
+from pulumi_iterative.clouds.aws.api import Aws
+from pulumi_iterative.clouds.aws.resources.identity import create_boundary
 from tests.aws.simulator import MachineSimulator
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -132,6 +134,8 @@ def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # the workstation is no EC2 machine
+    # What an administrator does once per account: the machine roles' boundary.
+    create_boundary(Aws(REGION))
     yield Moto(moto_server, caller, published_images())
 
 

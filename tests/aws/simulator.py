@@ -14,7 +14,11 @@ has, plus pointers at the emulators:
   as on EC2);
 - HOME: the machine's own folder (the agent's home is under it);
 - PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch, so the
-  agent is this interpreter instead of an OS-level install.
+  agent is this interpreter instead of an OS-level install (and runs under the
+  bootstrap's own supervisor, not a systemd unit);
+- PATH starting with a folder whose `shutdown` and `poweroff` only note that the
+  machine powered itself off: EC2 then does what the launch template's
+  InstanceInitiatedShutdownBehavior says (terminate, or stop).
 
 A watcher thread plays EC2: it boots instances as the group launches them, and
 shuts down (SIGTERM, then SIGKILL after a grace) the process of any instance
@@ -51,11 +55,17 @@ class SimMachine:
     user_data: str
     shutdown_at: float | None = None
     killed: bool = False
+    shutdown_behavior: str = "stop"  # the launch template's InstanceInitiatedShutdownBehavior
+    powered_off_handled: bool = False
     role_credentials: tuple[str, str, str] = field(default=("", "", ""))
 
     @property
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def powered_off(self) -> bool:
+        return (self.folder / "powered-off").exists()
 
     def console(self) -> str:
         try:
@@ -68,7 +78,22 @@ class MachineSimulator:
     def __init__(self, endpoint: str, region: str, root: Path, *, python: str) -> None:
         self.endpoint, self.region, self.root, self.python = endpoint, region, root, python
         self.root.mkdir(parents=True, exist_ok=True)
+        self.bin = self.root / "bin"
+        self.bin.mkdir(exist_ok=True)
+        for command in ("shutdown", "poweroff"):
+            stub = self.bin / command
+            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
+            stub.chmod(0o755)
+        self.path_prefix: list[str] = [str(self.bin)]  # tests may put more stubs first
+        self.extra_env: dict[str, str] = {}
+        # Folders moved for a test that runs the real install path (as root, /opt is the
+        # host's): {"/opt/": "<tmp>/opt/"}; nothing else of the stored text changes.
+        self.moved: dict[str, str] = {}
         self.machines: dict[str, SimMachine] = {}
+        # With moto enforcing IAM: keys that see everything (EC2 itself), and machines
+        # get credentials of their real instance role (sts:AssumeRole), so moto checks
+        # every machine request against the role's policies.
+        self.admin: tuple[str, str] | None = None
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -79,7 +104,10 @@ class MachineSimulator:
     def _client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=self.region)
+        keys = {}
+        if self.admin is not None:  # EC2's own view, when moto enforces IAM
+            keys = {"aws_access_key_id": self.admin[0], "aws_secret_access_key": self.admin[1]}
+        return boto3.client(service, region_name=self.region, **keys)
 
     def start(self) -> MachineSimulator:
         """Watch moto in the background: boot what launches, shut down what terminates."""
@@ -109,6 +137,18 @@ class MachineSimulator:
                 machine = self.machines.get(iid)
             if machine is None and state in ("pending", "running"):
                 self.boot(ec2, iam, instance)
+            elif (
+                machine is not None
+                and not machine.running
+                and machine.powered_off
+                and not machine.powered_off_handled
+                and state in ("pending", "running")
+            ):
+                machine.powered_off_handled = True  # the OS halted: EC2 acts on it
+                if machine.shutdown_behavior == "terminate":
+                    ec2.terminate_instances(InstanceIds=[iid])
+                else:
+                    ec2.stop_instances(InstanceIds=[iid])
             elif machine is not None and state in ("shutting-down", "terminated"):
                 if machine.running and machine.shutdown_at is None:
                     machine.shutdown_at = now
@@ -124,6 +164,8 @@ class MachineSimulator:
             Versions=[tags["aws:ec2launchtemplate:version"]],
         )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
         user_data = base64.b64decode(version["UserData"]).decode()
+        for old, new in self.moved.items():
+            user_data = user_data.replace(old, new)
         profile = version.get("IamInstanceProfile") or {}
         profile_name = profile.get("Name") or profile.get("Arn", "").rsplit("/", 1)[-1]
         roles = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"][
@@ -135,6 +177,16 @@ class MachineSimulator:
             "role-secret-" + secrets.token_urlsafe(16),
             "role-session-" + secrets.token_urlsafe(16),
         )
+        if self.admin is not None and roles:
+            # What EC2 does for an instance profile, straight in moto's store: its
+            # AssumeRole API cannot evaluate a Service principal's trust policy.
+            from moto.sts.models import sts_backends
+
+            account = roles[0]["Arn"].split(":")[4]
+            session = sts_backends[account]["aws"].assume_role(
+                self.region, iid, roles[0]["Arn"], "", 3600, ""
+            )
+            creds = (session.access_key_id, session.secret_access_key, session.session_token)
         imds = FakeImds(
             iid,
             self.region,
@@ -149,7 +201,7 @@ class MachineSimulator:
         script = folder / "user-data"
         script.write_text(user_data)
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": ":".join([*self.path_prefix, os.environ.get("PATH", "/usr/bin:/bin")]),
             "LANG": "C.UTF-8",
             "HOME": str(folder),
             "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
@@ -158,9 +210,12 @@ class MachineSimulator:
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
+            **self.extra_env,
         }
-        if os.environ.get("PYTHONPATH"):  # the agent under test, not an installed copy
+        if os.environ.get("PYTHONPATH"):  # the agent is the package under test (a worktree)
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        if not self.python:
+            del env["PULUMI_ITERATIVE_AGENT_PYTHON"]  # the real install path
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],
@@ -171,7 +226,16 @@ class MachineSimulator:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        machine = SimMachine(iid, folder, proc, imds, env, user_data, role_credentials=creds)
+        machine = SimMachine(
+            iid,
+            folder,
+            proc,
+            imds,
+            env,
+            user_data,
+            role_credentials=creds,
+            shutdown_behavior=version.get("InstanceInitiatedShutdownBehavior", "stop"),
+        )
         with self.lock:
             self.machines[iid] = machine
         return machine

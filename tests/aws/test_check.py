@@ -86,3 +86,17 @@ def test_aws_only_rules_fail_at_preview(extra: dict, field: str) -> None:
     assert [e.field for e in info.value.errors] == [field]
     result = TaskProvider().check({}, {**BASE, **extra})
     assert [f.property for f in result.failures] == [field]
+
+
+def test_gpu_machine_with_a_driverless_image_warns_at_preview(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pulumi_iterative.clouds.aws.rules import gpu_without_driver
+
+    assert "no NVIDIA driver" in gpu_without_driver(parse_spec({**BASE, "machine": "m+t4"}))
+    assert gpu_without_driver(parse_spec({**BASE, "machine": "m+t4", "image": "nvidia"})) == ""
+    assert gpu_without_driver(parse_spec({**BASE, "machine": "m"})) == ""
+    with caplog.at_level("WARNING", logger="pulumi_iterative"):
+        result = TaskProvider().check({}, {**BASE, "machine": "g5.xlarge"})
+    assert result.failures == []  # a warning, not an error
+    assert any("image 'nvidia'" in r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pulumi_iterative.clouds.aws import machine as aws_hooks
 from pulumi_iterative.clouds.aws.machine import Imds
 from pulumi_iterative.clouds.aws.machine import MachineSide as AwsHooks
 from pulumi_iterative.clouds.aws.names import Names
+from pulumi_iterative.errors import LeftGroup
 from pulumi_iterative.records import BootConfig
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.task import TaskRef
@@ -137,8 +139,30 @@ def test_claims_give_each_machine_its_own_index_and_replacements_take_over(
     )
     current = {i["InstanceId"] for i in _group(moto, ref)["Instances"]}
     (surplus,) = current - set(instances) - {replacement}
-    with pytest.raises(RuntimeError, match="no task index is free"):
+    with pytest.raises(LeftGroup, match="no task index is free"):
         _hooks_for(ref, surplus, imds_servers).index()
     assert surplus not in {i["InstanceId"] for i in _group(moto, ref)["Instances"]}
     assert _group(moto, ref)["DesiredCapacity"] == 2
+    lifecycle.delete(ref)
+
+
+def test_a_machine_booting_after_every_index_is_done_leaves_at_once(
+    moto: Moto, workdir: Path, imds_servers
+) -> None:
+    """A machine that could not leave was powered off; the group replaced it. The
+    replacement must not idle for CLAIM_WAIT: every index is done."""
+    ref = _task(workdir, 1)
+    (first,) = [i["InstanceId"] for i in _group(moto, ref)["Instances"]]
+    hooks = _hooks_for(ref, first, imds_servers)
+    assert hooks.index() == 0
+    hooks.leave_group()  # marks index 0 done
+    moto.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=Names(ref.task_id).group, DesiredCapacity=1
+    )
+    (late,) = [i["InstanceId"] for i in _group(moto, ref)["Instances"]]
+    started = time.monotonic()
+    with pytest.raises(LeftGroup, match="every task index is done"):
+        _hooks_for(ref, late, imds_servers).index()
+    assert time.monotonic() - started < aws_hooks.CLAIM_WAIT / 10
+    assert _group(moto, ref)["Instances"] == []
     lifecycle.delete(ref)

@@ -191,8 +191,20 @@ def test_requests_where_moto_stores_but_does_not_act(moto: Moto, workdir: Path) 
     assert by_sid["ListTaskPrefix"]["Resource"] == f"arn:aws:s3:::{names.bucket}"
     assert by_sid["LeaveOwnGroup"]["Action"] == "autoscaling:TerminateInstanceInAutoScalingGroup"
     assert by_sid["LeaveOwnGroup"]["Resource"].endswith(f":autoScalingGroupName/{names.group}")
-    resources = [s["Resource"] for s in doc["Statement"] if s["Resource"] != "*"]
+    resources = [
+        r
+        for s in doc["Statement"]
+        if s["Resource"] != "*"
+        for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    ]
     assert all(names.bucket in r or names.group in r for r in resources)
+    # The machine can never rewrite what the workstation wrote for it.
+    kept = by_sid["KeepTheWorkstationsObjects"]
+    assert kept["Effect"] == "Deny" and f"arn:aws:s3:::{names.bucket}/task.json" in kept["Resource"]
+    # The role carries the account's permissions boundary.
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"].endswith(
+        ":policy/pulumi-iterative/pulumi-iterative-boundary"
+    )
     wild = [s for s in doc["Statement"] if s["Resource"] == "*"]
     assert [s["Action"] for s in wild] == ["autoscaling:DescribeAutoScalingGroups"]
     profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)

@@ -37,12 +37,7 @@ class AwsHarness:
         "Schedule deadline backstop",
         "Start machines",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "issue 9 (point 3): a failed bootstrap leaves the instance running until the "
-            "backstop, and its status stays queued"
-        ),
-    }
+    xfail: dict[str, str] = {}
 
     def __init__(self, moto: Moto, simulator: MachineSimulator) -> None:
         self.moto, self.simulator = moto, simulator

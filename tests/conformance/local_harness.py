@@ -10,13 +10,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pulumi_iterative import registry
-from pulumi_iterative.agent.bootstrap import Install
 from pulumi_iterative.clouds.local import backend as local_backend
 from pulumi_iterative.clouds.local.backend import Place, _alive
 from pulumi_iterative.clouds.local.group import BACKSTOP_GRACE
@@ -36,12 +36,7 @@ class LocalHarness:
         "Store task definition",
         "Start machine group",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
-            "report; the local group retries it and gives up without a reason in status"
-        ),
-    }
+    xfail: dict[str, str] = {}
 
     def __init__(self, home: Path, caller_secret: str) -> None:
         self.home = home
@@ -112,10 +107,11 @@ class LocalHarness:
         )
 
     def break_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        install = local_backend.Backend.install
         monkeypatch.setattr(
             local_backend.Backend,
             "install",
-            lambda self, ref: Install.preinstalled("/nonexistent/python3"),
+            lambda self, ref: replace(install(self, ref), python="/nonexistent/python3"),
         )
 
     def report(self) -> str:

@@ -3,8 +3,77 @@
 # This is the one thing that runs on the machine: it makes the agent available,
 # then hands over. Everything else (script, environment, secrets) the agent reads
 # from the task's private bucket with the machine's own identity.
+#
+# No machine idles billed: if anything fails before the agent takes over, or the
+# agent dies, this script puts its own output in the bucket as this boot's log, a
+# failed report in status/ saying why, and ends the machine (the cloud's way:
+# `boot_end` below). Run as `sh bootstrap.sh supervise` it skips the install and
+# only supervises the agent (the system service on a real machine does that).
 set -eu
 export PULUMI_ITERATIVE_BOOTSTRAP=1
+MODE="${1:-boot}"
+if [ "$MODE" != supervise ]; then
+  BOOT_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pulumi-iterative-boot.XXXXXX")"
+  BOOT_NAME="boot-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+  BOOT_STARTED="$(date +%s)"
+fi
+BOOT_LOG="$BOOT_DIR/boot.log"
+# Everything this script and the agent print also goes to the boot's log.
+mkfifo "$BOOT_DIR/out.$$"
+tee -a "$BOOT_LOG" <"$BOOT_DIR/out.$$" &
+exec >"$BOOT_DIR/out.$$" 2>&1
+rm -f "$BOOT_DIR/out.$$"
+
+# --- how this cloud stores a file in the task's bucket and ends a machine -------
+boot_upload() {  # boot_upload <local file> <path under the task's remote>
+  return 1
+}
+boot_end() {  # take this machine out of its group for good and power it off
+  :
+}
+
+
+json_text() {  # one line, safe inside a JSON string
+  tr -d '"\\' | tr -c '[:print:]' ' ' | cut -c1-300
+}
+say_why() {  # <reason>: the failed report of this boot, then its log
+  now="$(date +%s)"
+  reason="$(printf '%s' "$1" | json_text | sed 's/[|&]/ /g')"
+  if [ -s "$BOOT_DIR/crash-report.json" ] && [ -s "$BOOT_DIR/crash-report.path" ]; then
+    # The agent had started a report of its own: that one says it failed.
+    sed -e "s|@REASON@|$reason|" -e "s|@NOW@|$now|" \
+      "$BOOT_DIR/crash-report.json" >"$BOOT_DIR/report.json"
+    report_path="$(cat "$BOOT_DIR/crash-report.path")"
+  else
+    printf '{"machine": "%s", "index": -1, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
+      "$BOOT_NAME" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
+    report_path="status/$BOOT_NAME.json"
+  fi
+  boot_upload "$BOOT_LOG" "logs/$BOOT_NAME.log" || echo "could not store the boot log"
+  boot_upload "$BOOT_DIR/report.json" "$report_path" || echo "could not store the report"
+}
+on_exit() {
+  code=$?
+  trap - EXIT INT TERM
+  set +e
+  case "$code" in
+    0) exit 0 ;;  # the agent left the group, or the system service took over
+    143) exit 143 ;;  # the machine is being taken away: the group replaces it
+    3) echo "the agent could not leave the group; ending the machine" ;;
+    *)
+      last="$(grep -v '^$' "$BOOT_LOG" 2>/dev/null | tail -n 1)"
+      echo "$FAILURE (exit $code); ending the machine"
+      say_why "$FAILURE (exit $code): $last"
+      ;;
+  esac
+  boot_end
+  exit "$code"
+}
+FAILURE="bootstrap failed while installing the agent"
+trap on_exit EXIT
+trap 'exit 143' INT TERM
+
+if [ "$MODE" != supervise ]; then
 if [ -n "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ]; then
   # The documented skip switch (machine simulators only): no OS-level install.
   AGENT_PYTHON="$PULUMI_ITERATIVE_AGENT_PYTHON"
@@ -13,7 +82,8 @@ else
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip || {
+      echo "apt-get could not install Python"; exit 100; }
   elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 python3-pip
   elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
   fi
@@ -24,4 +94,57 @@ python3 -m venv /opt/pulumi-iterative
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
-exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0='
+  "$AGENT_PYTHON" -c 'import pulumi_iterative.agent' || {
+    echo "the agent is not importable by $AGENT_PYTHON"
+    exit 127
+  }
+  if false && [ -z "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ] && [ -d /run/systemd/system ]; then
+    # The agent as its own unit: on stop or shutdown it gets SIGTERM while the
+    # network is still up, and time for a last checkpoint.
+    FAILURE="bootstrap failed while starting the agent's service"
+    mkdir -p /var/lib/pulumi-iterative
+    cp "$0" /var/lib/pulumi-iterative/bootstrap.sh
+    cat >/etc/systemd/system/pulumi-iterative-agent.service <<UNIT
+[Unit]
+Description=pulumi-iterative agent, task train-abcdefgh12
+# Stopped before the network at shutdown, so the last checkpoint can reach the bucket.
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+Environment=HOME=/root
+Environment=PATH=$PATH
+Environment=AGENT_PYTHON=$AGENT_PYTHON
+Environment=BOOT_DIR=$BOOT_DIR
+Environment=BOOT_NAME=$BOOT_NAME
+Environment=BOOT_STARTED=$BOOT_STARTED
+ExecStart=/bin/sh /var/lib/pulumi-iterative/bootstrap.sh supervise
+# SIGTERM to the supervisor, which passes it to the agent (a last checkpoint, the
+# script stopped); everything left is killed only after the stop timeout.
+KillMode=mixed
+TimeoutStopSec=180
+Restart=no
+UNIT
+    systemctl daemon-reload
+    systemctl start --no-block pulumi-iterative-agent.service
+    echo "the agent runs as pulumi-iterative-agent.service"
+    exit 0
+  fi
+fi
+
+# Supervise the agent: forward SIGTERM to it, and end the machine if it dies.
+FAILURE="the agent died"
+"$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJsb2NhbCIsICJyZW1vdGUiOiB7ImVudiI6IHt9LCAicm9vdCI6ICIvdmFyL2J1Y2tldHMvdHJhaW4tYWJjZGVmZ2gxMiJ9LCAic2NoZW1hIjogMSwgInRhc2tfaWQiOiAidHJhaW4tYWJjZGVmZ2gxMiIsICJ2ZXJzaW9uIjogIjAuMS4wIn0=' --boot-dir "$BOOT_DIR" &
+AGENT_PID=$!
+STOPPING=0
+trap 'STOPPING=1; kill -TERM "$AGENT_PID" 2>/dev/null || true' INT TERM
+while :; do
+  wait "$AGENT_PID" && code=0 || code=$?
+  kill -0 "$AGENT_PID" 2>/dev/null || break  # woken by a signal: wait again
+done
+trap 'exit 143' INT TERM
+if [ "$STOPPING" = 1 ] && [ "$code" != 0 ] && [ "$code" != 3 ]; then
+  exit 143  # the agent took its last checkpoint; the machine goes away
+fi
+exit "$code"  # 0: done and left; 3: could not leave; else the agent died

@@ -87,6 +87,18 @@ CONNECTION_ERRORS = (
     ReadTimeoutError,
 )
 DEADLINE = 120.0  # seconds a call keeps retrying transient errors
+IAM_PROPAGATION = 120.0  # a new role or profile can be invisible to other services this long
+
+
+def iam_not_yet(code: str, message: str) -> bool:
+    """An instance profile made seconds ago, not yet visible to EC2 or Auto Scaling.
+
+    AWS says so only with a ValidationError and this text (Terraform's AWS provider
+    retries exactly this, for two minutes); every other ValidationError is final.
+    """
+    return code == "ValidationError" and "Invalid IAM Instance Profile" in message
+
+
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 15.0
 
@@ -112,13 +124,16 @@ def call(
     /,
     *,
     retry: Iterable[str] = (),
+    retry_when: Callable[[str, str], bool] | None = None,
     deadline: float = DEADLINE,
     **kwargs: Any,
 ) -> T:
     """fn(**kwargs), with errors classified once and transient ones retried.
 
     `retry` adds codes that are transient for this call only (for example
-    DependencyViolation while a security group's instances are still going away).
+    DependencyViolation while a security group's instances are still going away);
+    `retry_when(code, message)` the rare transient error AWS gives only a generic
+    code for (IAM propagation: see IAM_NOT_YET).
     """
     extra = frozenset(retry)
     end = time.monotonic() + deadline
@@ -132,7 +147,8 @@ def call(
             message = exc.response.get("Error", {}).get("Message", "") or str(exc)
             if code not in extra and code in NOT_FOUND:
                 raise NotFound(f"{op}: {code}: {message}") from exc
-            if not (code in extra or code in TRANSIENT or _status(exc) >= 500):
+            transient = code in extra or code in TRANSIENT or _status(exc) >= 500
+            if not (transient or (retry_when is not None and retry_when(code, message))):
                 raise AwsError(f"{op}: {code}: {message}", code) from exc
             failure: Exception = exc
             what = f"{op}: {code}"
@@ -271,5 +287,3 @@ def exists_ok(fn: Any, codes: Iterable[str], /, **kwargs: Any) -> Any:
         if exc.code in set(codes):
             return None
         raise
-
-

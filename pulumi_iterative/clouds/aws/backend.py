@@ -21,8 +21,8 @@ the task definition after the storage steps); delete removes those records:
 The backstop is scheduled before any machine starts, so no machine ever runs
 without it. Credentials are never stored anywhere: on the workstation boto3 and
 rclone use the caller's, on machines the instance role (IMDSv2). An endpoint
-override (AWS_ENDPOINT_URL, e.g. an emulator) is honoured by boto3 and passed to
-rclone through the remote's settings.
+override (AWS_ENDPOINT_URL, e.g. an emulator) is honoured by boto3 and rclone
+themselves, where they run: it is never stored in the task or the user-data.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import logging
 import re
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ... import __version__, agent_wheel, catalog
@@ -45,7 +45,7 @@ from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import access, pricing
-from .api import Aws, call, tag_list, wait_until
+from .api import Aws, AwsError, call, tag_list, wait_until
 from .names import Names, key, remote_env, s3_root
 from .resources import backstop, bucket, group, identity, launch_template, network
 
@@ -167,6 +167,14 @@ class Backend:
 
         def make_launch_template() -> None:
             image = launch_template.resolve_image(aws, spec.image)
+            if 0 < spec.disk_size < image.root_size:
+                # Every launch would fail and the task would stay queued until the backstop.
+                raise AwsError(
+                    f"disk_size: {spec.disk_size} GB is smaller than the root snapshot of "
+                    f"image {image.id} ({image.name}), {image.root_size} GB; use at least "
+                    f"{image.root_size}, or -1 for the image's own size",
+                    "InvalidBlockDeviceMapping",
+                )
             profile = (
                 {"Arn": place.permission_set}
                 if place.permission_set
@@ -273,7 +281,11 @@ class Backend:
     def install(self, ref: TaskRef) -> Install:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
         with the machine's own identity (no URL, token or key in the user-data). Either
-        way without its dependencies: the machine gets rclone and boto3, not Pulumi."""
+        way without its dependencies: the machine gets rclone and boto3, not Pulumi. The
+        agent runs as its own systemd unit; a failed boot ends its machine (`ending`)."""
+        return replace(self._install(ref), ending=machine_ending(ref), service=True)
+
+    def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("aws")
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
@@ -365,6 +377,55 @@ class Backend:
         wait_until(
             lambda: not remaining(), "the task's machines to terminate", deadline=STOP_DEADLINE
         )
+
+
+def machine_ending(ref: TaskRef) -> str:
+    """How an EC2 machine stores its failure and ends itself, before (or without) the
+    agent: curl signs S3 and Auto Scaling requests (SigV4) with the instance role's
+    credentials from IMDSv2; leaving the group decrements it, so no replacement comes,
+    and is retried for a minute; then the machine powers off, which the launch
+    template turns into termination. AWS_ENDPOINT_URL and the IMDS endpoint variable
+    are honoured as boto3 honours them (simulators set them; EC2 does not)."""
+    place = Place.from_ref(ref)
+    region, names = ref.region, Names(ref.task_id)
+    q = shlex.quote
+    s3_path = q(f"{place.bucket}/{place.prefix}".rstrip("/"))
+    return f"""\
+aws_session() {{  # the instance role's credentials and this instance's id, from IMDSv2
+  imds="${{AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}}"
+  imds="${{imds%/}}"
+  tok="$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \\
+    "$imds/latest/api/token")" || return 1
+  md() {{ curl -sf -m 5 -H "X-aws-ec2-metadata-token: $tok" "$imds/latest/meta-data/$1"; }}
+  INSTANCE="$(md instance-id)" || return 1
+  role="$(md iam/security-credentials/ | head -n 1)" || return 1
+  creds="$(md "iam/security-credentials/$role" | tr ',' '\\n')" || return 1
+  field() {{ printf '%s\\n' "$creds" | sed -n "s/.*\\"$1\\" *: *\\"\\([^\\"]*\\)\\".*/\\1/p"; }}
+  AK="$(field AccessKeyId)"; SK="$(field SecretAccessKey)"; ST="$(field Token)"
+  [ -n "$AK" ] && [ -n "$SK" ]
+}}
+aws_endpoint() {{  # <service>
+  echo "${{AWS_ENDPOINT_URL:-https://$1.{region}.amazonaws.com}}"
+}}
+boot_upload() {{
+  aws_session || return 1
+  curl -sf -m 30 --aws-sigv4 "aws:amz:{region}:s3" --user "$AK:$SK" \\
+    -H "x-amz-security-token: $ST" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
+    -T "$1" "$(aws_endpoint s3)/"{s3_path}"/$2"
+}}
+boot_end() {{
+  delay=2
+  until aws_session && curl -sf -m 30 --aws-sigv4 "aws:amz:{region}:autoscaling" \\
+      --user "$AK:$SK" -H "x-amz-security-token: $ST" \\
+      --data "Action=TerminateInstanceInAutoScalingGroup&Version=2011-01-01" \\
+      --data "InstanceId=$INSTANCE&ShouldDecrementDesiredCapacity=true" \\
+      "$(aws_endpoint autoscaling)/" >/dev/null; do
+    [ "$delay" -gt 32 ] && break  # about a minute: then power off all the same
+    echo "leaving group {names.group} failed; again in ${{delay}}s"
+    sleep "$delay"; delay=$((delay * 2))
+  done
+  shutdown -h now || poweroff
+}}"""
 
 
 def _tags(ref: TaskRef, names: Names) -> list[dict[str, str]]:

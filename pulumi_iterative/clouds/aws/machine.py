@@ -15,7 +15,8 @@ index comes from the bucket: `<remote>/claims/<index>.json` records
   3. else takes over an index whose claimant is no longer alive in the group
      and is not done (a replaced spot machine), by a conditional overwrite
      (If-Match: the ETag it read), so two replacements cannot both win;
-  4. else waits (a replacement may boot before the group has let go of the
+  4. else, if every index is done, leaves the group at once: nothing can come free;
+  5. else waits (a replacement may boot before the group has let go of the
      machine it replaces) and, after CLAIM_WAIT, leaves the group: it is surplus.
 An index is done when its machine left the group (decrementing the desired
 capacity, so no replacement will come for it): `leave_group` marks the claim done
@@ -36,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ...errors import NotFound
+from ...errors import LeftGroup, NotFound
 from ...records import BootConfig
 from ...storage import TASK_FILE
 from .api import AwsError, call, client
@@ -49,6 +50,10 @@ IMDS_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 TOKEN_TTL = 21600
 CLAIM_WAIT = 600.0  # seconds a machine waits for an index to come free
 LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict")
+# Leaving the group while it scales (another machine leaving, a launch) is refused
+# for a moment; a machine that cannot leave stays billed, so these are retried.
+LEAVE_TRANSIENT = ("ScalingActivityInProgress", "ResourceContention")
+LEAVE_DEADLINE = 60.0  # then the bootstrap ends the machine anyway
 
 
 class Imds:
@@ -103,6 +108,7 @@ class MachineSide:
         self.imds = Imds()
         self._instance = ""
         self._index: int | None = None
+        self._all_done = False  # the last claim round saw every index done
         self._document: dict[str, Any] | None = None
 
     # --- MachineSide -------------------------------------------------------------------
@@ -158,6 +164,8 @@ class MachineSide:
         autoscaling = client("autoscaling", self.region, on_machine=True)
         call(
             autoscaling.terminate_instance_in_auto_scaling_group,
+            retry=LEAVE_TRANSIENT,
+            deadline=LEAVE_DEADLINE,
             InstanceId=me,
             ShouldDecrementDesiredCapacity=True,
         )
@@ -176,10 +184,15 @@ class MachineSide:
                 found = None
             if found is not None:
                 return found
+            if self._all_done:
+                # Every index finished (say a machine that could not leave was ended and
+                # the group replaced it): nothing can come free, so leave now.
+                self.leave_group()
+                raise LeftGroup("every task index is done; this machine left the group")
             if time.monotonic() + delay > end:
                 log.warning("no index came free in %.0fs: this machine is surplus", CLAIM_WAIT)
                 self.leave_group()
-                raise RuntimeError("no task index is free for this machine; it left the group")
+                raise LeftGroup("no task index is free for this machine; it left the group")
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(15.0, delay * 2)
 
@@ -196,7 +209,9 @@ class MachineSide:
                 log.info("index %d: already claimed by this machine", index)
                 return index
         alive = self._alive()
-        for index in range(int(task["parallelism"])):
+        count = int(task["parallelism"])
+        self._all_done = all(claims.get(i, ({}, ""))[0].get("done") for i in range(count))
+        for index in range(count):
             found = claims.get(index)
             if found is None:
                 condition = {"IfNoneMatch": "*"}

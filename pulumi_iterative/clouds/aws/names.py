@@ -89,7 +89,10 @@ def endpoint_override(environ: Mapping[str, str] | None = None) -> str:
 
 def remote_env(region: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The non-secret rclone settings for S3: credentials always come from the
-    environment (the user's on the workstation, the instance role on machines)."""
+    environment (the user's on the workstation, the instance role on machines), and
+    so does an endpoint override: rclone's SDK honours AWS_ENDPOINT_URL(_S3) itself, so
+    the workstation's endpoint is never stored in the task (nor in a machine's
+    user-data); a machine uses its own environment's."""
     env = {
         "RCLONE_S3_PROVIDER": "AWS",
         "RCLONE_S3_ENV_AUTH": "true",
@@ -97,10 +100,7 @@ def remote_env(region: str, environ: Mapping[str, str] | None = None) -> dict[st
         # The bucket exists before anything is written; machines may not create buckets.
         "RCLONE_S3_NO_CHECK_BUCKET": "true",
     }
-    endpoint = endpoint_override(environ)
-    if endpoint:
-        env["RCLONE_S3_ENDPOINT"] = endpoint
-    if endpoint.startswith("http://"):
+    if endpoint_override(environ).startswith("http://"):
         # Plain HTTP (an emulator on loopback): the Go SDK's trailing checksums need
         # TLS, so send PutObject bodies unsigned and checksum only where required.
         env["RCLONE_S3_USE_UNSIGNED_PAYLOAD"] = "true"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
 from ....errors import NotFound
@@ -12,8 +13,19 @@ from .group import describe_group
 
 log = logging.getLogger(__name__)
 
-def put_backstop(aws: Aws, names: Names, when: float) -> None:
-    """At `when`, the group goes to zero machines whatever the agents do."""
+
+MIN_LEAD = 120.0  # AWS refuses a start time in the past; a long upload can put it there
+
+
+def backstop_time(deadline: float, now: float) -> float:
+    """When the backstop acts: at the deadline, but never before it can be scheduled."""
+    return max(deadline, now + MIN_LEAD)
+
+
+def put_backstop(aws: Aws, names: Names, deadline: float) -> None:
+    """Shortly after `deadline` (computed now, as the action is put), the group goes to
+    zero machines whatever the agents do."""
+    when = backstop_time(deadline, time.time())
     call(
         aws.autoscaling.put_scheduled_update_group_action,
         AutoScalingGroupName=names.group,

@@ -14,7 +14,8 @@ BUCKET_DELETE_DEADLINE = 120.0  # a bucket written to while it is being emptied
 
 
 def create_bucket(aws: Aws, bucket: str, tags: list[dict[str, str]]) -> None:
-    """A private bucket: public access blocked, encrypted at rest (SSE-S3), tagged."""
+    """A private bucket: public access blocked, encrypted at rest (SSE-S3), tagged, and
+    incomplete multipart uploads aborted after a day."""
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if aws.region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
@@ -46,6 +47,22 @@ def create_bucket(aws: Aws, bucket: str, tags: list[dict[str, str]]) -> None:
         },
     )
     call(aws.s3.put_bucket_tagging, retry=just_made, Bucket=bucket, Tagging={"TagSet": tags})
+    # An upload cut off mid-way (a preempted machine) leaves billed parts nobody sees.
+    call(
+        aws.s3.put_bucket_lifecycle_configuration,
+        retry=just_made,
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "abort-incomplete-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
+    )
 
 
 def check_bucket(aws: Aws, bucket: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from ....errors import NotFound
-from ..api import Aws, call, exists_ok, wait_until
+from ..api import IAM_PROPAGATION, Aws, call, exists_ok, iam_not_yet, wait_until
 from ..names import TASK_TAG, Names
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def mixed_instances_policy(names: Names, types: tuple[str, ...], spot: float) ->
         "SpotAllocationStrategy": "capacity-optimized",
     }
     if spot > 0:
-        distribution["SpotMaxPrice"] = f"{spot:g}"
+        distribution["SpotMaxPrice"] = plain_price(spot)
     return {
         "LaunchTemplate": {
             "LaunchTemplateSpecification": {
@@ -52,6 +53,12 @@ def mixed_instances_policy(names: Names, types: tuple[str, ...], spot: float) ->
         },
         "InstancesDistribution": distribution,
     }
+
+
+def plain_price(price: float) -> str:
+    """A price as AWS reads it: a plain decimal (`0.00001`, never `1e-05`)."""
+    text = format(Decimal(repr(float(price))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def create_group(
@@ -67,6 +74,8 @@ def create_group(
     exists_ok(
         aws.autoscaling.create_auto_scaling_group,
         ("AlreadyExists",),
+        retry_when=iam_not_yet,
+        deadline=IAM_PROPAGATION,
         AutoScalingGroupName=names.group,
         MinSize=0,
         MaxSize=parallelism,

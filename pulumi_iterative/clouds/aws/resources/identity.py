@@ -6,8 +6,11 @@ import json
 import logging
 from typing import Any
 
-from ..api import Aws, call, exists_ok, gone, partition
+from ....errors import NotFound
+from ....storage import AGENT_DIR, BOOTSTRAP_FILE, TASK_FILE
+from ..api import IAM_PROPAGATION, Aws, AwsError, call, exists_ok, gone, partition
 from ..names import IAM_PATH, Names
+from ..permissions import BOUNDARY_NAME, MACHINE_OBJECT_ACTIONS, boundary_arn, boundary_policy
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +29,12 @@ EC2_TRUST = {
 def task_policy(aws: Aws, names: Names, bucket: str, prefix: str) -> dict[str, Any]:
     """What a machine may do: read and write its task's objects, list only its own
     prefix, see groups (Describe has no resource-level scope), and terminate
-    instances only in its own group."""
+    instances only in its own group. It may never rewrite or delete what the
+    workstation wrote for it (the task definition, bootstrap, agent wheel): a
+    machine that could would make refresh lose the task, or later boots run its code."""
     part = partition(aws.region)
-    objects = f"arn:{part}:s3:::{bucket}/{prefix}/*" if prefix else f"arn:{part}:s3:::{bucket}/*"
+    base = f"arn:{part}:s3:::{bucket}/{prefix}" if prefix else f"arn:{part}:s3:::{bucket}"
+    objects = f"{base}/*"
     listing: dict[str, Any] = {
         "Sid": "ListTaskPrefix",
         "Effect": "Allow",
@@ -47,8 +53,18 @@ def task_policy(aws: Aws, names: Names, bucket: str, prefix: str) -> dict[str, A
             {
                 "Sid": "TaskObjects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Action": list(MACHINE_OBJECT_ACTIONS),
                 "Resource": objects,
+            },
+            {
+                "Sid": "KeepTheWorkstationsObjects",
+                "Effect": "Deny",
+                "Action": ["s3:PutObject", "s3:DeleteObject"],
+                "Resource": [
+                    f"{base}/{TASK_FILE}",
+                    f"{base}/{BOOTSTRAP_FILE}",
+                    f"{base}/{AGENT_DIR}/*",
+                ],
             },
             listing,
             {
@@ -70,13 +86,27 @@ def task_policy(aws: Aws, names: Names, bucket: str, prefix: str) -> dict[str, A
 def create_identity(
     aws: Aws, names: Names, bucket: str, prefix: str, tags: list[dict[str, str]]
 ) -> None:
-    """An IAM role for EC2 with the task-scoped inline policy, and its instance profile."""
+    """An IAM role for EC2 with the task-scoped inline policy, and its instance profile.
+
+    The role carries the account's permissions boundary: the caller may make roles
+    only with it, so no role it makes can do more than the boundary allows."""
     exists = ("EntityAlreadyExists",)
+    boundary = boundary_arn(aws.account, partition(aws.region))
+    try:
+        call(aws.iam.get_policy, PolicyArn=boundary)
+    except NotFound as exc:
+        raise AwsError(
+            f"the permissions boundary {boundary} does not exist; an administrator creates "
+            f"it once per account (README, 'Permissions'): aws iam create-policy --path "
+            f"{IAM_PATH} --policy-name {BOUNDARY_NAME} --policy-document file://boundary.json",
+            "NoSuchEntity",
+        ) from exc
     exists_ok(
         aws.iam.create_role,
         exists,
         RoleName=names.role,
         Path=IAM_PATH,
+        PermissionsBoundary=boundary,
         AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
         Description=f"pulumi-iterative task {names.task_id}: its own bucket prefix and group",
         Tags=tags,
@@ -94,13 +124,31 @@ def create_identity(
         Path=IAM_PATH,
         Tags=tags,
     )
-    profile = call(aws.iam.get_instance_profile, InstanceProfileName=names.instance_profile)
+    # Just made: IAM may answer NoSuchEntity for a while (eventual consistency).
+    just_made = {"retry": ("NoSuchEntity",), "deadline": IAM_PROPAGATION}
+    profile = call(
+        aws.iam.get_instance_profile, **just_made, InstanceProfileName=names.instance_profile
+    )
     if not any(r["RoleName"] == names.role for r in profile["InstanceProfile"]["Roles"]):
         call(
             aws.iam.add_role_to_instance_profile,
+            **just_made,
             InstanceProfileName=names.instance_profile,
             RoleName=names.role,
         )
+
+
+def create_boundary(aws: Aws, buckets: tuple[str, ...] = ()) -> str:
+    """What an administrator does once per account (tests use it as the admin)."""
+    made = exists_ok(
+        aws.iam.create_policy,
+        ("EntityAlreadyExists",),
+        PolicyName=BOUNDARY_NAME,
+        Path=IAM_PATH,
+        PolicyDocument=json.dumps(boundary_policy(partition(aws.region), buckets)),
+        Description="pulumi-iterative: the most any task's machine role may do",
+    )
+    return str(made["Policy"]["Arn"]) if made else boundary_arn(aws.account)
 
 
 def delete_identity(aws: Aws, names: Names) -> None:

@@ -15,6 +15,7 @@ from ..names import Names
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Image:
     id: str
