@@ -143,14 +143,21 @@ class Agent:
         if manifest is None:
             manifest = sync.latest(self.rclone, sync.BASE)
         checkpointer = sync.Checkpointer(
-            self.rclone, self.workdir, lineage, self.machine, self.definition.exclude
+            self.rclone,
+            self.workdir,
+            lineage,
+            self.machine,
+            self.definition.exclude,
+            background_gc=True,
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         if manifest is not None:
             local = sync.restore(self.rclone, manifest, self.workdir)
-            checkpointer.adopt(manifest, local)
+            checkpointer.adopt(manifest, local, manifest.base)
             self.explicit = manifest.kind == "explicit"
             self.note(f"restored generation {manifest.gen} ({len(local)} files)")
+        # Changes from the kernel from now on, not walks (a walk stays the safety net).
+        checkpointer.watch()
         # Only a restored workdir may be checkpointed: a half-restored one would
         # become the newest generation and lose the real one.
         self.checkpointer = checkpointer
