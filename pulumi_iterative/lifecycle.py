@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, registry, sync
+from . import __version__, logsegments, registry, reportnames, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -25,12 +24,14 @@ from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
 from .status import Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
-from .storage import BOOTSTRAP_FILE, LOGS, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .storage import BOOTSTRAP_FILE, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 1000  # per machine, in status outputs; `logs` gives everything
+LOG_TAIL_BYTES = 64 * 1024  # ... and at most this much of each,
+LOG_TAIL_TOTAL = 1024 * 1024  # and this much in all: the state file stays small
 
 
 def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
@@ -94,14 +95,24 @@ class Reports:
 
 
 def reports(ref: TaskRef) -> Reports:
-    """Every boot's status report, in one read of the status folder."""
-    try:
-        found = read_json_objects(rclone_for(ref).cat(Remote.from_dict(ref.remote).path(STATUS)))
-    except NotFound:
-        return Reports(())
+    """Every boot's status report, from one listing of the status folder (the reports
+    are in the objects' names; see reportnames), plus a read of the few whole objects
+    there: a stop marker, an older agent's report, a report whose name was cut."""
+    rclone = rclone_for(ref)
+    folder = rclone.remote.path(STATUS)
+    listed = [e["Path"] for e in rclone.list(folder, recursive=True)]
+    named = reportnames.newest(p for p in listed if "/" in p)
+    whole = sorted(p for p in listed if "/" not in p and p.endswith(".json"))
+    whole += sorted(path for path, _, cut in named.values() if cut)
+    found = read_json_objects(rclone.cat_many(folder, whole)) if whole else []
     stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
-    boots = tuple(BootReport.from_dict(r) for r in found if not StopMarker.is_one(r))
-    return Reports(boots, stops[-1] if stops else None)
+    boots = {r.machine: r for _, r, cut in named.values() if not cut}
+    for r in found:
+        if not StopMarker.is_one(r):
+            report = BootReport.from_dict(r)
+            boots.setdefault(report.machine, report)
+    ordered = tuple(boots[m] for m in sorted(boots))
+    return Reports(ordered, stops[-1] if stops else None)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
@@ -116,7 +127,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
-    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in fetch_logs(ref).items()} if with_logs else {}
+    logs = tail_logs(ref, len(found.boots)) if with_logs else {}
     return TaskStatus(
         status.state,
         status.counts,
@@ -143,16 +154,41 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
 
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
-    """machine -> log text, with one transfer of the logs folder."""
-    rclone = rclone_for(ref)
-    with tempfile.TemporaryDirectory(prefix="iterative-logs-") as tmp:
-        rclone.download_dir(rclone.remote.path(LOGS), tmp)
-        return {p.stem: p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.log"))}
+    """machine -> its whole log, from one listing and one transfer of the segments."""
+    got = logsegments.fetch(rclone_for(ref))
+    return {m: blob.decode(errors="replace") for m, (blob, _, _) in got.items()}
 
 
-def _tail(text: str, lines: int) -> str:
-    parts = text.splitlines(keepends=True)
-    return "".join(parts[-lines:])
+def new_log_bytes(ref: TaskRef, seen: dict[str, int]) -> dict[str, bytes]:
+    """machine -> its log bytes past `seen` (updated): only the segments not fetched yet."""
+    out = {}
+    for m, (blob, _, end) in logsegments.fetch(rclone_for(ref), since=seen).items():
+        if blob:
+            out[m] = blob
+        seen[m] = max(seen.get(m, 0), end)
+    return out
+
+
+def tail_logs(ref: TaskRef, machines: int) -> dict[str, str]:
+    """machine -> the end of its log, capped in lines and bytes (a runaway log must not
+    grow the Pulumi state); a cut log starts with a note saying how to see all of it."""
+    cap = max(4096, min(LOG_TAIL_BYTES, LOG_TAIL_TOTAL // max(machines, 1)))
+    out = {}
+    for m, (blob, _, end) in logsegments.fetch(rclone_for(ref), tail=cap).items():
+        text = blob[-cap:].decode(errors="replace")
+        cut = end - min(len(blob), cap)
+        lines = text.splitlines(keepends=True)
+        if cut > 0 or len(lines) > LOG_TAIL_LINES:
+            lines = lines[1:] if cut > 0 else lines  # the first line may be partial
+            lines = lines[-LOG_TAIL_LINES:]
+            shown = sum(len(line.encode()) for line in lines)
+            note = (
+                f"[... {end - shown} earlier bytes not shown; "
+                f"`pulumi-iterative logs {ref.task_id}` prints the whole log]\n"
+            )
+            lines.insert(0, note)
+        out[m] = "".join(lines)
+    return out
 
 
 def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False) -> int:

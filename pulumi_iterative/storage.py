@@ -347,6 +347,14 @@ class Rclone:
             if self._on_daemon("operations/delete", params) is _NO_DAEMON:
                 self.run("delete", directory, "--files-from-raw", listing)
 
+    def delete_file(self, path: str) -> None:
+        """Remove one object (one request, no listing); missing is fine."""
+        fs, folder, name = self._split(path)
+        params = {"fs": fs, "remote": f"{folder}/{name}" if folder else name}
+        with contextlib.suppress(NotFound):
+            if self._on_daemon("operations/deletefile", params) is _NO_DAEMON:
+                self.run("deletefile", path)
+
     def purge(self, path: str) -> None:
         """Remove path and everything under it; missing is fine."""
         with contextlib.suppress(NotFound):

@@ -23,12 +23,14 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import clouds, sync
+from .. import clouds, reportnames, sync
 from ..clouds.base import MachineSide
+from ..logsegments import LogShipper
 from ..records import BootConfig, BootReport, TaskDefinition
-from ..storage import LOGS, STATUS, TASK_FILE, Rclone, Remote, machine_name
+from ..storage import STATUS, TASK_FILE, Rclone, Remote, machine_name
 from .bootstrap import decode_config
 from .client import SOCKET_ENV
 
@@ -56,7 +58,11 @@ class Agent:
         self.explicit = False  # the script asked for a consistency point
         self.stop = threading.Event()  # SIGTERM: the machine is going away
         self.report = BootReport(self.machine, self.index, self.boot, self.instance)
-        self.uploaded_log_size = -1
+        self.report_lock = threading.Lock()
+        self.report_writes = 0
+        self.report_name = ""
+        self.log_lock = threading.Lock()
+        self.log_shipper = LogShipper(self.rclone, self.log_path, self.machine)
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
 
@@ -69,18 +75,25 @@ class Agent:
     # --- the bucket ---------------------------------------------------------------
 
     def write_report(self, **fields: Any) -> None:
-        self.report = self.report.with_(**fields, updated=time.time())
-        body = json.dumps(self.report.to_dict(), sort_keys=True).encode() + b"\n"
-        self.rclone.write(self.remote.path(STATUS, f"{self.machine}.json"), body)
+        """A new object whose name carries the report (status reads names only), then
+        the previous one removed: a reader that lists in between takes the newer."""
+        with self.report_lock:
+            self.report = self.report.with_(**fields, updated=time.time())
+            self.report_writes += 1
+            name = reportnames.object_name(self.report, self.report_writes)
+            self.rclone.write(self.remote.path(STATUS, name), reportnames.body(self.report))
+            previous, self.report_name = self.report_name, name
+            if previous:
+                try:
+                    self.rclone.delete_file(self.remote.path(STATUS, previous))
+                except Exception as exc:  # a stale report costs a listing entry, not truth
+                    log.warning("could not remove the previous report: %s", exc)
 
-    def upload_log(self) -> None:
-        try:
-            size = self.log_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size != self.uploaded_log_size:
-            self.rclone.upload_file(self.log_path, self.remote.path(LOGS, f"{self.machine}.log"))
-            self.uploaded_log_size = size
+    def upload_log(self, *, force: bool = True) -> None:
+        """Ship the log's new bytes as a segment (forced: now; else when the shipper's
+        interval says so)."""
+        with self.log_lock:
+            self.log_shipper.ship(force=force)
 
     def note(self, message: str) -> None:
         """A line in the task's log from the agent itself, so users see what happened."""
@@ -112,23 +125,32 @@ class Agent:
         # request each instead of a process each. Started from the main thread (it
         # dies with the thread that started it); it comes up while task.json is read.
         self.rclone.start_daemon()
-        self.task = task = TaskDefinition.from_dict(
-            json.loads(self.rclone.cat(self.remote.path(TASK_FILE)))
-        )
-        earlier = [
-            e
-            for e in self.rclone.list(self.remote.path(STATUS))
-            if e["Path"].startswith(f"{self.index}-")
-        ]
-        restarts = len(earlier)
-        self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
-        self.write_report()
-        try:
-            resumed = self.restore()
-        except Exception as exc:
-            if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
-                return self.taken_away_at_boot()
-            return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
+        # The task, the earlier boots and the newest generation are read side by side,
+        # and the "running" report goes up while the workdir is restored: a
+        # replacement's script starts after one round trip plus the restore.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="boot") as pool:
+            reading = pool.submit(self.rclone.cat, self.remote.path(TASK_FILE))
+            listing = pool.submit(self.rclone.list, self.remote.path(STATUS), recursive=True)
+            finding = pool.submit(self.newest_generation)
+            self.task = task = TaskDefinition.from_dict(json.loads(reading.result()))
+            earlier = {
+                e["Path"].split("/")[0].removesuffix(".json")
+                for e in listing.result()
+                if e["Path"].startswith(f"{self.index}-")
+            }
+            restarts = len(earlier)
+            self.report = self.report.with_(
+                state="running", started=time.time(), restarts=restarts
+            )
+            reporting = pool.submit(self.write_report)
+            try:
+                resumed = self.restore(*finding.result())
+            except Exception as exc:
+                reporting.result()
+                if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
+                    return self.taken_away_at_boot()
+                return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
+            reporting.result()
         if self.stop.is_set():
             return self.taken_away_at_boot()
         remaining = task.deadline - time.time()
@@ -136,12 +158,15 @@ class Agent:
             return self.finish("timeout", None, "the task's timeout passed before this boot")
         return self.supervise(self.start_script(restarts, resumed), remaining)
 
-    def restore(self) -> bool:
+    def newest_generation(self) -> tuple[sync.Manifest | None, bool]:
+        """The newest generation of this index, else the upload from create; resumed?"""
         lineage = sync.lineage_of(self.index)
-        manifest = sync.latest(self.rclone, lineage)
-        resumed = manifest is not None
-        if manifest is None:
-            manifest = sync.latest(self.rclone, sync.BASE)
+        found = {m.lineage: m for m in sync.manifests(self.rclone, [lineage, sync.BASE])}
+        manifest = found.get(lineage)
+        return (manifest, True) if manifest is not None else (found.get(sync.BASE), False)
+
+    def restore(self, manifest: sync.Manifest | None, resumed: bool) -> bool:
+        lineage = sync.lineage_of(self.index)
         checkpointer = sync.Checkpointer(
             self.rclone,
             self.workdir,
@@ -221,7 +246,7 @@ class Agent:
                 self.background_checkpoint("auto")
                 next_checkpoint = time.monotonic() + interval
             if now >= next_log:
-                self.safe(self.upload_log)
+                self.safe(lambda: self.upload_log(force=False))
                 next_log = time.monotonic() + LOG_INTERVAL
             self.stop.wait(0.2)
         code = proc.returncode
@@ -263,6 +288,7 @@ class Agent:
     def finish(self, state: str, code: int | None, reason: str) -> int:
         if self.checkpointer is not None:
             self.safe(lambda: self.checkpoint("final"))
+            self.safe(self.checkpointer.close)  # the cleanup behind it, before leaving
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
         self.safe(self.upload_log)
         self.safe(
