@@ -64,8 +64,10 @@ def measure(
 ) -> Row:
     rclone = Rclone(start.ours)
     rclone.start_daemon()
-    ckpt = sync.Checkpointer(rclone, tree.root, sync.lineage_of(0), "0-bench")
+    # As the agent runs it: changes from inotify, cleanup off the critical path.
+    ckpt = sync.Checkpointer(rclone, tree.root, sync.lineage_of(0), "0-bench", background_gc=True)
     ckpt.adopt(start.base_manifest, sync.scan(tree.root))
+    ckpt.watch()
     epoch = scratch.path("epochs") / f"{start.baseline.replace('/', '_').replace(':', '_')}.txt"
     epoch.unlink(missing_ok=True)
 
@@ -97,6 +99,7 @@ def measure(
                 for samples in (ours_t, base_t, ours_r, base_r):
                     samples.clear()
     finally:
+        ckpt.close()
         rclone.stop_daemon()
     row = Row(
         "1. checkpoint",

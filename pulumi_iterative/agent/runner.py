@@ -114,7 +114,7 @@ class Agent:
             current = self.checkpointer.current
         if manifest is not None:
             self.write_report(generation=manifest.seq)
-            self.safe(self.upload_log)  # the log up to a durable point is worth keeping too
+            self.safe(lambda: self.upload_log(force=False))  # on its interval, not per checkpoint
         return current.seq if current is not None else None
 
     # --- the run ------------------------------------------------------------------
