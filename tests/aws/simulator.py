@@ -150,6 +150,8 @@ class MachineSimulator:
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
+            # The agent under test is this checkout's (the machine's own install is skipped).
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         }
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(

@@ -26,7 +26,9 @@ from typing import Any
 BACKSTOP_GRACE = 60.0  # after the deadline, the agent's own timeout handling goes first
 STOP_GRACE = 20.0  # after SIGTERM on stop, machines get this long to checkpoint
 MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is given up on
-MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
+# PYTHONPATH too: the machine's agent is the workstation's own code, as on a cloud
+# (where the provider installs its own version), also when that code is a checkout.
+MACHINE_ENV = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 TICK = 0.1
 
 
