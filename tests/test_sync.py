@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import packs, sync
-from pulumi_iterative.errors import TransferError
+from pulumi_iterative.errors import NotFound, TransferError
 from pulumi_iterative.storage import Rclone, Remote
 
 
@@ -759,3 +759,91 @@ def test_random_walk_restores_exactly_what_landed(
             assert tree(wd) == landed
         if op not in ("write", "delete"):  # only these change the bucket
             check(wd)
+
+
+# --- packs, deltas and inotify ----------------------------------------------------------
+
+
+def test_a_watching_checkpointer_sees_every_kind_of_change(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    """With inotify: new folders (and files written into them at once), deletes, renames
+    of files and folders, rewrites; every generation restores exactly the workdir."""
+    put(wd, "a.txt", "a0")
+    put(wd, "d/b.txt", "b0")
+    put(wd, "d/e/c.txt", "c0")
+    put(wd, "skip/x.txt", "x")
+    cp = start(rclone, wd, exclude=("skip/",))
+    assert cp.watch()
+    put(wd, "new/deep/n.txt", "n0")  # a folder and its file, before any watch on it
+    (wd / "a.txt").unlink()
+    put(wd, "d/b.txt", "b1")
+    put(wd, "skip/y.txt", "y")
+    m = cp.checkpoint("auto")
+    assert m is not None and m.parent == "base/00000000"  # a delta, not every file again
+    dest = tmp_path / "r1"
+    boot(rclone, dest, exclude=("skip/",))
+    assert tree(dest) == {"d/b.txt": "b1", "d/e/c.txt": "c0", "new/deep/n.txt": "n0"}
+    (wd / "d").rename(wd / "moved")
+    (wd / "new" / "deep" / "n.txt").rename(wd / "n2.txt")
+    put(wd, "moved/e/c2.txt", "c2")
+    m = cp.checkpoint("auto")
+    assert m is not None
+    dest = tmp_path / "r2"
+    boot(rclone, dest, exclude=("skip/",))
+    want = {"moved/b.txt": "b1", "moved/e/c.txt": "c0", "moved/e/c2.txt": "c2", "n2.txt": "n0"}
+    assert tree(dest) == want
+    assert cp.checkpoint("auto") is None  # nothing changed since
+    cp.close()
+
+
+def test_a_full_manifest_follows_many_changes(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync, "DELTA_MIN", 2)
+    for i in range(4):
+        put(wd, f"f{i}.txt", "0")
+    cp = start(rclone, wd)
+    put(wd, "f0.txt", "1")
+    m1 = cp.checkpoint("auto")
+    assert m1 is not None and m1.parent == "base/00000000"
+    for i in range(4):
+        put(wd, f"f{i}.txt", "22")
+    m2 = cp.checkpoint("auto")
+    assert m2 is not None and not m2.parent  # too many changes for a delta: whole
+    put(wd, "f1.txt", "333")
+    m3 = cp.checkpoint("auto")
+    assert m3 is not None and m3.parent == m2.gen
+    assert {o for o in stored_keys(rclone) if o.startswith("manifests/i0/")} == {
+        "manifests/i0/00000002.json",
+        "manifests/i0/00000003.delta.json",
+    }
+    dest = tmp_path / "r"
+    boot(rclone, dest)
+    assert tree(dest) == {"f0.txt": "22", "f1.txt": "333", "f2.txt": "22", "f3.txt": "22"}
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["processes", "daemon"])
+def test_a_torn_or_missing_pack_is_detected(
+    rclone: Rclone, wd: Path, tmp_path: Path, daemon: bool
+) -> None:
+    """Through `rclone cat` and through the daemon's object stream alike."""
+    if daemon:
+        rclone.start_daemon()
+    for i in range(5):
+        put(wd, f"f{i}.txt", f"body {i}" * 20)
+    base = sync.upload_base(rclone, wd, ())
+    (pack,) = (Path(rclone.remote.root) / "data" / "packs").rglob("*.tar")
+    body = pack.read_bytes()
+    pack.write_bytes(body[: len(body) // 2])  # torn: cut short
+    with pytest.raises(TransferError, match="torn"):
+        sync.restore(rclone, base, tmp_path / "r1")
+    pack.write_bytes(body.replace(b"body 3", b"BODY 3"))  # same length, other bytes
+    with pytest.raises(TransferError, match="torn"):
+        sync.restore(rclone, base, tmp_path / "r2")
+    pack.unlink()
+    with pytest.raises(NotFound):
+        sync.restore(rclone, base, tmp_path / "r3")
+    pack.write_bytes(body)
+    assert sync.restore(rclone, base, tmp_path / "r4").keys() == base.files.keys()
+    rclone.stop_daemon()
