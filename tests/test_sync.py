@@ -847,3 +847,17 @@ def test_a_torn_or_missing_pack_is_detected(
     pack.write_bytes(body)
     assert sync.restore(rclone, base, tmp_path / "r4").keys() == base.files.keys()
     rclone.stop_daemon()
+
+
+def test_long_and_unicode_names_round_trip_through_packs(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    long = "/".join(["a-rather-long-folder-name"] * 6) + "/données-été.txt"
+    put(wd, long, "long")
+    put(wd, "ünï/çødé.txt", "unicode")
+    put(wd, "plain.txt", "plain")
+    base = sync.upload_base(rclone, wd, ())
+    assert all(e.pack for e in base.files.values())
+    dest = tmp_path / "r"
+    sync.restore(rclone, base, dest)
+    assert tree(dest) == tree(wd)
