@@ -139,9 +139,7 @@ class Agent:
                 if e["Path"].startswith(f"{self.index}-")
             }
             restarts = len(earlier)
-            self.report = self.report.with_(
-                state="running", started=time.time(), restarts=restarts
-            )
+            self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
             reporting = pool.submit(self.write_report)
             try:
                 resumed = self.restore(*finding.result())
