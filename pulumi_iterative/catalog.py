@@ -26,6 +26,7 @@ __all__ = [
     "GENERIC_SIZES",
     "CatalogError",
     "Machine",
+    "cloud_catalog",
     "default_region",
     "known_clouds",
     "normalize_cloud",
@@ -72,10 +73,13 @@ def normalize_cloud(name: str) -> str:
     return cloud
 
 
-def _catalog(cloud: str) -> CloudCatalog:
+def cloud_catalog(cloud: str) -> CloudCatalog:
     from .clouds import CLOUDS
 
     return CLOUDS[cloud].catalog()
+
+
+_catalog = cloud_catalog
 
 
 def default_region(cloud: str) -> str:

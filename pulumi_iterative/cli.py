@@ -1,6 +1,7 @@
 """The command line: the task lifecycle without Pulumi.
 
     pulumi-iterative run task.yaml          create, follow logs, pull outputs, delete
+    pulumi-iterative price task.yaml        what it would cost (no cloud call)
     pulumi-iterative create|status|logs|list|pull|stop|delete ...
     pulumi-iterative checkpoint             on a task's machine: a consistency point
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -20,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle, registry
+from . import cost, lifecycle, registry
+from .arguments import ARGUMENTS
 from .errors import IterativeError, SpecError
-from .spec import parse_spec
+from .spec import TaskSpec, parse_spec
 from .status import TaskStatus
 from .task import TaskRef
 
@@ -62,83 +65,63 @@ def _load_task_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _spec_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
+    """The task file's arguments, then the flags over them: a scalar flag replaces the
+    file's value, a map flag adds entries, a list flag adds items."""
     raw: dict[str, Any] = {}
     base = Path.cwd()
     if args.task_file:
         raw = _load_task_file(args.task_file)
         base = Path(args.task_file).resolve().parent  # a task file's paths are its own
     storage = dict(raw.get("storage") or {})
-    flags = {
-        "cloud": args.cloud,
-        "region": args.region,
-        "machine": args.machine,
-        "disk_size": args.disk_size,
-        "spot": args.spot,
-        "image": args.image,
-        "parallelism": args.parallelism,
-        "timeout": args.timeout,
-        "name": args.name,
-        "permission_set": args.permission_set,
-        "preempt_interval": args.preempt_interval,
-        "preempt_notice": args.preempt_notice,
-    }
-    raw.update({k: v for k, v in flags.items() if v is not None})
-    if args.script:
-        raw["script"] = (
-            Path(args.script[1:]).read_text() if args.script.startswith("@") else args.script
-        )
-    for key, flag in (
-        ("environment", args.env),
-        ("secret_environment", args.secret_env),
-        ("tags", args.tag),
-    ):
-        if flag:
-            raw[key] = {**(raw.get(key) or {}), **_key_values(flag, f"--{key}")}
-    if args.workdir is not None:
-        storage["workdir"] = args.workdir
-        base = Path.cwd()
-    for key in ("output", "container"):
-        if getattr(args, key) is not None:
-            storage[key] = getattr(args, key)
-    if args.exclude:
-        storage["exclude"] = list(storage.get("exclude") or []) + args.exclude
-    if args.checkpoint_interval is not None:
-        storage["checkpoint_interval"] = args.checkpoint_interval
+    for arg in ARGUMENTS:
+        given = getattr(args, arg.name, None)
+        if arg.flag == "-" or given is None or given == []:
+            continue
+        group = storage if arg.group == "storage" else raw
+        if arg.kind == "map":
+            given = {**(group.get(arg.field) or {}), **_key_values(given, arg.cli_flag)}
+        elif arg.kind == "list":
+            given = list(group.get(arg.field) or []) + given
+        elif arg.kind == "text" and given.startswith("@"):
+            given = Path(given[1:]).read_text()
+        group[arg.field] = given
+        if arg.name == "storage.workdir":
+            base = Path.cwd()  # a path typed in the shell is the shell's
     if storage:
         raw["storage"] = storage
     return parse_spec(raw, base_dir=base)
 
 
+_TYPES = {"int": int, "number": float}
+_METAVARS = {"--env": "NAME[=VALUE]", "--secret-env": "NAME[=VALUE]", "--exclude": "PATTERN"}
+
+
 def _add_task_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("task_file", nargs="?", help="YAML or TOML file with the task's arguments")
-    p.add_argument("--cloud", help="local, aws, gcp, azure or k8s")
-    p.add_argument("--region")
-    p.add_argument("--machine", help="s, m, l, xl, m+t4, ... or a native type")
-    p.add_argument("--disk-size", type=int)
-    p.add_argument("--spot", type=float, help="-1 on-demand, 0 spot at market, >0 max price")
-    p.add_argument("--image")
-    p.add_argument("--parallelism", type=int)
-    p.add_argument("--timeout", help="seconds or a duration like 2h30m")
-    p.add_argument("--script", help="the script text, or @file")
-    p.add_argument("--env", action="append", metavar="NAME[=VALUE]")
-    p.add_argument("--secret-env", action="append", metavar="NAME[=VALUE]")
-    p.add_argument("--workdir")
-    p.add_argument("--output")
-    p.add_argument("--exclude", action="append", metavar="PATTERN")
-    p.add_argument("--container")
-    p.add_argument("--checkpoint-interval", type=float)
-    p.add_argument("--permission-set")
-    p.add_argument("--tag", action="append", metavar="NAME=VALUE")
-    p.add_argument("--name")
-    p.add_argument(
-        "--preempt-interval", type=float, help="local cloud: seconds between rehearsed preemptions"
-    )
-    p.add_argument(
-        "--preempt-notice",
-        type=float,
-        help="local cloud: seconds of SIGTERM notice before the kill (0: none)",
-    )
+    for arg in ARGUMENTS:
+        if arg.flag == "-":
+            continue
+        text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", arg.help).replace("`", "")
+        text = re.sub(r"\*\*(\w[^*]*)\*\*", r"\1", text).replace("%", "%%")
+        if arg.kind == "text":
+            text += " (the text, or @file)"
+        if arg.kind in ("map", "list"):
+            p.add_argument(
+                arg.cli_flag,
+                dest=arg.name,
+                action="append",
+                metavar=_METAVARS.get(arg.cli_flag, "NAME=VALUE"),
+                help=text,
+            )
+        else:
+            p.add_argument(
+                arg.cli_flag,
+                dest=arg.name,
+                type=_TYPES.get(arg.kind),
+                metavar=arg.field.upper(),
+                help=text,
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,8 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "create, follow logs, pull outputs, delete"),
         ("create", "create and start a task, print its id"),
+        ("price", "what the task would cost, from the price snapshot (no cloud call)"),
     ):
-        _add_task_flags(sub.add_parser(name, help=text))
+        p = sub.add_parser(name, help=text)
+        _add_task_flags(p)
+        if name == "create":
+            p.add_argument(
+                "--dry-run", action="store_true", help="check the task and print its estimate"
+            )
     for name, text in (
         ("status", "show a task's status"),
         ("stop", "stop the machines"),
@@ -162,7 +151,12 @@ def _parser() -> argparse.ArgumentParser:
         ("logs", "print the logs"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("task_id")
+        p.add_argument(
+            "task_id",
+            metavar="TASK",
+            help="a task id from this workstation's list, or the task's `ref` output as a "
+            "JSON file (`-` reads it from stdin), e.g. from `pulumi stack output ref --json`",
+        )
         if name == "status":
             p.add_argument("--json", action="store_true")
         if name == "logs":
@@ -191,6 +185,32 @@ def _print_status(ref: TaskRef, status: TaskStatus) -> None:
             "  restarts: "
             + ", ".join(f"index {i}: {n}" for i, n in sorted(status.restarts.items()))
         )
+    if status.cost is not None:
+        _print_cost(status.cost)
+
+
+def _print_cost(spent: cost.Spend) -> None:
+    print("  " + spent.summary())
+    for b in spent.boots:
+        where = f" {b.zone}" if b.zone else ""
+        index = b.index if b.index is not None else "-"
+        print(
+            f"    {b.machine:<16} index {index:<4} {b.type}{where}  "
+            f"{cost.duration(b.seconds)} ({b.timed_by} times)  {cost.money(b.cost, spent.currency)}"
+        )
+    if len(spent.per_index) > 1:
+        print(
+            "    per index: "
+            + ", ".join(f"{i}: {cost.money(c, spent.currency)}" for i, c in spent.per_index.items())
+        )
+
+
+def _print_estimate(spec: Any) -> None:
+    found = cost.estimate(spec)
+    for line in found.lines():
+        print(line)
+    for warning in found.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
@@ -213,19 +233,49 @@ def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
         time.sleep(FOLLOW_POLL)
 
 
+def _create(spec: TaskSpec) -> TaskRef:
+    ref = lifecycle.create(spec, progress=True)
+    registry.remember(ref)
+    return ref
+
+
+def _delete(ref: TaskRef, *, pull_outputs: bool = True) -> int:
+    pulled = lifecycle.delete(ref, pull_outputs=pull_outputs, progress=True)
+    registry.forget_quietly(ref.task_id)
+    return pulled
+
+
+def _find(task: str) -> TaskRef:
+    """A task by id (this workstation's list) or by its `ref` output (any workstation)."""
+    if task != "-" and not task.endswith(".json"):
+        return registry.load(task)
+    try:
+        text = sys.stdin.read() if task == "-" else Path(task).read_text()
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("ref"), dict):
+            data = data["ref"]  # the whole `pulumi stack output --json`
+        return TaskRef.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IterativeError(
+            f"{task}: expected a task's `ref` output as JSON "
+            f"(`pulumi stack output ref --json`): {exc}"
+        ) from exc
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
-    ref = lifecycle.create(spec, progress=True)
+    _print_estimate(spec)
+    ref = _create(spec)
     print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
     try:
         status = follow(ref)
     except KeyboardInterrupt:
         print("\nstopping: the machines take a last checkpoint, then outputs come home")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not half-delete
-        lifecycle.delete(ref, progress=True)
+        _delete(ref)
         return 130
     _print_status(ref, status)
-    pulled = lifecycle.delete(ref, progress=True)
+    pulled = _delete(ref)
     if ref.output:
         print(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
     return status.exit_code
@@ -235,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO
-        if args.verbose or args.command in ("run", "create")
+        if args.verbose or args.command in ("run", "create", "delete")
         else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
@@ -257,16 +307,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "run":
         return _run(args)
+    if cmd == "price":
+        _print_estimate(_spec_from_args(args))
+        return 0
     if cmd == "create":
-        ref = lifecycle.create(_spec_from_args(args), progress=True)
+        spec = _spec_from_args(args)
+        if args.dry_run:
+            _print_estimate(spec)
+            return 0
+        ref = _create(spec)
         print(ref.task_id)
         return 0
     if cmd == "list":
         for ref in registry.all_refs():
-            state = lifecycle.read(ref, with_logs=False).state.value
+            status = lifecycle.read(ref, with_logs=False)
+            spent = status.cost
+            figure = cost.money(spent.total, spent.currency) if spent and spent.boots else "-"
             print(
-                f"{ref.task_id}  {ref.cloud:<6} {state:<10} "
-                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(ref.created))}"
+                f"{ref.task_id}  {ref.cloud:<6} {status.state.value:<10} "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(ref.created))}  {figure}"
             )
         return 0
     if cmd == "checkpoint":
@@ -280,7 +339,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             print(f"generation {gen} is durable")
         return 0
-    ref = registry.load(args.task_id)
+    ref = _find(args.task_id)
     if cmd == "status":
         status = lifecycle.read(ref, with_logs=False)
         if args.json:
@@ -305,7 +364,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"stopped {ref.task_id}; storage kept (delete removes it)")
         return 0
     if cmd == "delete":
-        n = lifecycle.delete(ref, pull_outputs=not args.no_pull, progress=True)
+        n = _delete(ref, pull_outputs=not args.no_pull)
         print(f"deleted {ref.task_id}" + (f"; brought {n} output file(s) home" if n else ""))
         return 0
     raise IterativeError(f"unknown command {cmd}")

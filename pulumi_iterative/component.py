@@ -3,69 +3,72 @@
 A ComponentResource (`iterative:index:IterativeTask`) owning one dynamic `Task`
 resource whose provider does the work. Arguments left unset come from stack
 config (`pulumi config set iterative:cloud local`), so a team sets them once per
-stack; arguments given here win.
+stack; arguments given here win. The arguments, their stack-config keys and which of
+them are secret come from the one declaration in arguments.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields, make_dataclass
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import Resource
 
+from .arguments import ARGUMENTS, BY_NAME, FIELDS, SECRET, Argument
 from .provider import OUTPUTS, TaskProvider
 
-# Stack config keys read as defaults, with how to read each.
-_CONFIG_DEFAULTS = (
-    "cloud",
-    "region",
-    "machine",
-    "disk_size",
-    "spot",
-    "image",
-    "parallelism",
-    "timeout",
-    "permission_set",
-    "preempt_interval",
-    "preempt_notice",
+_PYTHON_TYPES: dict[str, Any] = {
+    "str": str,
+    "text": str,
+    "int": int,
+    "number": float,
+    "duration": int | str,
+    "map": dict[str, str],
+    "list": list[str],
+}
+
+
+def _field(arg: Argument) -> tuple[str, Any, Any]:
+    return (arg.field, pulumi.Input[_PYTHON_TYPES[arg.kind]] | None, field(default=None))
+
+
+def _args_class(name: str, members: list[tuple[str, Any, Any]], doc: str) -> type:
+    """A dataclass with one optional field per declared argument (None = not given)."""
+    made = make_dataclass(name, members)
+    made.__module__ = __name__
+    made.__doc__ = doc
+    return made
+
+
+def _doc(intro: str, args: list[Argument]) -> str:
+    return intro + "".join(f"\n    {a.field}: {a.help}" for a in args)
+
+
+_STORAGE_ARGS = [a for a in ARGUMENTS if a.group == "storage"]
+Storage = _args_class(
+    "Storage",
+    [_field(a) for a in _STORAGE_ARGS],
+    _doc(
+        "What goes up, what comes back: `workdir` is uploaded at create and restored on\n"
+        "every machine; `output` (inside workdir) comes home on `pulumi destroy`.\n",
+        _STORAGE_ARGS,
+    ),
 )
-
-
-@dataclass
-class Storage:
-    """What goes up, what comes back: `workdir` is uploaded at create and restored on
-    every machine; `output` (inside workdir) comes home on `pulumi destroy`."""
-
-    workdir: pulumi.Input[str] = ""
-    output: pulumi.Input[str] = ""
-    exclude: pulumi.Input[list[str]] = field(default_factory=list)
-    container: pulumi.Input[str] = ""
-    container_opts: pulumi.Input[dict[str, str]] = field(default_factory=dict)
-    checkpoint_interval: pulumi.Input[float] | None = None
-
-
-@dataclass
-class IterativeTaskArgs:
-    """All arguments of IterativeTask; see the README's argument reference."""
-
-    cloud: pulumi.Input[str] | None = None
-    region: pulumi.Input[str] | None = None
-    machine: pulumi.Input[str] | None = None
-    disk_size: pulumi.Input[int] | None = None
-    spot: pulumi.Input[float] | None = None
-    image: pulumi.Input[str] | None = None
-    parallelism: pulumi.Input[int] | None = None
-    timeout: pulumi.Input[int | str] | None = None
-    environment: pulumi.Input[dict[str, str]] | None = None
-    secret_environment: pulumi.Input[dict[str, str]] | None = None
-    script: pulumi.Input[str] | None = None
-    storage: Storage | dict[str, Any] | None = None
-    permission_set: pulumi.Input[str] | None = None
-    tags: pulumi.Input[dict[str, str]] | None = None
-    name: pulumi.Input[str] | None = None
-    preempt_interval: pulumi.Input[float] | None = None
-    preempt_notice: pulumi.Input[float] | None = None
+IterativeTaskArgs = _args_class(
+    "IterativeTaskArgs",
+    [
+        ("storage", Storage | dict[str, Any] | None, field(default=None))
+        if name == "storage"
+        else _field(BY_NAME[name])
+        for name in FIELDS
+    ],
+    _doc(
+        "All arguments of IterativeTask, each optional here: unset ones come from stack\n"
+        "config or their defaults. `storage` is a Storage or a plain dict.\n",
+        [a for a in ARGUMENTS if a.group != "storage"],
+    ),
+)
 
 
 class Task(Resource, module="iterative", name="Task"):
@@ -84,6 +87,7 @@ class IterativeTask(pulumi.ComponentResource):
     logs: pulumi.Output[list[str]]
     addresses: pulumi.Output[list[str]]
     ref: pulumi.Output[dict[str, Any]]
+    bucket: pulumi.Output[str]
 
     def __init__(
         self,
@@ -96,8 +100,9 @@ class IterativeTask(pulumi.ComponentResource):
         props = _props(args, kwargs)
         child_opts = pulumi.ResourceOptions(
             parent=self,
-            # Outputs derived from the secrets are secret too, whatever their name.
-            additional_secret_outputs=["secret_environment"],
+            # Outputs derived from the secrets are secret too, whatever their name; so are
+            # the values the environment took from the creator's shell.
+            additional_secret_outputs=[*SECRET, "inherited"],
         )
         self.task = Task(resource_name, props, child_opts)
         self.task_id = self.task.task_id  # type: ignore[attr-defined]
@@ -106,10 +111,13 @@ class IterativeTask(pulumi.ComponentResource):
         self.logs = self.task.logs  # type: ignore[attr-defined]
         self.addresses = self.task.addresses  # type: ignore[attr-defined]
         self.ref = self.task.ref  # type: ignore[attr-defined]
+        self.bucket = self.task.bucket  # type: ignore[attr-defined]
         self.register_outputs(
             {
                 "task_id": self.task_id,
                 "status": self.status,
+                "bucket": self.bucket,
+                "ref": self.ref,
                 "events": self.events,
                 "logs": self.logs,
                 "addresses": self.addresses,
@@ -132,14 +140,18 @@ def _props(args: IterativeTaskArgs | None, kwargs: dict[str, Any]) -> dict[str, 
     if isinstance(storage, Storage):
         merged["storage"] = {k: v for k, v in _fields(storage).items() if v is not None}
     config = pulumi.Config("iterative")
-    for key in _CONFIG_DEFAULTS:
-        if key not in merged and config.get(key) is not None:
-            merged[key] = config.get(key)
-    config_tags = config.get_object("tags")
-    if isinstance(config_tags, dict):
-        merged["tags"] = {**config_tags, **(merged.get("tags") or {})}
-    if "secret_environment" in merged:
-        merged["secret_environment"] = pulumi.Output.secret(merged["secret_environment"])
+    for arg in ARGUMENTS:
+        if arg.stack_config == "value" and arg.name not in merged:
+            value = config.get(arg.name)
+            if value is not None:
+                merged[arg.name] = value
+        elif arg.stack_config == "merge":
+            found = config.get_object(arg.name)
+            if isinstance(found, dict):
+                merged[arg.name] = {**found, **(merged.get(arg.name) or {})}
+    for name in SECRET:
+        if name in merged:
+            merged[name] = pulumi.Output.secret(merged[name])
     return merged
 
 

@@ -4,18 +4,22 @@ A backend supplies the cloud's parts (bucket, machines, group view); this module
 adds what is the same everywhere: the workdir upload as generation `base`, the
 task definition in the bucket, the bootstrap, status from the bucket's reports,
 and pulling outputs before anything is removed. The provider and the CLI both
-call these functions, so they behave the same.
+call these functions, so they behave the same. Nothing here writes to the
+workstation's home (the task list that lets the CLI find a task by id is kept,
+best-effort, by the CLI and the provider), so a CI runner with a read-only or
+absent home directory can create, refresh and destroy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, logsegments, registry, reportnames, sync
+from . import __version__, agent_wheel, catalog, cost, logsegments, reportnames, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -24,7 +28,14 @@ from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
 from .status import Event, TaskStatus, summarize
 from .steps import Step, run_steps, teardown
-from .storage import BOOTSTRAP_FILE, STATUS, TASK_FILE, Rclone, Remote, read_json_objects
+from .storage import (
+    AGENT_DIR,
+    BOOTSTRAP_FILE,
+    STATUS,
+    TASK_FILE,
+    Rclone,
+    Remote,
+)
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
@@ -40,8 +51,9 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
 
 def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
     rclone = rclone_for(ref, progress=progress)
+    install = backend.install(ref)
     bootstrap = render_bootstrap(
-        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), backend.install(ref)
+        BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
 
     def upload() -> None:
@@ -54,7 +66,18 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
+    def upload_agent() -> None:
+        # A version PyPI does not have: machines fetch this wheel with their own identity
+        # (each cloud's install() says how). It goes with the bucket or prefix. From a
+        # file, so rclone knows its size and makes one plain upload (no multipart).
+        with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
+            wheel = Path(tmp) / agent_wheel.wheel_name()
+            wheel.write_bytes(agent_wheel.build_wheel())
+            rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
+
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
+    if install.wheel_from_bucket:
+        common.insert(0, Step("Upload agent", upload_agent))
     return backend.storage_steps(ref) + common + backend.machine_steps(ref, spec, bootstrap)
 
 
@@ -71,6 +94,7 @@ def task_definition(spec: TaskSpec, ref: TaskRef) -> bytes:
             secret_environment=dict(spec.secret_environment),
             exclude=spec.storage.exclude,
             checkpoint_interval=spec.storage.checkpoint_interval,
+            pricing=dict(ref.pricing),
         ).to_dict(),
         sort_keys=True,
     ).encode()
@@ -80,10 +104,24 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
     made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
-    ref = replace(ref, made=made)
-    registry.save(ref)
-    return ref
+    return replace(ref, made=made)
+
+
+def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pricing:
+    """The snapshot's prices, with the cloud's live spot prices where it offers them (asked
+    here, at create, never at preview). Without them the snapshot stands."""
+    live_prices = getattr(backend, "live_prices", None)  # optional in the contract
+    if live_prices is None or not spec.is_spot or spec.notional_price:
+        return cost.pricing_for(spec)
+    types = catalog.resolve_machine(spec.cloud, spec.machine).types
+    try:
+        live = dict(live_prices(ref.region, types))
+    except Exception as exc:  # a price is worth a log line, not a failed create
+        log.warning("live prices unavailable (%s); using the snapshot", exc)
+        return cost.pricing_for(spec)
+    return cost.pricing_for(spec, live, f"{spec.cloud} live spot prices at create")
 
 
 @dataclass(frozen=True)
@@ -98,32 +136,21 @@ def reports(ref: TaskRef) -> Reports:
     """Every boot's status report, from one listing of the status folder (the reports
     are in the objects' names; see reportnames), plus a read of the few whole objects
     there: a stop marker, an older agent's report, a report whose name was cut."""
-    rclone = rclone_for(ref)
-    folder = rclone.remote.path(STATUS)
-    listed = [e["Path"] for e in rclone.list(folder, recursive=True)]
-    named = reportnames.newest(p for p in listed if "/" in p)
-    whole = sorted(p for p in listed if "/" not in p and p.endswith(".json"))
-    whole += sorted(path for path, _, cut in named.values() if cut)
-    found = read_json_objects(rclone.cat_many(folder, whole)) if whole else []
-    stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
-    boots = {r.machine: r for _, r, cut in named.values() if not cut}
-    for r in found:
-        if not StopMarker.is_one(r):
-            report = BootReport.from_dict(r)
-            boots.setdefault(report.machine, report)
-    ordered = tuple(boots[m] for m in sorted(boots))
-    return Reports(ordered, stops[-1] if stops else None)
+    boots, stopped = reportnames.read_all(rclone_for(ref))
+    return Reports(tuple(boots), stopped)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
     found = reports(ref)
+    machines = backend.machines(ref)
+    now = time.time()
     status = summarize(
         found.boots,
-        backend.machines(ref),
+        machines,
         parallelism=ref.parallelism,
         deadline=ref.deadline,
-        now=time.time(),
+        now=now,
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
@@ -136,6 +163,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         tuple(events),
         status.addresses,
         logs,
+        cost.spend(cost.Pricing.from_dict(ref.pricing), found.boots, machines, now=now),
     )
 
 
@@ -215,6 +243,7 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     """
     backend = get_backend(ref.cloud)
     backend.stop(ref)  # machines take a last checkpoint on their way down
+    final_cost(ref)
     pulled = 0
     if pull_outputs and ref.output and ref.workdir:
         try:
@@ -228,8 +257,19 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
             ) from exc
     made = ref.made if ref.made is not None else backend.legacy_made(ref)
     teardown(made, lambda m: backend.remove(ref, m))
-    registry.forget(ref.task_id)
     return pulled
+
+
+def final_cost(ref: TaskRef) -> cost.Spend | None:
+    """The task's spend once its machines are stopped, logged (delete prints it)."""
+    try:
+        spent = read(ref, with_logs=False).cost
+    except Exception as exc:  # a figure must never stop a delete (the bucket may be gone)
+        log.debug("no final cost: %s", exc)
+        return None
+    if spent is not None and spent.boots:
+        log.info("%s: %s", ref.task_id, spent.summary())
+    return spent
 
 
 def exists(ref: TaskRef) -> bool:
@@ -243,5 +283,4 @@ def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     new = replace(ref, output=spec.storage.output)
     rclone = rclone_for(new)
     rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
-    registry.save(new)
     return new

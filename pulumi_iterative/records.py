@@ -65,10 +65,12 @@ class TaskDefinition:
     secret_environment: Mapping[str, str] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
     checkpoint_interval: float = 0.0
+    pricing: Mapping[str, Any] = field(default_factory=dict)  # cost.Pricing.to_dict(): budget
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["pricing"] = dict(self.pricing)
         d["environment"] = dict(self.environment)
         d["secret_environment"] = dict(self.secret_environment)
         d["exclude"] = list(self.exclude)
@@ -89,6 +91,7 @@ class TaskDefinition:
             },
             exclude=tuple(str(e) for e in d.get("exclude") or ()),
             checkpoint_interval=float(d.get("checkpoint_interval") or 0.0),
+            pricing=dict(d.get("pricing") or {}),
             schema=int(d.get("schema", SCHEMA)),
         )
 
@@ -101,7 +104,7 @@ class BootReport:
     index: int
     boot: str
     instance: str = ""  # the cloud's id for the machine
-    state: str = ""  # running, succeeded, failed, timeout, interrupted
+    state: str = ""  # running, succeeded, failed, timeout, budget, interrupted
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
@@ -109,6 +112,10 @@ class BootReport:
     restarts: int = 0
     generation: int | None = None  # the newest checkpoint this boot made
     updated: float | None = None
+    # Cost (cost.py). New fields go last: records are also built positionally.
+    checkpointed: float | None = None  # when it made it (work after it is lost to a preemption)
+    machine_type: str = ""  # the native type, if the machine's metadata says
+    launched: float | None = None  # when the cloud launched it, if its metadata says
     schema: int = SCHEMA
 
     def with_(self, **changes: Any) -> BootReport:
@@ -130,6 +137,8 @@ class BootReport:
             index=int(d.get("index", -1)),
             boot=str(d.get("boot", "")),
             instance=str(d.get("instance") or ""),
+            machine_type=str(d.get("machine_type") or ""),
+            launched=opt("launched", float),
             state=str(d.get("state") or ""),
             started=opt("started", float),
             finished=opt("finished", float),
@@ -137,6 +146,7 @@ class BootReport:
             reason=str(d.get("reason") or ""),
             restarts=int(d.get("restarts") or 0),
             generation=opt("generation", int),
+            checkpointed=opt("checkpointed", float),
             updated=opt("updated", float),
             schema=int(d.get("schema", SCHEMA)),
         )

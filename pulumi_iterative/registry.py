@@ -1,14 +1,22 @@
-"""The workstation's list of tasks it created, so the CLI can find them by id."""
+"""The workstation's list of tasks it created, so the CLI can find them by id.
+
+A convenience of one workstation, never something a task depends on: `remember` and
+`forget_quietly` are what the CLI and the provider call, and a home directory that
+cannot be written (a CI runner, Pulumi Deployments) is a warning, not a failure.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 
 from .errors import IterativeError
 from .paths import home
 from .task import TaskRef, check_task_id
+
+log = logging.getLogger(__name__)
 
 
 def save(ref: TaskRef) -> None:
@@ -45,3 +53,24 @@ def all_refs() -> list[TaskRef]:
 def forget(task_id: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         (home() / "tasks" / f"{task_id}.json").unlink()
+
+
+def remember(ref: TaskRef) -> bool:
+    """`save`, if this workstation lets us; False (and a warning) if its home cannot be
+    written. RuntimeError: no home directory can be determined at all."""
+    try:
+        save(ref)
+    except (OSError, RuntimeError) as exc:
+        log.warning(
+            "task %s is not in this workstation's task list (%s); the CLI reaches it by its "
+            "ref (`pulumi stack output ref --json`)",
+            ref.task_id,
+            exc,
+        )
+        return False
+    return True
+
+
+def forget_quietly(task_id: str) -> None:
+    with contextlib.suppress(OSError, RuntimeError):
+        forget(task_id)

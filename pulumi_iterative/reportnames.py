@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .records import BootReport
+from .records import BootReport, StopMarker
+from .storage import STATUS, Rclone, read_json_objects
 
 NAME_LIMIT = 240  # bytes in the last path part: under every file system's 255 and S3's 1024
 FIELDS = (  # BootReport field -> key in the name
@@ -30,6 +31,9 @@ FIELDS = (  # BootReport field -> key in the name
     ("restarts", "restarts"),
     ("generation", "gen"),
     ("updated", "updated"),
+    ("checkpointed", "ckpt"),
+    ("launched", "launched"),
+    ("machine_type", "type"),
     ("instance", "inst"),
     ("reason", "why"),
 )
@@ -98,3 +102,22 @@ def newest(paths: Iterable[str]) -> dict[str, tuple[str, BootReport, bool]]:
         if machine not in best or n > best[machine][0]:
             best[machine] = (n, path, report, cut)
     return {m: (p, r, c) for m, (_, p, r, c) in best.items()}
+
+
+def read_all(rclone: Rclone) -> tuple[list[BootReport], StopMarker | None]:
+    """Every boot's newest report, from one listing of status/, plus a read of the few
+    whole objects there: a stop marker, an older agent's report, a report whose name
+    was cut. And the newest stop marker, if the task was stopped."""
+    folder = rclone.remote.path(STATUS)
+    listed = [e["Path"] for e in rclone.list(folder, recursive=True)]
+    named = newest(p for p in listed if "/" in p)
+    whole = sorted(p for p in listed if "/" not in p and p.endswith(".json"))
+    whole += sorted(path for path, _, cut in named.values() if cut)
+    found = read_json_objects(rclone.cat_many(folder, whole)) if whole else []
+    stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
+    boots = {r.machine: r for _, r, cut in named.values() if not cut}
+    for r in found:
+        if not StopMarker.is_one(r):
+            report = BootReport.from_dict(r)
+            boots.setdefault(report.machine, report)
+    return [boots[m] for m in sorted(boots)], (stops[-1] if stops else None)

@@ -3,12 +3,19 @@
 `parse_spec` collects every problem at once and raises SpecError whose entries
 name the field and the fix. It never calls a cloud, so `pulumi preview` can run
 it. The spec round-trips through plain dicts (`to_dict`/`from_dict`) because
-Pulumi state and the CLI's task files are plain data.
+Pulumi state and the CLI's task files are plain data. The arguments, their
+defaults and the unknown-field message come from arguments.py.
+
+For Pulumi state the spec is kept portable (`portable=True`, `resolve_env=False`):
+the workdir relative to the project and shell-inherited environment entries as
+declared, so every checkout of a team's stack parses to the same value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,14 +24,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import catalog
+from .arguments import (
+    DEFAULT_PREEMPT_INTERVAL,
+    FIELDS,
+    STORAGE_FIELDS,
+    default,
+)
 from .errors import FieldError, SpecError
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 24 * 3600
-DEFAULT_CHECKPOINT_INTERVAL = 10.0
-DEFAULT_PREEMPT_INTERVAL = 60.0
-DEFAULT_PREEMPT_NOTICE = 5.0
 MAX_PARALLELISM = 1000
 # The agent sets these; a user value would silently lose.
 RESERVED_ENV = frozenset(
@@ -34,44 +43,20 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!]+$")
 _TASK_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
-
-FIELDS = (
-    "cloud",
-    "region",
-    "machine",
-    "disk_size",
-    "spot",
-    "image",
-    "parallelism",
-    "timeout",
-    "environment",
-    "secret_environment",
-    "script",
-    "storage",
-    "permission_set",
-    "tags",
-    "name",
-    "preempt_interval",
-    "preempt_notice",
-)
-STORAGE_FIELDS = (
-    "workdir",
-    "output",
-    "exclude",
-    "container",
-    "container_opts",
-    "checkpoint_interval",
-)
+ENV_MAPS = ("environment", "secret_environment")
 
 
 @dataclass(frozen=True)
 class StorageSpec:
-    workdir: str = ""  # absolute path of the local folder uploaded; "" = nothing uploaded
-    output: str = ""  # path relative to workdir brought back on delete/pull; "" = nothing
+    # The folder uploaded, as the program declared it: relative to the Pulumi project (or
+    # the task file), `~/...`, or absolute; "" = nothing uploaded. Kept in this portable
+    # form so every checkout compares equal; `resolve_workdir` finds it in this checkout.
+    workdir: str = default("storage.workdir")
+    output: str = default("storage.output")  # relative to workdir, comes home on delete/pull
     exclude: tuple[str, ...] = ()  # rclone filter patterns never uploaded
-    container: str = ""  # existing bucket[/prefix] to use instead of a new one
+    container: str = default("storage.container")  # existing bucket[/prefix] to use
     container_opts: tuple[tuple[str, str], ...] = ()
-    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL
+    checkpoint_interval: float = default("storage.checkpoint_interval")
 
 
 @dataclass(frozen=True)
@@ -80,19 +65,23 @@ class TaskSpec:
     region: str
     machine: str
     script: str
-    disk_size: int = -1
-    spot: float = -1.0
-    image: str = "ubuntu"
-    parallelism: int = 1
-    timeout: int = DEFAULT_TIMEOUT
+    disk_size: int = default("disk_size")
+    spot: float = default("spot")
+    image: str = default("image")
+    parallelism: int = default("parallelism")
+    timeout: int = default("timeout")
+    # Entries with an empty value (and glob names) are taken from the shell: as parsed
+    # for state they stay declared ("" values); `with_shell_values` fills them in.
     environment: tuple[tuple[str, str], ...] = ()
     secret_environment: tuple[tuple[str, str], ...] = ()
     storage: StorageSpec = field(default_factory=StorageSpec)
-    permission_set: str = ""
+    permission_set: str = default("permission_set")
     tags: tuple[tuple[str, str], ...] = ()
-    name: str = ""
-    preempt_interval: float = 0.0  # local cloud: seconds between rehearsed preemptions
-    preempt_notice: float = DEFAULT_PREEMPT_NOTICE  # local cloud: SIGTERM this long before kill
+    name: str = default("name")
+    preempt_interval: float = default("preempt_interval")  # local cloud: rehearsed preemptions
+    preempt_notice: float = default("preempt_notice")  # local cloud: SIGTERM this long before kill
+    budget: float = default("budget")  # most the task may spend, in its prices' currency
+    notional_price: float = default("notional_price")  # local cloud: price per machine-hour
 
     @property
     def is_spot(self) -> bool:
@@ -108,9 +97,15 @@ class TaskSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
-        """Rebuild a spec already validated (from state); re-validates to be safe."""
-        return parse_spec(data, resolve_env=False, check_paths=False)
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> TaskSpec:
+        """Rebuild a spec already validated (from state); re-validates to be safe.
+
+        Environment stays as declared and the workdir portable: a state written with an
+        absolute workdir inside `base_dir` (default: here) reads as the relative path.
+        """
+        return parse_spec(
+            data, base_dir=base_dir, resolve_env=False, check_paths=False, portable=True
+        )
 
 
 def parse_spec(
@@ -121,12 +116,16 @@ def parse_spec(
     environ: Mapping[str, str] | None = None,
     resolve_env: bool = True,
     check_paths: bool = True,
+    portable: bool = False,
 ) -> TaskSpec:
     """Validate and normalize task inputs; raise SpecError naming every bad field.
 
     `defaults` fill absent keys (stack config); `base_dir` anchors a relative
     workdir; `environ` is where empty environment values and glob names are
-    looked up (the user's shell, not the machine's).
+    looked up (the user's shell, not the machine's). With `resolve_env=False` they
+    stay as declared. With `portable=True` the workdir stays as declared (relative
+    to `base_dir` when inside it) instead of becoming this checkout's absolute path:
+    the form Pulumi state keeps, equal from every checkout.
     """
     p = _Parser(
         raw,
@@ -134,7 +133,7 @@ def parse_spec(
         Path(base_dir or os.getcwd()),
         os.environ if environ is None else environ,
     )
-    spec = p.parse(resolve_env=resolve_env, check_paths=check_paths)
+    spec = p.parse(resolve_env=resolve_env, check_paths=check_paths, portable=portable)
     if p.errors:
         raise SpecError(p.errors)
     assert spec is not None
@@ -161,7 +160,7 @@ class _Parser:
             value = self.defaults.get(name)
         return default if value is None or value == "" else value
 
-    def parse(self, *, resolve_env: bool, check_paths: bool) -> TaskSpec | None:
+    def parse(self, *, resolve_env: bool, check_paths: bool, portable: bool) -> TaskSpec | None:
         if not isinstance(self.raw, Mapping):
             self.err("inputs", "expected a mapping of task arguments")
             return None
@@ -174,20 +173,20 @@ class _Parser:
             "region",
             cloud,
             catalog.resolve_region,
-            catalog.default_region(cloud) if cloud else "us-east",
+            catalog.default_region(cloud) if cloud else default("region"),
         )
-        machine = self.catalog_name("machine", cloud, catalog.resolve_machine, "m")
-        image = self.catalog_name("image", cloud, catalog.resolve_image, "ubuntu")
+        machine = self.catalog_name("machine", cloud, catalog.resolve_machine, default("machine"))
+        image = self.catalog_name("image", cloud, catalog.resolve_image, default("image"))
         disk_size = self.integer(
             "disk_size",
-            -1,
+            default("disk_size"),
             low=-1,
             high=65536,
             fix="use -1 for the image's default size, or a size in GB",
         )
         if disk_size == 0:
             self.err("disk_size", "0 GB cannot hold an OS; use -1 for the image default")
-        spot = self.number("spot", -1.0)
+        spot = self.number("spot", default("spot"))
         if spot is not None and spot < 0 and spot != -1:
             self.err(
                 "spot",
@@ -195,9 +194,13 @@ class _Parser:
                 "market price, or a positive maximum price per hour",
             )
         parallelism = self.integer(
-            "parallelism", 1, low=1, high=MAX_PARALLELISM, fix="use a machine count from 1 to 1000"
+            "parallelism",
+            default("parallelism"),
+            low=1,
+            high=MAX_PARALLELISM,
+            fix="use a machine count from 1 to 1000",
         )
-        timeout = self.duration("timeout", DEFAULT_TIMEOUT)
+        timeout = self.duration("timeout", default("timeout"))
         environment = self.env("environment", resolve_env)
         secret_environment = self.env("secret_environment", resolve_env)
         clash = sorted(dict(environment).keys() & dict(secret_environment).keys())
@@ -207,8 +210,8 @@ class _Parser:
                 f"{', '.join(clash)} also set in environment; keep each variable in one of the two",
             )
         script = self.script()
-        storage = self.storage(check_paths)
-        permission_set = self.get("permission_set", "")
+        storage = self.storage(check_paths, portable)
+        permission_set = self.get("permission_set", default("permission_set"))
         if not isinstance(permission_set, str):
             self.err(
                 "permission_set",
@@ -216,7 +219,7 @@ class _Parser:
             )
             permission_set = ""
         tags = self.string_map("tags", allow_glob=False)
-        name = self.get("name", "")
+        name = self.get("name", default("name"))
         if not isinstance(name, str) or (name and not _TASK_NAME.match(name)):
             self.err(
                 "name",
@@ -224,12 +227,18 @@ class _Parser:
                 "hyphens, starting and ending with a letter or digit",
             )
             name = ""
-        preempt_interval = self.number("preempt_interval", 0.0)
-        preempt_notice = self.number("preempt_notice", DEFAULT_PREEMPT_NOTICE)
+        preempt_interval = self.number("preempt_interval", default("preempt_interval"))
+        preempt_notice = self.number("preempt_notice", default("preempt_notice"))
         if preempt_interval is not None and preempt_interval < 0:
             self.err("preempt_interval", "must be 0 (off) or a number of seconds")
         if preempt_notice is not None and preempt_notice < 0:
             self.err("preempt_notice", "must be 0 (kill without notice) or seconds of notice")
+        budget = self.number("budget", 0.0)
+        if budget is not None and budget < 0:
+            self.err("budget", "must be 0 (no limit) or the most the task may spend, e.g. 20")
+        notional_price = self.number("notional_price", 0.0)
+        if notional_price is not None and notional_price < 0:
+            self.err("notional_price", "must be 0 (free) or a price per machine-hour, e.g. 0.53")
         if cloud == "local" and spot is not None and spot >= 0 and not preempt_interval:
             preempt_interval = DEFAULT_PREEMPT_INTERVAL
 
@@ -253,11 +262,32 @@ class _Parser:
             name=name,
             preempt_interval=float(preempt_interval or 0.0),
             preempt_notice=float(preempt_notice if preempt_notice is not None else 0),
+            budget=float(budget or 0.0),
+            notional_price=float(notional_price or 0.0),
         )
         from .clouds import get  # the cloud's own rules: data only, no SDK
 
         self.errors.extend(get(cloud).validate(spec))
+        if spec.budget and not self.errors:
+            self.budget_has_a_price(spec)
         return None if self.errors else spec
+
+    def budget_has_a_price(self, spec: TaskSpec) -> None:
+        from .cost import pricing_for  # the snapshot only: no cloud call
+
+        pricing = pricing_for(spec)
+        if pricing.ceiling:
+            return
+        fix = (
+            "set notional_price to rehearse a budget"
+            if spec.cloud == "local"
+            else "choose a machine and region with a known price, or remove budget"
+        )
+        self.err(
+            "budget",
+            f"no price is known for {', '.join(pricing.types)} ({pricing.source}), so a "
+            f"budget cannot be enforced; {fix}",
+        )
 
     # --- one method per kind of field -------------------------------------------
 
@@ -333,7 +363,7 @@ class _Parser:
             if m and any(m.groups()):
                 d, h, mi, s = (int(g or 0) for g in m.groups())
                 seconds = float(((d * 24 + h) * 60 + mi) * 60 + s)
-        if seconds is None or seconds != int(seconds) or seconds <= 0:
+        if seconds is None or not math.isfinite(seconds) or seconds != int(seconds) or seconds <= 0:
             self.err(
                 name,
                 f"{value!r} is not valid; give whole seconds (3600) or a duration like '1h30m'",
@@ -360,7 +390,7 @@ class _Parser:
         return tuple(sorted(out))
 
     def env(self, name: str, resolve: bool) -> tuple[tuple[str, str], ...]:
-        resolved: dict[str, str] = {}
+        declared: dict[str, str] = {}
         for key, val in self.string_map(name, allow_glob=True):
             is_glob = any(c in key for c in "*?[")
             if not (_ENV_GLOB.match(key) if is_glob else _ENV_NAME.match(key)):
@@ -375,23 +405,15 @@ class _Parser:
                     f"{name}.{key}", "is set by the agent on every machine; choose another name"
                 )
                 continue
-            if not resolve:
-                resolved[key] = val
-            elif is_glob:
-                if val:
-                    self.err(
-                        f"{name}.{key}",
-                        "a glob name takes its values from your shell; leave its value empty",
-                    )
-                    continue
-                for var in sorted(self.environ):
-                    if fnmatch.fnmatchcase(var, key) and var not in RESERVED_ENV:
-                        resolved[var] = self.environ[var]
-            elif val == "":
-                resolved[key] = self.environ.get(key, "")
-            else:
-                resolved[key] = val
-        return tuple(sorted(resolved.items()))
+            if is_glob and val:
+                self.err(
+                    f"{name}.{key}",
+                    "a glob name takes its values from your shell; leave its value empty",
+                )
+                continue
+            declared[key] = val
+        pairs = tuple(sorted(declared.items()))
+        return with_shell_values(pairs, shell_values(pairs, self.environ)) if resolve else pairs
 
     def script(self) -> str:
         value = self.get("script")
@@ -406,7 +428,7 @@ class _Parser:
             value += "\n"
         return value
 
-    def storage(self, check_paths: bool) -> StorageSpec:
+    def storage(self, check_paths: bool, portable: bool) -> StorageSpec:
         value = self.get("storage", {})
         if not isinstance(value, Mapping):
             self.err("storage", "expected a mapping with workdir, output, exclude, ...")
@@ -420,13 +442,13 @@ class _Parser:
             self.err("storage.workdir", "expected a folder path")
             workdir = ""
         if workdir:
-            path = (self.base / os.path.expanduser(workdir)).resolve()
+            path = Path(resolve_workdir(workdir, self.base))
             if check_paths and not path.is_dir():
                 self.err(
                     "storage.workdir",
                     f"{path} is not a folder; create it or point workdir at your project folder",
                 )
-            workdir = str(path)
+            workdir = portable_workdir(workdir, self.base) if portable else str(path)
         output = value.get("output") or ""
         if not isinstance(output, str):
             self.err("storage.output", "expected a path relative to workdir")
@@ -452,13 +474,18 @@ class _Parser:
         if not isinstance(opts, Mapping) or not all(isinstance(k, str) for k in opts):
             self.err("storage.container_opts", "expected a mapping of option names to strings")
             opts = {}
-        interval = value.get("checkpoint_interval", DEFAULT_CHECKPOINT_INTERVAL)
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+        interval = value.get("checkpoint_interval", default("storage.checkpoint_interval"))
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not math.isfinite(interval)
+            or interval < 0
+        ):
             self.err(
                 "storage.checkpoint_interval",
                 "expected seconds between background checkpoints (0 turns them off)",
             )
-            interval = DEFAULT_CHECKPOINT_INTERVAL
+            interval = default("storage.checkpoint_interval")
         return StorageSpec(
             workdir=workdir,
             output=output,
@@ -467,6 +494,70 @@ class _Parser:
             container_opts=tuple(sorted((k, str(v)) for k, v in opts.items())),
             checkpoint_interval=float(interval),
         )
+
+
+def portable_workdir(value: str, base: str | Path) -> str:
+    """The workdir as Pulumi state keeps it, the same from every checkout.
+
+    A path inside `base` (the project folder) becomes relative to it, whoever's checkout
+    it was written from; `~/...` stays unexpanded (each user's own home); relative paths
+    are normalized; other absolute paths stay as they are.
+    """
+    if not value:
+        return ""
+    if value.startswith("~"):
+        return os.path.normpath(value)
+    path = Path(os.path.normpath(value))
+    if not path.is_absolute():
+        return path.as_posix()
+    for root in dict.fromkeys((os.path.normpath(base), os.path.realpath(base))):
+        for candidate in dict.fromkeys((str(path), os.path.realpath(path))):
+            with contextlib.suppress(ValueError):
+                return Path(candidate).relative_to(root).as_posix()
+    return str(path)
+
+
+def resolve_workdir(value: str, base: str | Path) -> str:
+    """The workdir in this checkout: an absolute path ("" for none)."""
+    if not value:
+        return ""
+    return str((Path(base) / os.path.expanduser(value)).resolve())
+
+
+def shell_values(
+    declared: tuple[tuple[str, str], ...], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """What the declared entries with an empty value and the glob names take from the
+    shell `environ`: variable -> value (a variable the shell lacks is "")."""
+    taken: dict[str, str] = {}
+    for key, val in declared:
+        if any(c in key for c in "*?["):
+            taken.update(
+                (var, environ[var])
+                for var in sorted(environ)
+                if fnmatch.fnmatchcase(var, key) and var not in RESERVED_ENV
+            )
+        elif val == "":
+            taken[key] = environ.get(key, "")
+    return taken
+
+
+def with_shell_values(
+    declared: tuple[tuple[str, str], ...], taken: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The variables the machine gets: the values `taken` from a shell, then the
+    declared explicit values (an explicit value wins over a glob's match)."""
+    explicit = {k: v for k, v in declared if v != "" and not any(c in k for c in "*?[")}
+    return tuple(sorted({**taken, **explicit}.items()))
+
+
+def missing_from_shell(
+    declared: tuple[tuple[str, str], ...], environ: Mapping[str, str]
+) -> list[str]:
+    """Declared-empty variables the shell does not have (the task would get "")."""
+    return [
+        k for k, v in declared if v == "" and not any(c in k for c in "*?[") and k not in environ
+    ]
 
 
 def _plain_number(value: float | int) -> str:

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cost import Spend
     from .records import BootReport
 
 
@@ -23,6 +24,7 @@ class State(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    BUDGET = "budget"  # stopped because the spend would pass the task's budget
     INTERRUPTED = "interrupted"  # a boot that was taken away (spot) before it finished
     STOPPED = "stopped"
 
@@ -30,7 +32,7 @@ class State(str, Enum):
         return self.value
 
 
-DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)
+DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.BUDGET)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class CloudMachine:
     alive: bool
     address: str = ""
     zone: str = ""
+    type: str = ""  # the native machine type ("" = the task's first type)
+    launched: float | None = None  # the cloud's own launch time (billing starts)
+    ended: float | None = None  # the cloud's own termination time (billing ends)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class TaskStatus:
     events: tuple[Event, ...] = ()
     addresses: tuple[str, ...] = ()
     logs: Mapping[str, str] = field(default_factory=dict)
+    cost: Spend | None = None
 
     @property
     def done(self) -> bool:
@@ -95,7 +101,9 @@ class TaskStatus:
         codes = [m.exit_code for m in self.latest if m.exit_code]
         if codes:
             return codes[0]
-        return 0 if self.state == State.SUCCEEDED else (124 if self.state == State.TIMEOUT else 1)
+        if self.state == State.SUCCEEDED:
+            return 0
+        return 124 if self.state in (State.TIMEOUT, State.BUDGET) else 1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for Pulumi outputs and JSON; stable keys."""
@@ -104,6 +112,7 @@ class TaskStatus:
             "counts": dict(self.counts),
             "machines": [{**asdict(m), "state": m.state.value} for m in self.machines],
             "restarts": {str(k): v for k, v in self.restarts.items()},
+            **({"cost": self.cost.to_dict()} if self.cost is not None else {}),
         }
 
 
@@ -162,6 +171,8 @@ def summarize(
         overall = State.FAILED
     elif State.TIMEOUT in states:
         overall = State.TIMEOUT
+    elif State.BUDGET in states:
+        overall = State.BUDGET
     elif len(latest) >= parallelism and all(s == State.SUCCEEDED for s in states):
         overall = State.SUCCEEDED
     elif now >= deadline and not any(s == State.RUNNING for s in states):

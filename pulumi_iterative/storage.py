@@ -46,6 +46,7 @@ BOOTSTRAP_FILE = "bootstrap.sh"
 DATA = "data"
 LOGS = "logs"
 STATUS = "status"
+AGENT_DIR = "agent"  # <remote>/agent/<wheel>: the agent of an unreleased version
 
 
 @dataclass(frozen=True)

@@ -450,7 +450,7 @@ class Checkpointer:
         prev = self.current.files if self.current else {}
         changed = sorted(p for p, st in observed.items() if st is not None)
         removed = [p for p, st in observed.items() if st is None and p in prev]
-        if not changed and not removed:
+        if not changed and not removed and not self._promotes(kind):
             self.retry = set()
             return None
         seq = self.current.seq + 1 if self.current and self.current.lineage == self.lineage else 1
@@ -549,6 +549,13 @@ class Checkpointer:
         else:
             landed.update(ship_packs(self.rclone, self.workdir, small, gen))
         return landed
+
+    def _promotes(self, kind: str) -> bool:
+        """A consistency point asked for when a background checkpoint already holds the
+        same files: it still needs a generation of its own (a manifest only), or the
+        replacement would restore an `auto` generation and take background checkpoints
+        of a set the script never declared whole."""
+        return kind == "explicit" and self.current is not None and self.current.kind != kind
 
     def _upload(
         self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str

@@ -62,10 +62,21 @@ class TaskRef:
     output: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)  # the cloud's Place.to_dict()
     made: tuple[Made, ...] | None = None
+    pricing: Mapping[str, Any] = field(default_factory=dict)  # cost.Pricing.to_dict()
+
+    @property
+    def backstop_at(self) -> float:
+        """When the cloud-side backstop must stop the machines: the timeout's deadline, or
+        sooner when the budget runs out first (every machine billing from create)."""
+        from .cost import Pricing
+
+        lasts = Pricing.from_dict(self.pricing).budget_seconds()
+        return self.deadline if lasts is None else min(self.deadline, self.created + lasts)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["remote"], d["extra"] = dict(self.remote), dict(self.extra)
+        d["pricing"] = dict(self.pricing)
         d["version"] = REF_VERSION
         if self.made is None:
             del d["made"]
@@ -87,7 +98,9 @@ class TaskRef:
             output=str(data.get("output") or ""),
             extra=dict(data.get("extra") or {}),
             made=(
-                tuple(Made.from_dict(m) for m in data["made"]) if data.get("made") is not None
+                tuple(Made.from_dict(m) for m in data["made"])
+                if data.get("made") is not None
                 else None
             ),
+            pricing=dict(data.get("pricing") or {}),
         )

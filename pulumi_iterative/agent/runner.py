@@ -5,7 +5,9 @@ the machine's own identity, restores the newest generation of its index (else
 the workdir as uploaded), runs the script under the remaining time budget, and
 checkpoints what changed: every `checkpoint_interval` seconds, at once on
 SIGTERM or the cloud's preemption notice, when the script asks, and once more at
-the end. Its per-boot report in `status/` is what status is built from.
+the end. Its per-boot report in `status/` is what status is built from. With a
+budget, it also sums every boot's report at the task's prices and stops the script
+like the timeout does (state `budget`) before the spend would pass it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import clouds, reportnames, sync
+from .. import clouds, cost, reportnames, sync
 from ..clouds.base import MachineSide
 from ..logsegments import LogShipper
 from ..records import BootConfig, BootReport, TaskDefinition
@@ -57,7 +59,14 @@ class Agent:
         self.lock = threading.Lock()  # one checkpoint at a time
         self.explicit = False  # the script asked for a consistency point
         self.stop = threading.Event()  # SIGTERM: the machine is going away
-        self.report = BootReport(self.machine, self.index, self.boot, self.instance)
+        self.report = BootReport(
+            self.machine,
+            self.index,
+            self.boot,
+            self.instance,
+            machine_type=str(_metadata(hooks, "machine_type") or ""),
+            launched=_metadata(hooks, "launched"),
+        )
         self.report_lock = threading.Lock()
         self.report_writes = 0
         self.report_name = ""
@@ -113,7 +122,7 @@ class Agent:
             manifest = self.checkpointer.checkpoint(kind)
             current = self.checkpointer.current
         if manifest is not None:
-            self.write_report(generation=manifest.seq)
+            self.write_report(generation=manifest.seq, checkpointed=time.time())
             self.safe(lambda: self.upload_log(force=False))  # on its interval, not per checkpoint
         return current.seq if current is not None else None
 
@@ -154,6 +163,9 @@ class Agent:
         remaining = task.deadline - time.time()
         if remaining <= 0:
             return self.finish("timeout", None, "the task's timeout passed before this boot")
+        spent = self.budget_spent()
+        if spent is not None:
+            return self.finish("budget", None, spent + " before this boot")
         return self.supervise(self.start_script(restarts, resumed), remaining)
 
     def newest_generation(self) -> tuple[sync.Manifest | None, bool]:
@@ -226,6 +238,8 @@ class Agent:
         next_checkpoint = time.monotonic() + interval if interval else float("inf")
         next_log = time.monotonic() + LOG_INTERVAL
         next_notice = time.monotonic() + NOTICE_POLL
+        pricing = cost.Pricing.from_dict(self.definition.pricing)
+        next_budget = time.monotonic() + pricing.check_every() if pricing.budget else float("inf")
         noticed = False
         while proc.poll() is None:
             now = time.monotonic()
@@ -240,6 +254,12 @@ class Agent:
                     noticed = True
                     self.note("preemption notice: checkpointing now")
                     self.background_checkpoint("signal")
+            if now >= next_budget:
+                spent = self.budget_spent()
+                if spent is not None:
+                    kill_session(proc)  # stopped by us: no exit code of its own
+                    return self.finish("budget", None, spent)
+                next_budget = time.monotonic() + pricing.check_every()
             if now >= next_checkpoint:
                 self.background_checkpoint("auto")
                 next_checkpoint = time.monotonic() + interval
@@ -256,6 +276,32 @@ class Agent:
             "succeeded" if code == 0 else "failed",
             code,
             "" if code == 0 else f"the script exited with code {code}",
+        )
+
+    def budget_spent(self) -> str | None:
+        """Why the task must stop for its budget, or None (no budget, or money left).
+
+        The spend is summed from every boot's report (the agent's own times, at the
+        highest price the group may pay), refreshed first with this boot's heartbeat;
+        the cloud bills a little more (boot and shutdown), which the backstop covers."""
+        pricing = cost.Pricing.from_dict(self.definition.pricing)
+        if not pricing.budget:
+            return None
+        try:
+            self.write_report()  # the heartbeat: this boot still runs, as of now
+            boots, _ = reportnames.read_all(self.rclone)  # one listing: names carry reports
+        except Exception as exc:  # the next check may read; the backstop stays
+            log.warning("budget check failed: %s", exc)
+            return None
+        spent, running = cost.spent_by_reports(
+            pricing, boots, now=time.time(), stale_after=3 * pricing.check_every()
+        )
+        if not cost.over_budget(pricing, spent, running):
+            return None
+        cur = pricing.currency
+        return (
+            f"the task's budget of {cost.money(pricing.budget, cur)} is reached "
+            f"({cost.money(spent, cur)} spent, {running} machine(s) running)"
         )
 
     def background_checkpoint(self, kind: str) -> None:
@@ -341,6 +387,19 @@ class Agent:
                 reply = f"ok {seq if seq is not None else 0}\n"
             with contextlib.suppress(OSError):  # the script may be gone (preempted)
                 conn.sendall(reply.encode())
+
+
+def _metadata(hooks: MachineSide, name: str) -> Any:
+    """An optional MachineSide fact (base.py), or None: the budget then counts from the
+    agent's own start, and a metadata hiccup never stops a boot."""
+    ask = getattr(hooks, name, None)
+    if ask is None:
+        return None
+    try:
+        return ask()
+    except Exception as exc:
+        log.warning("machine metadata %s: %s", name, exc)
+        return None
 
 
 def kill_session(proc: subprocess.Popen[bytes]) -> None:

@@ -60,11 +60,18 @@ class Cloud:
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
     "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.34",)),
+    "gcp": Cloud(
+        "gcp",
+        "pulumi_iterative.clouds.gcp",
+        "gcp",
+        # the metadata server's token and one JSON call (leaving the group)
+        ("google-auth>=2.20", "google-api-core>=2.11", "requests>=2.28"),
+    ),
 }
 # Names users may write for a cloud, and the clouds still to come (refused at
 # preview with "no backend yet" rather than "unknown cloud").
 ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
-PLANNED = ("gcp", "azure", "k8s")
+PLANNED = ("azure", "k8s")
 
 
 def get(cloud: str) -> Cloud:

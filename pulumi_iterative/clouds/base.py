@@ -3,6 +3,8 @@
 A cloud is one folder, `pulumi_iterative/clouds/<cloud>/`, holding:
 
     catalog.py   CATALOG: a `CloudCatalog` (machine types, regions, images as data)
+    prices.py    PRICES: a `PriceSheet` (a dated snapshot of hourly prices, as data), set
+                 as `CloudCatalog.prices`; a cloud without one says "no price known"
     rules.py     validate(spec) -> list[FieldError]: the cloud's own rules on a parsed
                  spec, run at `pulumi preview` (no SDK, no cloud call)
     backend.py   Backend: a class following `Backend` below (the workstation side)
@@ -72,6 +74,40 @@ class Made:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What one machine type costs per hour in one region (None: not known)."""
+
+    on_demand: float | None
+    spot: float | None = None  # a typical spot price; live prices may differ
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """A cloud's prices as a dated snapshot shipped with the package (`prices.py`).
+
+    rows:     (native region, native machine type) -> Price. Only native names: the
+              generic ones resolve through the catalog first. A pair that is not here
+              has no known price, and every figure then says so; never guess one.
+    currency: ISO 4217 ("USD").
+    source:   where the numbers come from (a public price list and how it was read).
+    date:     the day the snapshot was taken (ISO, "2025-06-01").
+    minimum_seconds: the least a boot is billed (AWS Linux: 60), 0 for none.
+
+    A cloud that offers live prices says so with `Backend.live_prices`; those are
+    asked for at create only, never at preview.
+    """
+
+    rows: Mapping[tuple[str, str], Price]
+    currency: str
+    source: str
+    date: str
+    minimum_seconds: float = 0.0
+
+    def price(self, region: str, machine_type: str) -> Price | None:
+        return self.rows.get((region, machine_type))
+
+
+@dataclass(frozen=True)
 class CloudCatalog:
     """A cloud's offer as data: generic names -> native ones, and the native shapes.
 
@@ -81,6 +117,8 @@ class CloudCatalog:
     images:   alias ("ubuntu", "nvidia") -> the cloud's image reference.
     native_*: what a native name looks like, so a typo is refused at preview
               instead of being sent to the cloud (None: only the table's names).
+    prices:   the dated price snapshot (None: this cloud's prices are not known yet;
+              estimates and spend then say "no price known", budgets are refused).
     """
 
     machines: Mapping[str, tuple[str, ...]]
@@ -91,6 +129,7 @@ class CloudCatalog:
     native_region: re.Pattern[str] | None = None
     native_image: re.Pattern[str] | None = None
     notes: Mapping[str, str] = field(default_factory=dict)  # e.g. "what 'spot' means here"
+    prices: PriceSheet | None = None
 
 
 def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
@@ -103,6 +142,14 @@ def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
             FieldError(
                 "preempt_interval",
                 "rehearsed preemption is for cloud 'local' only; real clouds preempt on their own",
+            )
+        )
+    if spec.notional_price:
+        errors.append(
+            FieldError(
+                "notional_price",
+                "is for rehearsals on cloud 'local'; a real cloud bills its own prices "
+                "(see `pulumi-iterative price`)",
             )
         )
     return errors
@@ -137,7 +184,10 @@ class Backend(Protocol):
         ...
 
     def install(self, ref: TaskRef) -> Install:
-        """How a machine of this cloud gets the agent (the bootstrap's install part)."""
+        """How a machine of this cloud gets the agent (the bootstrap's install part): for a
+        released version a pin, else the wheel lifecycle puts at <remote>/agent/<wheel>
+        (set `wheel_from_bucket`), fetched with the machine's own identity. Always
+        `deps=machine_requirements(cloud)`: the machine never installs Pulumi."""
         ...
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
@@ -152,6 +202,18 @@ class Backend(Protocol):
         """Bring the group to zero machines and wait for them; storage is kept. A missing
         group is fine."""
         ...
+
+    # Optional, looked up with getattr (a cloud without it has no live prices):
+    #
+    #   def live_prices(self, region: str, types: tuple[str, ...]) -> Mapping[str, Price]:
+    #       """Current prices of these native types in this native region, asked of the
+    #       cloud (AWS: spot price history). Called at create only, never at preview;
+    #       a failure falls back to the snapshot."""
+    #
+    # The cloud-side backstop goes at `ref.backstop_at`: the sooner of the timeout and
+    # the time the budget runs out if every machine bills from create (see cost.py).
+    # `machines` should fill `CloudMachine.type`, `.launched` and `.ended` from the
+    # cloud's own records where it has them: spend bills those times, not the agent's.
 
 
 class MachineSide(Protocol):
@@ -178,3 +240,13 @@ class MachineSide(Protocol):
         """Remove this machine from its group, lowering the target, so no replacement
         comes for it and the group reaches zero at the last machine."""
         ...
+
+    # Optional, looked up with getattr (the agent then counts from its own start):
+    #
+    #   def launched(self) -> float | None:
+    #       """When the cloud launched this machine (billing starts), from its metadata."""
+    #
+    #   def machine_type(self) -> str:
+    #       """The native type it runs on ("" if the metadata does not say)."""
+    #
+    # Both go into the boot's report, so the budget counts boot time at the right price.

@@ -31,8 +31,12 @@ class FakeImds:
         zone: str,
         role: str,
         credentials: tuple[str, str, str],
+        instance_type: str = "t3.medium",
+        launched: datetime | None = None,
     ) -> None:
         self.instance_id, self.region, self.zone, self.role = instance_id, region, zone, role
+        self.instance_type = instance_type
+        self.launched = launched or datetime.now(timezone.utc)
         self.credentials = credentials  # the instance role's (never the caller's)
         self.tokens: dict[str, float] = {}
         self.notice: dict[str, str] | None = None
@@ -139,6 +143,8 @@ class FakeImds:
                 "region": self.region,
                 "availabilityZone": self.zone,
                 "accountId": "123456789012",
+                "instanceType": self.instance_type,
+                "pendingTime": self.launched.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
             return json.dumps(doc), "application/json"
         if path == md + "spot/instance-action" and self.notice is not None:

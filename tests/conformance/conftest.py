@@ -10,12 +10,24 @@ import pytest
 
 from tests.aws.conftest import moto, moto_server, simulator
 from tests.conformance.aws_harness import aws_harness
+from tests.conformance.gcp_harness import gcp_harness
 from tests.conformance.harness import Harness
 from tests.conformance.local_harness import local_harness
+from tests.gcp.conftest import gcp, gcp_servers, gcp_simulator
 
-HARNESSES = ("local", "aws")
+HARNESSES = ("local", "aws", "gcp")
 # Fixtures the harnesses depend on, imported so pytest finds them here.
-__all__ = ["aws_harness", "local_harness", "moto", "moto_server", "simulator"]
+__all__ = [
+    "aws_harness",
+    "gcp",
+    "gcp_harness",
+    "gcp_servers",
+    "gcp_simulator",
+    "local_harness",
+    "moto",
+    "moto_server",
+    "simulator",
+]
 
 
 @pytest.fixture(params=HARNESSES)

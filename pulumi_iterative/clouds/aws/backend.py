@@ -6,7 +6,8 @@ the task definition after the storage steps); delete removes those records:
     Create bucket            private, public access blocked, SSE-S3; or, with
                              storage.container, a check of that bucket (the task
                              lives under <prefix>/<task id>; the bucket is never deleted)
-    Upload agent             only for an unreleased version: a wheel of this package
+    (Upload agent)           lifecycle.py, for every cloud: only for an unreleased
+                             version, a wheel of this package into <remote>/agent/
     Create machine identity  IAM role + instance profile scoped to this task's
                              objects and group (with permission_set: checked, used as is)
     Create security group    no inbound rules
@@ -39,12 +40,13 @@ from ...errors import IterativeError, NotFound
 from ...spec import TaskSpec
 from ...status import CloudMachine, Event
 from ...steps import Step
-from ...storage import Remote
+from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
+from . import pricing
 from .api import Aws, call, tag_list, wait_until
-from .names import AGENT, Names, key, remote_env, s3_root
+from .names import Names, key, remote_env, s3_root
 from .resources import backstop, bucket, group, identity, launch_template, network
 
 log = logging.getLogger(__name__)
@@ -153,20 +155,6 @@ class Backend:
                     Made.of("prefix", bucket=place.bucket, prefix=place.prefix),
                 )
             ]
-        if not agent_wheel.released():
-            wheel_key = key(place.prefix, AGENT, agent_wheel.wheel_name())
-            steps.append(
-                Step(
-                    "Upload agent",
-                    lambda: call(
-                        aws.s3.put_object,
-                        Bucket=place.bucket,
-                        Key=wheel_key,
-                        Body=agent_wheel.build_wheel(),
-                    ),
-                    Made.of("object", bucket=place.bucket, key=wheel_key),
-                )
-            )
         return steps
 
     def machine_steps(self, ref: TaskRef, spec: TaskSpec, bootstrap: str) -> list[Step]:
@@ -227,7 +215,7 @@ class Backend:
             Step("Create machine group", make_group, Made.of("group")),
             Step(
                 "Schedule deadline backstop",
-                lambda: backstop.put_backstop(aws, names, ref.deadline + BACKSTOP_GRACE),
+                lambda: backstop.put_backstop(aws, names, ref.backstop_at + BACKSTOP_GRACE),
                 Made.of("backstop"),
             ),
             Step(
@@ -288,7 +276,7 @@ class Backend:
         wheel = agent_wheel.wheel_name()
         dest = f"{WHEEL_DIR}/{wheel}"
         place = Place.from_ref(ref)
-        source = key(place.prefix, AGENT, wheel)
+        source = key(place.prefix, AGENT_DIR, wheel)
         q = shlex.quote
         boto3 = next(d for d in deps if d.startswith("boto3"))
         fetch = "\n".join(
@@ -299,7 +287,7 @@ class Backend:
                 f"{q(ref.region)} {q(place.bucket)} {q(source)} {q(dest)}",
             ]
         )
-        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps)
+        return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
 
     # --- what the group sees -----------------------------------------------------------------
 
@@ -311,9 +299,17 @@ class Backend:
                 group.INSTANCE_ALIVE.get(i["State"]["Name"], False),
                 i.get("PublicIpAddress") or "",
                 i.get("Placement", {}).get("AvailabilityZone", ""),
+                type=str(i.get("InstanceType") or ""),
+                launched=i["LaunchTime"].timestamp() if i.get("LaunchTime") else None,
+                ended=pricing.ended_at(i),
             )
             for i in group.task_instances(aws, ref.task_id)
         ]
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, float]:
+        """The current spot price of each type: the highest over the region's zones (the
+        group may launch in any of them). Asked at create only."""
+        return pricing.spot_prices(Aws(region), types)
 
     def events(self, ref: TaskRef) -> list[Event]:
         aws, names = Aws(ref.region), Names(ref.task_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..base import CloudCatalog
+from .prices import PRICES
 
 CATALOG = CloudCatalog(
     # generic machine -> instance types, best first (later ones are capacity fallbacks)
@@ -40,4 +41,5 @@ CATALOG = CloudCatalog(
     native_machine=re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"),
     native_region=re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$"),
     native_image=re.compile(r"^(ami-[0-9a-f]{8,17}|\d{12}:.+)$"),
+    prices=PRICES,
 )

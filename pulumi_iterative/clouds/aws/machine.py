@@ -32,6 +32,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ class MachineSide:
         self.imds = Imds()
         self._instance = ""
         self._index: int | None = None
+        self._document: dict[str, Any] | None = None
 
     # --- MachineSide -------------------------------------------------------------------
 
@@ -122,6 +124,26 @@ class MachineSide:
         except Exception as exc:  # the notice is best effort; SIGTERM still comes
             log.debug("spot notice check failed: %s", exc)
             return False
+
+    def launched(self) -> float | None:
+        """pendingTime of the instance identity document: when EC2 launched it."""
+        stamp = self._identity().get("pendingTime")
+        if not stamp:
+            return None
+        return (
+            datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ")
+            .replace(tzinfo=timezone.utc)
+            .timestamp()
+        )
+
+    def machine_type(self) -> str:
+        return str(self._identity().get("instanceType") or "")
+
+    def _identity(self) -> dict[str, Any]:
+        if self._document is None:
+            found = self.imds.get("/latest/dynamic/instance-identity/document")
+            self._document = json.loads(found) if found else {}
+        return self._document
 
     def index(self) -> int:
         if self._index is None:

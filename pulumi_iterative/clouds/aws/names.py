@@ -18,7 +18,6 @@ IAM_PATH = f"/{PREFIX}/"  # roles and profiles live here: callers can scope IAM 
 CLAIMS = "claims"  # <remote>/claims/<index>.json: which instance runs which index
 # Group lifecycle states that mean the instance is on its way out.
 LEAVING = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching")
-AGENT = "agent"  # <remote>/agent/<wheel>: the agent for an unreleased version
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class Backend:
                         "task_id": ref.task_id,
                         "parallelism": spec.parallelism,
                         "bootstrap": str(folder / "bootstrap.sh"),
-                        "deadline": ref.deadline,
+                        "deadline": ref.backstop_at,  # the sooner of timeout and budget
                         "preempt_interval": spec.preempt_interval,
                         "preempt_notice": spec.preempt_notice,
                     }
@@ -126,15 +126,23 @@ class Backend:
         return Install.preinstalled(sys.executable)
 
     def machines(self, ref: TaskRef) -> list[CloudMachine] | None:
-        path = Path(Place.from_ref(ref).group) / "machines.json"
+        path = _on_this_workstation(ref) / "machines.json"
         try:
             records = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return []
-        return [CloudMachine(r["id"], ALIVE.get(r["state"], False)) for r in records]
+        return [
+            CloudMachine(
+                r["id"],
+                ALIVE.get(r["state"], False),
+                launched=r.get("started"),
+                ended=r.get("ended"),
+            )
+            for r in records
+        ]
 
     def events(self, ref: TaskRef) -> list[Event]:
-        path = Path(Place.from_ref(ref).group) / "events.jsonl"
+        path = _on_this_workstation(ref) / "events.jsonl"
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:
@@ -149,7 +157,7 @@ class Backend:
         return out
 
     def stop(self, ref: TaskRef) -> None:
-        folder = Path(Place.from_ref(ref).group)
+        folder = _on_this_workstation(ref)
         pid = _read_pid(folder / "group.pid")
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGTERM)
@@ -162,6 +170,25 @@ class Backend:
                 if pgid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(int(pgid), signal.SIGKILL)
+
+
+def _on_this_workstation(ref: TaskRef) -> Path:
+    """The task's group folder, if this is the workstation that made it.
+
+    A local task's machines and bucket are folders and processes of the workstation
+    that created it. Elsewhere (a teammate's machine, CI) even the folder that holds
+    the groups is missing: say so, instead of reading the task as gone and letting
+    Pulumi forget a task that still runs.
+    """
+    folder = Path(Place.from_ref(ref).group)
+    if not folder.parent.is_dir():
+        raise IterativeError(
+            f"task {ref.task_id} runs on the local cloud of the workstation that created "
+            f"it, and its folders ({folder.parent}) are not on this one; refresh or "
+            "destroy it from that workstation (if its folders are gone for good, "
+            "`pulumi state delete` drops the task from the stack)"
+        )
+    return folder
 
 
 def _records(folder: Path) -> list[dict]:

