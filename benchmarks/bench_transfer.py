@@ -167,8 +167,9 @@ def measure(
                 + f"; {row.ours_req:g} vs {row.base_req:g} {row.req_unit}; {extra}"
                 + (
                     ": on a copy between tmpfs folders there is no request to save, so "
-                    "the packing is pure extra work; over a network it saves a round trip "
-                    "per file."
+                    "the packing is pure extra work (CPU in Python, on shared cores); over a "
+                    "network it saves a round trip per file. Next: skip packing when the "
+                    "remote is a local folder, or stream packs to rclone as they are built."
                     if not target.s3
                     else "; the requests are the same, and moto, CPU-bound on this 2-core "
                     "machine, varies more than this between runs of one and the same copy "
