@@ -93,7 +93,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "cloud",
         "str",
         REQUIRED,
-        "`local`, `aws`, `gcp` (`az`/`azure`, `k8s` are reserved for the next backends)",
+        "`local`, `aws`, `gcp`, `azure` (or `az`), `k8s` (or `kubernetes`)",
         stack_config="value",
         default_doc="stack config, else required",
     ),
@@ -101,9 +101,10 @@ ARGUMENTS: tuple[Argument, ...] = (
         "region",
         "str",
         "us-east",
-        "`us-east`, `us-west`, `eu-north`, `eu-west`, or the cloud's own region name",
+        "`us-east`, `us-west`, `eu-north`, `eu-west`, or the cloud's own region name "
+        "(on k8s: the kubeconfig context)",
         stack_config="value",
-        default_doc="`us-east` (`local` on local)",
+        default_doc="`us-east` (`local` on local and k8s)",
     ),
     Argument(
         "machine",
@@ -219,7 +220,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "str",
         "",
         "the machine identity to use instead of a per-task one (AWS: an instance profile ARN; "
-        "GCP: a service account email)",
+        "GCP: a service account email; Azure: a user-assigned managed identity resource id)",
         stack_config="value",
     ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
@@ -228,7 +229,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "str",
         "",
         "a readable prefix for the task id and cloud names",
-        default_doc="the task is called `task`",
+        default_doc="the Pulumi resource's name (on the CLI, the task file's name)",
     ),
     Argument(
         "preempt_interval",

@@ -58,10 +58,10 @@ class Machine:
 
 
 def known_clouds() -> tuple[str, ...]:
-    """Every cloud name, ready or planned."""
-    from .clouds import CLOUDS, PLANNED
+    """Every cloud name (the registry's; names only, no cloud module is loaded)."""
+    from .clouds import CLOUDS
 
-    return (*CLOUDS, *(c for c in PLANNED if c not in CLOUDS))
+    return tuple(CLOUDS)
 
 
 def normalize_cloud(name: str) -> str:

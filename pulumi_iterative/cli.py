@@ -12,6 +12,7 @@ both (flags win). Errors are one clear line with the fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from .arguments import ARGUMENTS
 from .errors import IterativeError, SpecError
 from .spec import TaskSpec, parse_spec
 from .status import TaskStatus
-from .task import TaskRef
+from .task import TaskRef, task_name
 
 FOLLOW_POLL = 2.0
 
@@ -90,6 +91,8 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
             base = Path.cwd()  # a path typed in the shell is the shell's
     if storage:
         raw["storage"] = storage
+    if args.task_file and not raw.get("name"):
+        raw["name"] = task_name(Path(args.task_file).stem)  # train.yaml: train-...
     return parse_spec(raw, base_dir=base)
 
 
@@ -233,14 +236,68 @@ def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
         time.sleep(FOLLOW_POLL)
 
 
-def _create(spec: TaskSpec) -> TaskRef:
-    ref = lifecycle.create(spec, progress=True)
+# What cancels `run`: Ctrl-C, a CI system cancelling the job, a closed terminal.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Cancelled(BaseException):
+    """`run` was told to stop by a signal (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Cancel:
+    """Turns CANCEL_SIGNALS into Cancelled in the main thread; while `deferred`, only
+    notes the first (a create cut in half would leave what it made behind)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self.old = {s: signal.signal(s, self._handle) for s in CANCEL_SIGNALS}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if not self.deferred:
+            raise Cancelled(signum)
+        _say("stopping once the task is created, then cleaning up")
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Cancelled(self.signum)
+
+    @staticmethod
+    def ignore() -> None:
+        """From here on cleanup runs to its end: a second signal must not half-delete."""
+        for s in CANCEL_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+
+def _say(message: str) -> None:
+    """A note for a human, on stderr; a closed terminal (SIGHUP) must not stop cleanup."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _progress() -> bool:
+    """rclone's transfer meter only for a human watching (stderr is a terminal)."""
+    return sys.stderr.isatty()
+
+
+def _create(spec: TaskSpec, *, progress: bool = False) -> TaskRef:
+    ref = lifecycle.create(spec, progress=progress)
     registry.remember(ref)
     return ref
 
 
-def _delete(ref: TaskRef, *, pull_outputs: bool = True) -> int:
-    pulled = lifecycle.delete(ref, pull_outputs=pull_outputs, progress=True)
+def _delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:
+    pulled = lifecycle.delete(ref, pull_outputs=pull_outputs, progress=progress)
     registry.forget_quietly(ref.task_id)
     return pulled
 
@@ -265,20 +322,30 @@ def _find(task: str) -> TaskRef:
 def _run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     _print_estimate(spec)
-    ref = _create(spec)
-    print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
+    cancel = _Cancel()
     try:
-        status = follow(ref)
-    except KeyboardInterrupt:
-        print("\nstopping: the machines take a last checkpoint, then outputs come home")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not half-delete
-        _delete(ref)
-        return 130
-    _print_status(ref, status)
-    pulled = _delete(ref)
-    if ref.output:
-        print(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
-    return status.exit_code
+        cancel.deferred = True
+        ref = _create(spec, progress=_progress())
+        cancel.deferred = False
+        try:
+            cancel.check()
+            print(f"created {ref.task_id}; following its logs (Ctrl-C stops and cleans up)")
+            status = follow(ref)
+        except Cancelled as stop:
+            cancel.ignore()
+            name = signal.Signals(stop.signum).name
+            _say(f"\n{name}: stopping; the machines take a last checkpoint, then outputs come home")
+            pulled = _delete(ref)
+            if ref.output:
+                _say(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
+            return 128 + stop.signum
+        _print_status(ref, status)
+        pulled = _delete(ref, progress=_progress())
+        if ref.output:
+            print(f"brought {pulled} file(s) of {ref.output!r} home into {ref.workdir}")
+        return status.exit_code
+    finally:
+        cancel.restore()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,8 +382,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.dry_run:
             _print_estimate(spec)
             return 0
-        ref = _create(spec)
-        print(ref.task_id)
+        ref = _create(spec, progress=_progress())
+        print(ref.task_id)  # the only line on stdout: ID=$(pulumi-iterative create ...)
         return 0
     if cmd == "list":
         for ref in registry.all_refs():
@@ -356,7 +423,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     print(f"[{machine}] {line}")
         return 0
     if cmd == "pull":
-        n = lifecycle.pull(ref, args.to, progress=True)
+        n = lifecycle.pull(ref, args.to, progress=_progress())
         print(f"brought {n} file(s) of {ref.output!r} home")
         return 0
     if cmd == "stop":
@@ -364,7 +431,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"stopped {ref.task_id}; storage kept (delete removes it)")
         return 0
     if cmd == "delete":
-        n = _delete(ref, pull_outputs=not args.no_pull)
+        n = _delete(ref, pull_outputs=not args.no_pull, progress=_progress())
         print(f"deleted {ref.task_id}" + (f"; brought {n} output file(s) home" if n else ""))
         return 0
     raise IterativeError(f"unknown command {cmd}")

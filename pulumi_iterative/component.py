@@ -17,6 +17,7 @@ from pulumi.dynamic import Resource
 
 from .arguments import ARGUMENTS, BY_NAME, FIELDS, SECRET, Argument
 from .provider import OUTPUTS, TaskProvider
+from .task import task_name
 
 _PYTHON_TYPES: dict[str, Any] = {
     "str": str,
@@ -104,6 +105,9 @@ class IterativeTask(pulumi.ComponentResource):
             # the values the environment took from the creator's shell.
             additional_secret_outputs=[*SECRET, "inherited"],
         )
+        # A task is called what its user called it: buckets, groups and roles read
+        # `pulumi-iterative-train-...`, not `pulumi-iterative-task-...`.
+        props.setdefault("name", task_name(resource_name))
         self.task = Task(resource_name, props, child_opts)
         self.task_id = self.task.task_id  # type: ignore[attr-defined]
         self.status = self.task.status  # type: ignore[attr-defined]

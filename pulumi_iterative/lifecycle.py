@@ -12,10 +12,12 @@ absent home directory can create, refresh and destroy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,20 +51,50 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
     return Rclone(Remote.from_dict(ref.remote), progress=progress)
 
 
-def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> list[Step]:
-    rclone = rclone_for(ref, progress=progress)
+@contextlib.contextmanager
+def bucket(ref: TaskRef, *, progress: bool = False) -> Iterator[Rclone]:
+    """The task's bucket as this workstation reaches it, for one operation.
+
+    Most clouds' buckets are reachable directly at `ref.remote`. A backend with an
+    `open_bucket(ref)` context manager (k8s: a volume inside the cluster, reached
+    through a short-lived transfer pod) gives a session remote instead, closed when
+    the operation ends.
+    """
+    opener = getattr(get_backend(ref.cloud), "open_bucket", None)
+    if opener is None:
+        yield rclone_for(ref, progress=progress)
+        return
+    with opener(ref) as remote:
+        yield Rclone(remote, progress=progress)
+
+
+def _steps(
+    backend: Backend,
+    ref: TaskRef,
+    spec: TaskSpec,
+    progress: bool,
+    sessions: contextlib.ExitStack,
+) -> list[Step]:
     install = backend.install(ref)
     bootstrap = render_bootstrap(
         BootConfig(ref.task_id, ref.cloud, ref.remote, __version__), install
     )
+    opened: list[Rclone] = []
+
+    def session() -> Rclone:
+        """One bucket session for the create's transfers, opened when first needed."""
+        if not opened:
+            opened.append(sessions.enter_context(bucket(ref, progress=progress)))
+        return opened[0]
 
     def upload() -> None:
         workdir = spec.storage.workdir
         sync.upload_base(
-            rclone, workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
+            session(), workdir, spec.storage.exclude, show_progress=progress, empty=not workdir
         )
 
     def store() -> None:
+        rclone = session()
         rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, ref))
         rclone.write(rclone.remote.path(BOOTSTRAP_FILE), bootstrap.encode())
 
@@ -73,6 +105,7 @@ def _steps(backend: Backend, ref: TaskRef, spec: TaskSpec, progress: bool) -> li
         with tempfile.TemporaryDirectory(prefix="iterative-agent-") as tmp:
             wheel = Path(tmp) / agent_wheel.wheel_name()
             wheel.write_bytes(agent_wheel.build_wheel())
+            rclone = session()
             rclone.upload_file(wheel, rclone.remote.path(AGENT_DIR, wheel.name))
 
     common = [Step("Upload workdir", upload), Step("Store task definition", store)]
@@ -104,8 +137,11 @@ def create(spec: TaskSpec, *, task_id: str | None = None, progress: bool = False
     """Provision, upload and start; on failure everything made is removed (StepFailed)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
+    backend.check_access(ref)  # missing credentials are said first, before any step
     ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
-    made = run_steps(_steps(backend, ref, spec, progress), lambda m: backend.remove(ref, m))
+    with contextlib.ExitStack() as sessions:
+        steps = _steps(backend, ref, spec, progress, sessions)
+        made = run_steps(steps, lambda m: backend.remove(ref, m))
     return replace(ref, made=made)
 
 
@@ -136,13 +172,20 @@ def reports(ref: TaskRef) -> Reports:
     """Every boot's status report, from one listing of the status folder (the reports
     are in the objects' names; see reportnames), plus a read of the few whole objects
     there: a stop marker, an older agent's report, a report whose name was cut."""
-    boots, stopped = reportnames.read_all(rclone_for(ref))
+    with bucket(ref) as rclone:
+        return _reports(rclone)
+
+
+def _reports(rclone: Rclone) -> Reports:
+    boots, stopped = reportnames.read_all(rclone)
     return Reports(tuple(boots), stopped)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
-    found = reports(ref)
+    with bucket(ref) as rclone:  # one session for the reports and the logs
+        found = _reports(rclone)
+        texts = _tail_logs(rclone, ref.task_id, len(found.boots)) if with_logs else {}
     machines = backend.machines(ref)
     now = time.time()
     status = summarize(
@@ -154,7 +197,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
-    logs = tail_logs(ref, len(found.boots)) if with_logs else {}
+    logs = texts
     return TaskStatus(
         status.state,
         status.counts,
@@ -173,6 +216,9 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
         if r.started:
             message = f"machine {r.machine} started (restarts {r.restarts})"
             out.append(Event(r.started, "start", r.machine, message))
+            if r.notice:
+                notice = f"machine {r.machine} {r.notice}"
+                out.append(Event(r.started, "restore", r.machine, notice))
         if r.finished:
             reason = f": {r.reason}" if r.reason else ""
             out.append(
@@ -183,7 +229,8 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
     """machine -> its whole log, from one listing and one transfer of the segments."""
-    got = logsegments.fetch(rclone_for(ref))
+    with bucket(ref) as rclone:
+        got = logsegments.fetch(rclone)
     return {m: blob.decode(errors="replace") for m, (blob, _, _) in got.items()}
 
 
@@ -197,12 +244,12 @@ def new_log_bytes(ref: TaskRef, seen: dict[str, int]) -> dict[str, bytes]:
     return out
 
 
-def tail_logs(ref: TaskRef, machines: int) -> dict[str, str]:
+def _tail_logs(rclone: Rclone, task_id: str, machines: int) -> dict[str, str]:
     """machine -> the end of its log, capped in lines and bytes (a runaway log must not
     grow the Pulumi state); a cut log starts with a note saying how to see all of it."""
     cap = max(4096, min(LOG_TAIL_BYTES, LOG_TAIL_TOTAL // max(machines, 1)))
     out = {}
-    for m, (blob, _, end) in logsegments.fetch(rclone_for(ref), tail=cap).items():
+    for m, (blob, _, end) in logsegments.fetch(rclone, tail=cap).items():
         text = blob[-cap:].decode(errors="replace")
         cut = end - min(len(blob), cap)
         lines = text.splitlines(keepends=True)
@@ -212,7 +259,7 @@ def tail_logs(ref: TaskRef, machines: int) -> dict[str, str]:
             shown = sum(len(line.encode()) for line in lines)
             note = (
                 f"[... {end - shown} earlier bytes not shown; "
-                f"`pulumi-iterative logs {ref.task_id}` prints the whole log]\n"
+                f"`pulumi-iterative logs {task_id}` prints the whole log]\n"
             )
             lines.insert(0, note)
         out[m] = "".join(lines)
@@ -224,15 +271,16 @@ def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False
     target = dest or ref.workdir
     if not target:
         raise IterativeError("this task has no workdir to bring outputs into; pass a folder")
-    return sync.pull(rclone_for(ref, progress=progress), target, ref.output, show_progress=progress)
+    with bucket(ref, progress=progress) as rclone:
+        return sync.pull(rclone, target, ref.output, show_progress=progress)
 
 
 def stop(ref: TaskRef) -> None:
     """Machines to zero, storage kept; status shows `stopped` from then on."""
     get_backend(ref.cloud).stop(ref)
-    rclone = rclone_for(ref)
     marker = json.dumps(StopMarker(time.time()).to_dict()).encode() + b"\n"
-    rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
+    with bucket(ref) as rclone:
+        rclone.write(rclone.remote.path(STATUS, "stop.json"), marker)
 
 
 def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:
@@ -274,13 +322,13 @@ def final_cost(ref: TaskRef) -> cost.Spend | None:
 
 def exists(ref: TaskRef) -> bool:
     """Is the task's bucket still there (its definition is the last thing delete removes)?"""
-    rclone = rclone_for(ref)
-    return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
+    with bucket(ref) as rclone:
+        return any(e["Path"] == TASK_FILE for e in rclone.list(rclone.remote.path()))
 
 
 def update(ref: TaskRef, spec: TaskSpec) -> TaskRef:
     """Apply what changes without new machines: output, and exclude for later boots."""
     new = replace(ref, output=spec.storage.output)
-    rclone = rclone_for(new)
-    rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
+    with bucket(new) as rclone:
+        rclone.write(rclone.remote.path(TASK_FILE), task_definition(spec, new))
     return new

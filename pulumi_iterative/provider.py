@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -47,7 +48,7 @@ from .spec import (
     with_shell_values,
 )
 from .status import TaskStatus
-from .task import TaskRef
+from .task import TaskRef, new_task_id
 
 # Computed outputs: declared as None on the resource so the engine keeps them.
 # `inherited` holds the values the environment took from the creator's shell (secret).
@@ -128,27 +129,48 @@ def _flat(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ToPulumiLog(logging.Handler):
-    """Forward the package's progress lines ([2/4] Upload workdir) to the engine."""
+    """Forward the package's progress lines ([2/4] Upload workdir) to the engine, each
+    once, prefixed with the task it belongs to.
+
+    The provider server runs up to 4 operations at once on one provider object, in
+    threads: so there is one handler for the whole process, installed while any
+    operation runs, and each thread's operation is known by its thread id (a line from
+    a helper thread of an operation goes out once, without a task name)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.operations: dict[int, str] = {}  # thread id -> task id
+        self.old_level = logging.NOTSET  # the logger's level before the first operation
 
     def emit(self, record: logging.LogRecord) -> None:
+        task = self.operations.get(record.thread or 0)
+        message = f"{task}: {record.getMessage()}" if task else record.getMessage()
         with contextlib.suppress(Exception):
-            (pulumi_log.warn if record.levelno >= logging.WARNING else pulumi_log.info)(
-                record.getMessage()
-            )
+            (pulumi_log.warn if record.levelno >= logging.WARNING else pulumi_log.info)(message)
+
+
+_FORWARD = _ToPulumiLog()
+_FORWARD_LOCK = threading.Lock()  # module level: a provider object holds no lock
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[None]:
+def _progress(task_id: str) -> Iterator[None]:
     logger = logging.getLogger("pulumi_iterative")
-    handler = _ToPulumiLog(logging.INFO)
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
+    me = threading.get_ident()
+    with _FORWARD_LOCK:
+        if not _FORWARD.operations:
+            logger.addHandler(_FORWARD)
+            _FORWARD.old_level = logger.level
+            logger.setLevel(logging.INFO)
+        _FORWARD.operations[me] = task_id
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+        with _FORWARD_LOCK:
+            _FORWARD.operations.pop(me, None)
+            if not _FORWARD.operations:
+                logger.removeHandler(_FORWARD)
+                logger.setLevel(_FORWARD.old_level)
 
 
 def _log_estimate(spec: TaskSpec) -> None:
@@ -208,6 +230,10 @@ class TaskProvider(ResourceProvider):
         else:
             _warn_if_shell_differs(new_spec, taken)
         old, new = _flat(old_spec.to_dict()), _flat(new_spec.to_dict())
+        if not old.get("name") and str(olds.get("task_id") or "").startswith("task-"):
+            # A task made before `name` defaulted to the resource's name (so unnamed: its
+            # id reads task-...) keeps running: the default arriving is no change.
+            old["name"] = new.get("name")
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         replaces = sorted({k.split(".")[0] for k in changed if k not in UPDATABLE})
         return DiffResult(
@@ -217,8 +243,9 @@ class TaskProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = TaskSpec.from_dict(_inputs(props))
         taken = _taken_here(spec)
-        with _progress():
-            ref = lifecycle.create(_runnable(spec, taken))
+        task_id = new_task_id(spec.name)
+        with _progress(task_id):
+            ref = lifecycle.create(_runnable(spec, taken), task_id=task_id)
         registry.remember(ref)  # so `pulumi-iterative logs <id>` works here; never required
         return CreateResult(ref.task_id, self._outputs(spec, ref, taken))
 
@@ -251,11 +278,13 @@ class TaskProvider(ResourceProvider):
         if not props.get("ref"):
             return
         ref = _here(TaskRef.from_dict(props["ref"]), TaskSpec.from_dict(_inputs(props)))
-        with _progress():
+        with _progress(ref.task_id):
             pulled = lifecycle.delete(ref)
         registry.forget_quietly(ref.task_id)
         if pulled:
-            pulumi_log.info(f"brought {pulled} output file(s) home into {ref.workdir}")
+            pulumi_log.info(
+                f"{ref.task_id}: brought {pulled} output file(s) home into {ref.workdir}"
+            )
 
     @staticmethod
     def _outputs(

@@ -116,6 +116,7 @@ class BootReport:
     checkpointed: float | None = None  # when it made it (work after it is lost to a preemption)
     machine_type: str = ""  # the native type, if the machine's metadata says
     launched: float | None = None  # when the cloud launched it, if its metadata says
+    notice: str = ""  # what the user should know about this boot (a restore that fell back)
     schema: int = SCHEMA
 
     def with_(self, **changes: Any) -> BootReport:
@@ -148,6 +149,7 @@ class BootReport:
             generation=opt("generation", int),
             checkpointed=opt("checkpointed", float),
             updated=opt("updated", float),
+            notice=str(d.get("notice") or ""),
             schema=int(d.get("schema", SCHEMA)),
         )
 

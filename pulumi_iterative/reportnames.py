@@ -36,6 +36,7 @@ FIELDS = (  # BootReport field -> key in the name
     ("machine_type", "type"),
     ("instance", "inst"),
     ("reason", "why"),
+    ("notice", "note"),
 )
 
 
@@ -55,7 +56,7 @@ def object_name(report: BootReport, n: int) -> str:
         parts.append(f"{key}={_value(v)}")
     name = ";".join(parts) + ".json"
     if len(name.encode()) > NAME_LIMIT:  # keep what fits; the body has the rest
-        keep = [p for p in parts if not p.startswith(("why=", "inst="))] + ["cut=1"]
+        keep = [p for p in parts if not p.startswith(("why=", "inst=", "note="))] + ["cut=1"]
         name = ";".join(keep) + ".json"
     return f"{report.machine}/{name}"
 

@@ -34,6 +34,18 @@ class State(str, Enum):
 
 DONE = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.BUDGET)
 
+# The task's exit code, one per outcome (`pulumi-iterative run` exits with it; README):
+# succeeded 0; failed: the script's own code (128+N when a signal N killed it), or
+# EXIT_FAILED when there is no code of the script's (the agent could not run it).
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 124  # as timeout(1)
+EXIT_STOPPED = 125  # stopped (`pulumi-iterative stop`) before it finished
+
+
+def shell_code(code: int) -> int:
+    """A process's return code as a shell reports it: a signal N is 128+N."""
+    return 128 - code if code < 0 else code
+
 
 @dataclass(frozen=True)
 class CloudMachine:
@@ -97,13 +109,16 @@ class TaskStatus:
 
     @property
     def exit_code(self) -> int:
-        """The task's exit code: the first non-zero of each index's newest boot."""
-        codes = [m.exit_code for m in self.latest if m.exit_code]
-        if codes:
-            return codes[0]
+        """The task's exit code: one per outcome (see EXIT_*); for `failed`, the code of
+        the first index whose newest boot failed."""
         if self.state == State.SUCCEEDED:
             return 0
-        return 124 if self.state in (State.TIMEOUT, State.BUDGET) else 1
+        if self.state in (State.TIMEOUT, State.BUDGET):
+            return EXIT_TIMEOUT
+        if self.state == State.STOPPED:
+            return EXIT_STOPPED
+        failed = [m.exit_code for m in self.latest if m.state == State.FAILED and m.exit_code]
+        return shell_code(failed[0]) if failed else EXIT_FAILED
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for Pulumi outputs and JSON; stable keys."""

@@ -74,6 +74,9 @@ class Remote:
         return cls(str(data["root"]), tuple(sorted((data.get("env") or {}).items())))
 
 
+STDERR_FD = 2
+
+
 def machine_name(index: int, boot: str) -> str:
     return f"{index}-{boot}"
 
@@ -151,7 +154,8 @@ class Rclone:
             cmd,
             input=stdin,
             env=self.env,
-            stdout=None if show_progress and self.progress else subprocess.PIPE,
+            # The meter goes to stderr: stdout is what a script reads (`ID=$(... create)`).
+            stdout=STDERR_FD if show_progress and self.progress else subprocess.PIPE,
             stderr=subprocess.PIPE,
             check=False,
         )

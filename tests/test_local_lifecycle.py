@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from pathlib import Path
+
+import pytest
 
 from pulumi_iterative import lifecycle, registry
 from pulumi_iterative.clouds.local.backend import _alive
@@ -144,7 +147,6 @@ def _machine_pids(home: Path) -> list[str]:
     ]
 
 
-
 def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Path) -> None:
     script = "#!/bin/sh\nmkdir -p results\necho 1 > results/a\nsleep 300\n"
     ref = lifecycle.create(spec(workdir, script, parallelism=2))
@@ -156,3 +158,82 @@ def test_stop_keeps_storage_and_shows_stopped(iterative_home: Path, workdir: Pat
     assert lifecycle.pull(ref) == 1  # storage kept: outputs can still come home
     lifecycle.delete(ref)
     nothing_left(iterative_home)
+
+
+FAILS_AFTER_WRITING = """#!/bin/sh
+mkdir -p results
+echo epoch-1 > results/model.txt
+{ask}
+echo half-writ > results/model.txt
+echo scratch > results/partial.txt
+exit 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("ask", "model", "partial"),
+    [
+        # Consistency points: the failed script's files may be half-written, so the set
+        # it declared complete is what comes home.
+        ("pulumi-iterative checkpoint >/dev/null", "epoch-1", False),
+        # Background mode: there is no declared set; the final checkpoint takes the
+        # workdir as the script left it (the torn-file rule still applies).
+        ("true", "half-writ", True),
+    ],
+)
+def test_final_checkpoint_after_a_failed_script(
+    iterative_home: Path, workdir: Path, ask: str, model: str, partial: bool
+) -> None:
+    script = FAILS_AFTER_WRITING.replace("{ask}", ask)
+    ref = lifecycle.create(spec(workdir, script, storage={"checkpoint_interval": 0}))
+    status = wait_done(ref)
+    assert status.state == State.FAILED and status.exit_code == 1
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "model.txt").read_text().strip() == model
+    assert (workdir / "results" / "partial.txt").exists() == partial
+
+
+DAMAGED_THEN_RESUMES = """#!/bin/sh
+mkdir -p results
+if [ "$TASK_RESTARTS" = 0 ]; then
+  echo 1 > results/epoch.txt
+  pulumi-iterative checkpoint >/dev/null
+  echo durable
+  while true; do sleep 0.2; done
+fi
+echo "resumed=$TASK_RESUMED" > results/second.txt
+"""
+
+
+def test_a_damaged_generation_is_passed_over_and_said_as_an_event(
+    iterative_home: Path, workdir: Path
+) -> None:
+    ref = lifecycle.create(spec(workdir, DAMAGED_THEN_RESUMES, storage={"checkpoint_interval": 0}))
+    wait_for(ref, lambda s: "durable" in "".join(s.logs.values()))
+    (manifest,) = (Path(ref.remote["root"]) / "data" / "manifests" / "i0").glob("*.json")
+    manifest.write_text('{"lineage": "i0", "seq"')  # cut short
+    _kill_machines(iterative_home)  # taken away without notice: the group replaces it
+    status = wait_done(ref, timeout=90)
+    assert status.state == State.SUCCEEDED, status.logs
+    (event,) = [e for e in status.events if e.kind == "restore"]
+    assert "passed over" in event.message and "i0/00000001" in event.message
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "second.txt").read_text() == "resumed=0\n"
+    assert not (workdir / "results" / "epoch.txt").exists()  # it was only in the damaged one
+
+
+def _kill_machines(home: Path) -> None:
+    """Every machine's processes (its agent's and its script's), like a VM vanishing."""
+    import json
+    import os
+    import signal
+
+    for f in (home / "groups").glob("*/machines.json"):
+        for m in json.loads(f.read_text()):
+            pgids = [int(m["pid"])]
+            script = Path(m["dir"]) / "script.pgid"
+            if script.exists():
+                pgids.append(int(script.read_text()))
+            for pgid in pgids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,34 @@ def test_a_failed_create_names_the_step_and_leaves_nothing(
     assert "[2/4] Upload workdir failed" in info.value.message
     assert "everything created before it was removed" in info.value.message
     assert not any((iterative_home / "buckets").iterdir())
+
+
+def test_four_tasks_at_once_each_progress_line_reaches_the_engine_once(
+    server: ProviderServer, workdir: Path, iterative_home: Path
+) -> None:
+    """The server runs 4 operations at once on one provider object: create, refresh and
+    destroy of 4 tasks in parallel, and every task's lines are forwarded exactly once."""
+    names = [f"train{i}" for i in range(4)]
+    checked = {}
+    for i, name in enumerate(names):
+        script = f"#!/bin/sh\nmkdir -p results\necho {i} > results/out-{i}.txt\n"
+        checked[name], failures = server.check(name, {}, inputs(script=script))
+        assert failures == []
+    with ThreadPoolExecutor(4) as pool:
+        made = pool.map(lambda n: server.create(n, checked[n]), names)
+        created = dict(zip(names, made, strict=True))
+        done = list(pool.map(lambda n: read_until_done(server, *created[n], timeout=120), names))
+        assert [o["status"]["state"] for o in done] == ["succeeded"] * 4
+        list(pool.map(lambda n: server.delete(created[n][0], n, created[n][1]), names))
+    assert sorted(p.name for p in (workdir / "results").iterdir()) == [
+        f"out-{i}.txt" for i in range(4)
+    ]
+    lines = server.stderr_text().splitlines()
+    steps = ("Create bucket folder", "Upload workdir", "Store task definition")
+    for id_, _ in created.values():
+        for k, step in enumerate(steps, start=1):
+            mine = [line for line in lines if line.endswith(f"{id_}: [{k}/4] {step}")]
+            assert len(mine) == 1, (id_, step, lines)
+        assert sum(f"{id_}: brought 1 output file(s) home" in line for line in lines) == 1
+    # and nothing twice: as many step lines in all as tasks times steps
+    assert sum("[1/4] Create bucket folder" in line for line in lines) == 4

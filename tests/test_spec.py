@@ -63,7 +63,6 @@ def test_environment_inherits_and_expands_globs() -> None:
     ("field", "value", "words"),
     [
         ("cloud", "awz", "choose one of"),
-        ("cloud", "azure", "no backend yet"),
         ("region", "mars-1", "choose one of"),
         ("machine", "huge", "choose one of"),
         ("image", "windows", "choose one of"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pulumi_iterative import packs, sync
-from pulumi_iterative.errors import NotFound, TransferError
+from pulumi_iterative.errors import IterativeError, NotFound, TransferError
 from pulumi_iterative.storage import Rclone, Remote
 
 
@@ -883,3 +883,127 @@ def test_long_and_unicode_names_round_trip_through_packs(
     dest = tmp_path / "r"
     sync.restore(rclone, base, dest)
     assert tree(dest) == tree(wd)
+
+
+def _three_generations(rclone: Rclone, wd: Path, monkeypatch: pytest.MonkeyPatch):
+    """base, then i0/1 and i0/2, with garbage collection failing so i0/1 is still whole."""
+    put(wd, "model.pt", "epoch 0")
+    put(wd, "data.csv", "rows")
+    cp = start(rclone, wd)
+    monkeypatch.setattr(sync.Checkpointer, "_delete", lambda *a: None)
+    put(wd, "model.pt", "epoch 1")
+    first = cp.checkpoint("auto")
+    put(wd, "model.pt", "epoch 2")
+    put(wd, "new.txt", "only in 2")
+    second = cp.checkpoint("auto")
+    monkeypatch.undo()
+    assert first is not None and second is not None
+    return first, second
+
+
+@pytest.mark.parametrize("damage", ["body missing", "manifest cut short"])
+def test_a_damaged_newest_generation_falls_back_to_the_newest_whole_one(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    first, second = _three_generations(rclone, wd, monkeypatch)
+    bucket = Path(rclone.remote.root) / "data"
+    if damage == "body missing":
+        (bucket / second.files["new.txt"].key("new.txt")).unlink()  # its body or its pack
+    else:
+        path = bucket / second.path.removeprefix("data/")
+        path.write_bytes(path.read_bytes()[:40])
+    dest = tmp_path / "next"
+    dest.mkdir()
+    found = sync.restore_newest_whole(rclone, "i0", dest)
+    assert found.manifest is not None and found.manifest.gen == first.gen
+    assert tree(dest) == {"model.pt": "epoch 1", "data.csv": "rows"}  # nothing of gen 2
+    (why,) = found.passed_over
+    assert why.startswith("i0/00000002")
+
+    # The boot cleans up: gen 2's bodies and its manifest go, gen 1 and the base stay.
+    assert sync.remove_orphans(rclone, "i0", found) >= 1
+    left = objects(rclone)
+    assert not any(o.startswith(f"gen/{second.gen}/") for o in left)
+    assert second.path.removeprefix("data/") not in left
+    assert f"gen/{first.gen}/model.pt" in left and "gen/base/00000000/data.csv" in left
+
+    # It goes on from gen 1, and the next boot restores what it made.
+    cp = sync.Checkpointer(rclone, dest, "i0", "0-next")
+    cp.adopt(found.manifest, found.local)
+    put(dest, "model.pt", "epoch 3")
+    assert cp.checkpoint("auto") is not None
+    third = tmp_path / "third"
+    third.mkdir()
+    again = sync.restore_newest_whole(rclone, "i0", third)
+    assert again.passed_over == () and tree(third) == {"model.pt": "epoch 3", "data.csv": "rows"}
+
+
+def test_with_every_generation_damaged_the_base_is_restored(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _three_generations(rclone, wd, monkeypatch)
+    bucket = Path(rclone.remote.root) / "data"
+    (bucket / first.files["model.pt"].key("model.pt")).unlink()  # used by gen 1 only
+    (bucket / second.files["model.pt"].key("model.pt")).unlink()
+    dest = tmp_path / "next"
+    dest.mkdir()
+    found = sync.restore_newest_whole(rclone, "i0", dest)
+    assert found.manifest is not None and found.manifest.lineage == sync.BASE
+    assert len(found.passed_over) == 2
+    assert tree(dest) == {"model.pt": "epoch 0", "data.csv": "rows"}
+
+
+def test_bodies_of_a_generation_whose_manifest_never_landed_go_at_the_next_boot(
+    rclone: Rclone, wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(wd, "model.pt", "epoch 1")
+    cp = start(rclone, wd)
+    put(wd, "model.pt", "epoch 2")
+    landed = cp.checkpoint("auto")
+    put(wd, "model.pt", "epoch 3")
+    put(wd, "extra.bin", "only in the lost generation")
+    real_write = Rclone.write
+
+    def failing_write(self, path, data):
+        if "/manifests/" in path:
+            raise TransferError("rclone rcat failed: connection reset")
+        return real_write(self, path, data)
+
+    monkeypatch.setattr(Rclone, "write", failing_write)
+    with pytest.raises(TransferError):
+        cp.checkpoint("auto")
+    monkeypatch.undo()
+    assert "gen/i0/00000002/extra.bin" in objects(rclone)
+
+    dest = tmp_path / "next"
+    dest.mkdir()
+    found = sync.restore_newest_whole(rclone, "i0", dest)
+    assert found.manifest == landed and found.passed_over == ()  # not damage: never was
+    assert sync.remove_orphans(rclone, "i0", found) >= 1  # the lost generation's objects
+    assert not any(o.startswith("gen/i0/00000002/") for o in objects(rclone))
+    assert "gen/i0/00000001/model.pt" in objects(rclone)
+
+
+def test_symbolic_links_are_refused_at_create_and_said_on_the_machine(
+    rclone: Rclone, wd: Path, tmp_path: Path
+) -> None:
+    put(wd, "model.pt", "m")
+    (tmp_path / "dataset").mkdir()
+    os.symlink(tmp_path / "dataset", wd / "data")
+    os.symlink("model.pt", wd / "latest.pt")
+    with pytest.raises(IterativeError) as info:
+        sync.upload_base(rclone, wd, ())
+    message = str(info.value)
+    assert "data, latest.pt" in message and "storage.exclude" in message
+    assert objects(rclone) == set()  # nothing went up
+
+    # Excluded, they are no obstacle; on the machine, a link is said once, not dropped.
+    base = sync.upload_base(rclone, wd, ("data", "latest.pt"))
+    said: list[str] = []
+    cp = sync.Checkpointer(rclone, wd, "i0", "0-test", say=said.append)
+    cp.adopt(base, sync.scan(wd))
+    put(wd, "model.pt", "m2")
+    assert cp.checkpoint("auto") is not None
+    put(wd, "model.pt", "m3")
+    cp.checkpoint("auto")
+    assert len(said) == 1 and "data, latest.pt" in said[0] and "not checkpointed" in said[0]

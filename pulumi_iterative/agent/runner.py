@@ -41,6 +41,8 @@ log = logging.getLogger("pulumi_iterative.agent")
 LOG_INTERVAL = 3.0  # seconds between log uploads while the script runs
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for the script
 NOTICE_POLL = 5.0  # seconds between polls of the cloud's preemption notice
+SIGNAL_RACE = 1.0  # seconds a script that died of a signal waits for the agent's SIGTERM
+SCRIPT_ENDED = "script.ended"  # in the machine's home: the script is over, whatever follows
 BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL")
 
 
@@ -140,7 +142,6 @@ class Agent:
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="boot") as pool:
             reading = pool.submit(self.rclone.cat, self.remote.path(TASK_FILE))
             listing = pool.submit(self.rclone.list, self.remote.path(STATUS), recursive=True)
-            finding = pool.submit(self.newest_generation)
             self.task = task = TaskDefinition.from_dict(json.loads(reading.result()))
             earlier = {
                 e["Path"].split("/")[0].removesuffix(".json")
@@ -151,7 +152,7 @@ class Agent:
             self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
             reporting = pool.submit(self.write_report)
             try:
-                resumed = self.restore(*finding.result())
+                resumed = self.restore()
             except Exception as exc:
                 reporting.result()
                 if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
@@ -168,14 +169,7 @@ class Agent:
             return self.finish("budget", None, spent + " before this boot")
         return self.supervise(self.start_script(restarts, resumed), remaining)
 
-    def newest_generation(self) -> tuple[sync.Manifest | None, bool]:
-        """The newest generation of this index, else the upload from create; resumed?"""
-        lineage = sync.lineage_of(self.index)
-        found = {m.lineage: m for m in sync.manifests(self.rclone, [lineage, sync.BASE])}
-        manifest = found.get(lineage)
-        return (manifest, True) if manifest is not None else (found.get(sync.BASE), False)
-
-    def restore(self, manifest: sync.Manifest | None, resumed: bool) -> bool:
+    def restore(self) -> bool:
         lineage = sync.lineage_of(self.index)
         checkpointer = sync.Checkpointer(
             self.rclone,
@@ -183,20 +177,33 @@ class Agent:
             lineage,
             self.machine,
             self.definition.exclude,
+            say=self.note,
             background_gc=True,
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
+        found = sync.restore_newest_whole(self.rclone, lineage, self.workdir)
+        manifest = found.manifest
+        if found.passed_over:
+            kept = manifest.gen if manifest is not None else "nothing"
+            notice = (
+                f"restored {kept}: newer generations are damaged and were passed over "
+                f"({'; '.join(found.passed_over)})"
+            )
+            self.note(notice)
+            self.safe(lambda: self.write_report(notice=notice))
         if manifest is not None:
-            local = sync.restore(self.rclone, manifest, self.workdir)
-            checkpointer.adopt(manifest, local, manifest.base)
+            checkpointer.adopt(manifest, found.local, manifest.base)
             self.explicit = manifest.kind == "explicit"
-            self.note(f"restored generation {manifest.gen} ({len(local)} files)")
+            self.note(f"restored generation {manifest.gen} ({len(found.local)} files)")
+        # Bodies of a generation whose manifest never landed (or of a damaged one) are
+        # used by nothing: they go before this boot writes generations of its own.
+        self.safe(lambda: sync.remove_orphans(self.rclone, lineage, found))
         # Changes from the kernel from now on, not walks (a walk stays the safety net).
         checkpointer.watch()
         # Only a restored workdir may be checkpointed: a half-restored one would
         # become the newest generation and lose the real one.
         self.checkpointer = checkpointer
-        return resumed
+        return manifest is not None and manifest.lineage == lineage
 
     def start_script(self, restarts: int, resumed: bool) -> subprocess.Popen[bytes]:
         script = self.home / "script"
@@ -237,7 +244,7 @@ class Agent:
         interval = self.definition.checkpoint_interval
         next_checkpoint = time.monotonic() + interval if interval else float("inf")
         next_log = time.monotonic() + LOG_INTERVAL
-        next_notice = time.monotonic() + NOTICE_POLL
+        next_notice = time.monotonic()  # at once: a cloud's notice watch starts with it
         pricing = cost.Pricing.from_dict(self.definition.pricing)
         next_budget = time.monotonic() + pricing.check_every() if pricing.budget else float("inf")
         noticed = False
@@ -268,15 +275,38 @@ class Agent:
                 next_log = time.monotonic() + LOG_INTERVAL
             self.stop.wait(0.2)
         code = proc.returncode
-        # A shutdown signals the script and the agent at once: a script killed by a
-        # signal while our own SIGTERM is arriving was preempted, not failed.
-        if code < 0 and self.stop.wait(1.0):
+        self.script_ended()
+        # A boot whose machine is being taken away is interrupted whatever the script's
+        # exit code: most scripts exit 143 on SIGTERM, some trap it and exit 0, and
+        # either way the group's replacement carries the index on.
+        if self.taken_away(code, noticed):
             return self.interrupted(proc, "the machine is being taken away (SIGTERM)")
         return self.finish(
             "succeeded" if code == 0 else "failed",
             code,
             "" if code == 0 else f"the script exited with code {code}",
         )
+
+    def script_ended(self) -> None:
+        """Tell the machine's group the script is over: a finished script is final, so a
+        rehearsed preemption must not pick this machine (the local group reads this)."""
+        with contextlib.suppress(OSError):
+            (self.home / SCRIPT_ENDED).write_text(str(time.time()))
+
+    def taken_away(self, code: int, noticed: bool) -> bool:
+        """Is this machine being taken away as its script ends?"""
+        if noticed or self.stop.is_set() or self.hooks.preemption_notice():
+            return True
+        # A shutdown signals the script and the agent at once, and the script may end
+        # before our own SIGTERM handler has run or the notice is seen: a script that
+        # died of a signal (or exited 128+N, as shells do) waits a moment for either.
+        if not (code < 0 or code > 128):
+            return False
+        end = time.monotonic() + SIGNAL_RACE
+        while time.monotonic() < end:
+            if self.stop.wait(0.1) or self.hooks.preemption_notice():
+                return True
+        return False
 
     def budget_spent(self) -> str | None:
         """Why the task must stop for its budget, or None (no budget, or money left).
@@ -330,8 +360,15 @@ class Agent:
         return 143  # not leaving the group: the cloud replaces this machine
 
     def finish(self, state: str, code: int | None, reason: str) -> int:
-        if self.checkpointer is not None:
+        # The final checkpoint. In consistency-point mode only a script that succeeded
+        # adds one: after a failure or a timeout the files may be half-written, so the
+        # last set the script declared complete stays the newest (what pull brings home).
+        if self.checkpointer is not None and (state == "succeeded" or not self.explicit):
             self.safe(lambda: self.checkpoint("final"))
+        elif self.checkpointer is not None and self.checkpointer.current is not None:
+            kept = self.checkpointer.current.gen
+            self.note(f"no final checkpoint after {state}: keeping consistency point {kept}")
+        if self.checkpointer is not None:
             self.safe(self.checkpointer.close)  # the cleanup behind it, before leaving
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
         self.safe(self.upload_log)

@@ -67,11 +67,17 @@ CLOUDS: dict[str, Cloud] = {
         # the metadata server's token and one JSON call (leaving the group)
         ("google-auth>=2.20", "google-api-core>=2.11", "requests>=2.28"),
     ),
+    # The machine's index claims use Blob storage with the VM's managed identity.
+    "azure": Cloud(
+        "azure",
+        "pulumi_iterative.clouds.azure",
+        "azure",
+        ("azure-identity>=1.23", "azure-storage-blob>=12.19"),
+    ),
+    "k8s": Cloud("k8s", "pulumi_iterative.clouds.k8s", "k8s"),  # the machine side needs no SDK
 }
-# Names users may write for a cloud, and the clouds still to come (refused at
-# preview with "no backend yet" rather than "unknown cloud").
+# Other names users may write for a cloud.
 ALIASES = {"az": "azure", "kubernetes": "k8s", "google": "gcp", "amazon": "aws"}
-PLANNED = ("azure", "k8s")
 
 
 def get(cloud: str) -> Cloud:

@@ -157,12 +157,35 @@ def real_cloud_rules(spec: TaskSpec) -> list[FieldError]:
 
 class Backend(Protocol):
     """The workstation side of a cloud. Every method is idempotent; none keeps an SDK
-    client, socket or lock on self (the provider object is pickled into state)."""
+    client, socket or lock on self (the provider object is pickled into state).
+
+    Optional: `open_bucket(ref)`, a context manager yielding the `storage.Remote` the
+    workstation uses for one operation, for a bucket that is not reachable at
+    `ref.remote` directly (k8s: a volume inside the cluster, served by a short-lived
+    transfer pod). Without it, lifecycle uses `ref.remote`, which the machines use too.
+    """
 
     name: str
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
         """Derive names, the remote and the budget from the spec. No cloud calls."""
+        ...
+
+    def check_access(self, ref: TaskRef) -> None:
+        """Can the caller reach this cloud at all? Called by `lifecycle.create` after
+        `prepare` and before the first step, so missing or expired credentials are said
+        first, not as "step [1/n] failed" with a cleanup error after it.
+
+        Ask the cloud who is calling (one cheap, read-only call that every caller may
+        make: AWS `sts:GetCallerIdentity`, GCP an OAuth token for the credentials, Azure
+        a token for ARM, Kubernetes the API server's version or a SelfSubjectReview)
+        and return. On no credentials, expired ones, or ones the cloud refuses, raise
+        `IterativeError` naming the cloud and how to log in with its own tools (AWS:
+        `aws sso login`, a profile, or keys; GCP: `gcloud auth application-default
+        login`; Azure: `az login`; Kubernetes: the kubeconfig context). Never include a
+        credential in the message. A cloud that needs no account returns at once.
+        Transient errors are retried like any call; a refusal is not.
+        """
         ...
 
     def storage_steps(self, ref: TaskRef) -> list[Step]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from pulumi_iterative.task import TaskRef
 from tests.aws.conftest import Moto, leftovers
 from tests.aws.simulator import MachineSimulator
 from tests.aws.test_secrets import stored
+from tests.conformance.harness import SHUTDOWN_SKEW
 
 
 class AwsHarness:
@@ -56,6 +60,21 @@ class AwsHarness:
         status = lifecycle.read(ref, with_logs=False)
         (machine,) = [m for m in status.latest if m.index == index and m.state == State.RUNNING]
         self.simulator.kill(machine.instance)
+        self.moto.client("autoscaling").terminate_instance_in_auto_scaling_group(
+            InstanceId=machine.instance, ShouldDecrementDesiredCapacity=False
+        )
+        return machine.instance
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        status = lifecycle.read(ref, with_logs=False)
+        (machine,) = [m for m in status.latest if m.index == index and m.state == State.RUNNING]
+        sim = self.simulator.machines[machine.instance]
+        sim.imds.interrupt()  # spot/instance-action
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.killpg(int((sim.folder / "pulumi-iterative" / "script.pgid").read_text()), 15)
+        time.sleep(SHUTDOWN_SKEW)  # the shutdown reached the script first
+        # EC2 reclaims it: the simulator shuts the OS down (SIGTERM, then SIGKILL after a
+        # grace) and the group, not told to shrink, launches a replacement.
         self.moto.client("autoscaling").terminate_instance_in_auto_scaling_group(
             InstanceId=machine.instance, ShouldDecrementDesiredCapacity=False
         )

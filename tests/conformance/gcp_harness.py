@@ -3,7 +3,11 @@ simulated from the startup script stored in their instance template."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +21,7 @@ from pulumi_iterative.clouds.gcp.names import Names
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.task import TaskRef
+from tests.conformance.harness import SHUTDOWN_SKEW
 from tests.gcp.conftest import Gcp, leftovers, stored
 from tests.gcp.simulator import MachineSimulator
 
@@ -62,6 +67,22 @@ class GcpHarness:
         sim = self.simulator.machines[machine.instance]
         self.simulator.kill(sim.name)
         self.gcp.fake.preempt(sim.name)
+        return machine.instance
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """GCE's preemption: `instance/preempted` turns TRUE, the shutdown reaches the
+        script first (SHUTDOWN_SKEW), then the instance is deleted and the group makes it
+        again."""
+        status = lifecycle.read(ref, with_logs=False)
+        (machine,) = [m for m in status.latest if m.index == index and m.state == State.RUNNING]
+        sim = self.simulator.machines[machine.instance]
+        sim.metadata.preempt()
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pgid = int((sim.folder / "pulumi-iterative" / "script.pgid").read_text())
+            os.killpg(pgid, signal.SIGTERM)
+        time.sleep(SHUTDOWN_SKEW)
+        with contextlib.suppress(KeyError):  # the machine may have ended itself meanwhile
+            self.gcp.fake.preempt(sim.name)
         return machine.instance
 
     def running_machines(self, ref: TaskRef) -> list[str]:

@@ -23,6 +23,8 @@ import pytest
 from pulumi_iterative.spec import TaskSpec
 from pulumi_iterative.task import TaskRef
 
+SHUTDOWN_SKEW = 2.0  # take_away: seconds between the script's SIGTERM and the agent's
+
 
 class Harness(Protocol):
     name: str
@@ -44,6 +46,15 @@ class Harness(Protocol):
     def preempt(self, ref: TaskRef, index: int) -> str:
         """Take away, without notice, the machine running `index`, as the cloud would
         (the group then starts a replacement). Returns the machine's id."""
+        ...
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """Take away, *with* notice, the machine running `index`, as the cloud does to a
+        spot machine: first the cloud's preemption notice (what
+        `MachineSide.preemption_notice` reads); then the shutdown, whose SIGTERM reaches
+        the script's processes first and the agent's about SHUTDOWN_SKEW seconds later
+        (a shutdown promises no order, and an agent busy uploading sees it late); then a
+        kill some seconds later. The group starts a replacement. Returns the machine's id."""
         ...
 
     def running_machines(self, ref: TaskRef) -> list[str]:

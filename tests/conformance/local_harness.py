@@ -7,6 +7,8 @@ import json
 import os
 import secrets
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,12 @@ from pulumi_iterative.agent.bootstrap import Install
 from pulumi_iterative.clouds.local import backend as local_backend
 from pulumi_iterative.clouds.local.backend import Place, _alive
 from pulumi_iterative.clouds.local.group import BACKSTOP_GRACE
+from pulumi_iterative.clouds.local.machine import PREEMPTING
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.task import TaskRef
+from tests.conformance.harness import SHUTDOWN_SKEW
+
+NOTICE = 10.0  # seconds between the notice's SIGTERM and the kill
 
 
 class LocalHarness:
@@ -62,6 +68,26 @@ class LocalHarness:
         for pgid in pgids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pgid), signal.SIGKILL)
+        return str(m["id"])
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """What the group's rehearsal does (group.py `preempt`): the notice file, SIGTERM
+        (the script's session first, see SHUTDOWN_SKEW), and a kill NOTICE seconds later;
+        the group then replaces the machine."""
+        (m,) = [r for r in self._records(ref) if r["index"] == index and r["state"] == "running"]
+        (Path(m["dir"]) / PREEMPTING).write_text(str(time.time()))
+        pgids = [int((Path(m["dir"]) / "script.pgid").read_text()), int(m["pid"])]
+
+        def signal_all(sig: int) -> None:
+            for pgid in pgids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, sig)
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgids[0], signal.SIGTERM)
+        time.sleep(SHUTDOWN_SKEW)
+        signal_all(signal.SIGTERM)
+        threading.Timer(NOTICE, signal_all, (signal.SIGKILL,)).start()
         return str(m["id"])
 
     def running_machines(self, ref: TaskRef) -> list[str]:

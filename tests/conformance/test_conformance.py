@@ -133,6 +133,65 @@ def test_preemption_resumes_from_the_checkpoint(harness: Harness, workdir: Path)
     assert harness.leftovers(ref.task_id) == []
 
 
+ENDS_ON_NOTICE = """#!/bin/sh
+mkdir -p results
+echo "boot $TASK_RESTARTS resumed $TASK_RESUMED" >> results/boots.txt
+if [ "$TASK_RESTARTS" = 0 ]; then
+  trap 'echo "notice: exiting {code}"; exit {code}' TERM
+  pulumi-iterative checkpoint >/dev/null
+  echo "durable boot 0"
+  while true; do sleep 0.2; done
+fi
+echo finished > results/done.txt
+"""
+
+
+@pytest.mark.parametrize("code", [0, 143])
+def test_a_script_ending_on_the_notice_is_interrupted_whatever_its_code(
+    harness: Harness, workdir: Path, code: int
+) -> None:
+    """Most scripts exit 143 on SIGTERM, some trap it and exit 0: either way the boot was
+    taken away, so it is `interrupted`, the replacement runs, and until it has finished
+    the task is never failed or succeeded."""
+    script = ENDS_ON_NOTICE.replace("{code}", str(code))
+    spec = harness.spec(
+        workdir, script, spot=0, storage={"output": "results", "checkpoint_interval": 0}
+    )
+    ref = lifecycle.create(spec)
+    harness.start()
+    wait_status(
+        harness,
+        ref,
+        lambda s: "durable boot 0" in "".join(s.logs.values()),
+        "the first boot's consistency point",
+    )
+    harness.take_away(ref, 0)
+    seen: list[TaskStatus] = []
+
+    def record(status: TaskStatus) -> bool:
+        seen.append(status)
+        return status.done
+
+    status = wait_status(harness, ref, record, "the replacement to finish")
+    early = [
+        s.to_dict()
+        for s in seen
+        if s.state in (State.FAILED, State.SUCCEEDED)
+        and len([m for m in s.machines if m.index == 0]) < 2
+    ]
+    assert early == [], "the task ended while its replacement was due"
+    assert status.state == State.SUCCEEDED and status.exit_code == 0, harness.report()
+    boots = [m for m in status.machines if m.index == 0]
+    assert [m.state for m in boots] == [State.INTERRUPTED, State.SUCCEEDED], harness.report()
+    lifecycle.delete(ref)
+    assert (workdir / "results" / "boots.txt").read_text().splitlines() == [
+        "boot 0 resumed 0",
+        "boot 1 resumed 1",
+    ]
+    assert (workdir / "results" / "done.txt").exists()
+    assert harness.leftovers(ref.task_id) == []
+
+
 def test_parallel_machines_know_their_index(harness: Harness, workdir: Path) -> None:
     script = (
         "#!/bin/sh\nmkdir -p results\n"

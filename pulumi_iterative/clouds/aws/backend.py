@@ -44,7 +44,7 @@ from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
-from . import pricing
+from . import access, pricing
 from .api import Aws, call, tag_list, wait_until
 from .names import Names, key, remote_env, s3_root
 from .resources import backstop, bucket, group, identity, launch_template, network
@@ -134,6 +134,10 @@ class Backend:
             output=spec.storage.output,
             extra=place.to_dict(),
         )
+
+    def check_access(self, ref: TaskRef) -> None:
+        caller = access.check_caller(ref.region)
+        log.debug("creating as %s", caller)
 
     # --- steps --------------------------------------------------------------------------
 

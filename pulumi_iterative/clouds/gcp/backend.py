@@ -53,7 +53,7 @@ from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import catalog
-from .api import default_project, wait_until
+from .api import SCOPES, default_project, endpoint, wait_until
 from .names import Names, gcs_root, key, remote_env
 from .resources import bucket, group, identity, network, template
 
@@ -150,8 +150,37 @@ def machines_of(spec: TaskSpec) -> tuple[str, ...]:
     return generic.resolve_machine("gcp", spec.machine).types
 
 
+LOGIN = (
+    "log in to Google Cloud first: `gcloud auth application-default login`, or "
+    "GOOGLE_APPLICATION_CREDENTIALS set to a service account's key file"
+)
+
+
 class Backend:
     name = "gcp"
+
+    def check_access(self, ref: TaskRef) -> None:
+        """The caller's application default credentials, refreshed once (a token for them):
+        missing or expired ones are said before the first step, with how to log in."""
+        if endpoint():
+            return  # an emulator: no login
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError, RefreshError, TransportError
+        from google.auth.transport.requests import Request
+
+        try:
+            found, _ = google.auth.default(scopes=list(SCOPES))
+            found.refresh(Request())
+        except DefaultCredentialsError as exc:
+            raise IterativeError(f"no Google Cloud credentials found ({exc}); {LOGIN}") from None
+        except RefreshError as exc:
+            raise IterativeError(
+                f"your Google Cloud login could not be used ({exc}); {LOGIN}"
+            ) from None
+        except TransportError as exc:
+            raise IterativeError(
+                f"could not reach Google to check your login ({exc}); check the network"
+            ) from None
 
     # --- names and budget -------------------------------------------------------------
 

@@ -66,6 +66,9 @@ class Backend:
             extra=Place(str(root / "groups" / task_id)).to_dict(),
         )
 
+    def check_access(self, ref: TaskRef) -> None:
+        return None  # no account: the caller's own files and processes
+
     def storage_steps(self, ref: TaskRef) -> list[Step]:
         bucket = Path(ref.remote["root"])
         return [

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .machine import PREEMPTING
+
 BACKSTOP_GRACE = 60.0  # after the deadline, the agent's own timeout handling goes first
 STOP_GRACE = 20.0  # after SIGTERM on stop, machines get this long to checkpoint
 MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is given up on
@@ -30,6 +32,8 @@ MAX_LOST_IN_A_ROW = 5  # a machine that keeps dying before its script starts is 
 # on PYTHONPATH, not whatever copy is installed).
 MACHINE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "SHELL", "PYTHONPATH")
 TICK = 0.1
+# In a machine's folder: the agent's "my script is over" (agent/runner.py writes it).
+SCRIPT_ENDED = "script.ended"
 
 
 @dataclass
@@ -128,7 +132,12 @@ class Group:
                 continue
             self.signal_machine(m, signal.SIGKILL)  # the VM is gone: nothing of it survives
             m.exit_code, m.ended = code, now
-            if m.state == "preempting":
+            if m.state == "preempting" and code == 0:
+                # Its script had ended and the agent left the group: a finished script
+                # is final, even if the rehearsal picked the machine meanwhile.
+                m.state = "terminated"
+                self.event("terminate", m.id, f"machine {m.id} left the group")
+            elif m.state == "preempting":
                 m.state = "preempted"
                 self.event("terminate", m.id, f"machine {m.id} was preempted")
                 if not self.stopping:
@@ -172,13 +181,19 @@ class Group:
         running = [
             m
             for m in self.machines
-            if m.state == "running" and (Path(m.dir) / "script.pgid").exists()
+            if m.state == "running"
+            and (Path(m.dir) / "script.pgid").exists()
+            and not (Path(m.dir) / SCRIPT_ENDED).exists()  # a finished script is final
         ]
         if not running:
             return
         m = self.rng.choice(running)
         notice = float(self.config.get("preempt_notice") or 0)
         m.state = "preempting"
+        # The notice the agent asks for (machine.py), written before any signal, so an
+        # agent that sees its script end in the same instant still knows why.
+        with contextlib.suppress(OSError):
+            (Path(m.dir) / PREEMPTING).write_text(str(time.time()))
         if notice > 0:
             self.signal_machine(m, signal.SIGTERM)
             m.kill_at = time.time() + notice

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+PREEMPTING = "preempting"  # in the machine's folder: the group's notice (see group.py)
+
 if TYPE_CHECKING:
     from ...records import BootConfig
 
@@ -29,7 +31,8 @@ class MachineSide:
         return float(started) if started else None
 
     def preemption_notice(self) -> bool:
-        return False  # the local group's notice is SIGTERM
+        # The group marks a machine it is about to take away before it sends SIGTERM.
+        return (self.home() / PREEMPTING).exists()
 
     def leave_group(self) -> None:
         return None

@@ -1,0 +1,113 @@
+"""The backend through the lifecycle, on the fake: the API refusing each create rolls
+everything back and names the step; what the cluster says (pending pods, scheduling
+failures) reaches status and events; stop suspends the Job and keeps the volume."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pulumi_iterative import lifecycle
+from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
+from pulumi_iterative.errors import StepFailed
+from pulumi_iterative.spec import TaskSpec, parse_spec
+from pulumi_iterative.status import State, TaskStatus
+from pulumi_iterative.task import new_task_id
+from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.helpers import eventually, leftovers
+
+# (verb, resource) the API refuses -> the step that fails
+REFUSALS = (
+    ("create", "persistentvolumeclaims", "Create volume"),
+    ("create", "pods", "Upload workdir"),  # the transfer pod
+    ("create", "serviceaccounts", "Create machine identity"),
+    ("create", "rolebindings", "Create machine identity"),
+    ("create", "configmaps", "Create task config"),
+    ("create", "secrets", "Create task secret"),
+    ("create", "jobs", "Start job"),
+)
+
+
+@pytest.fixture
+def cluster_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
+) -> Iterator[FakeCluster]:
+    host_env = {
+        **default_host_env(),
+        SKIP_INSTALL_ENV: sys.executable,
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        yield cluster
+        assert not cluster.errors
+
+
+def _spec(tmp_path: Path, script: str = "#!/bin/sh\ntrue\n", **args: object) -> TaskSpec:
+    workdir = tmp_path / "project"
+    workdir.mkdir(exist_ok=True)
+    (workdir / "a.txt").write_text("a")
+    return parse_spec(
+        {
+            "cloud": "k8s",
+            "machine": "s",
+            "script": script,
+            "storage": {"workdir": str(workdir)},
+            **args,
+        }
+    )
+
+
+def test_a_refused_create_rolls_back_and_names_the_step(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    for verb, resource, step in REFUSALS:
+        cluster_env.api.fail(verb, resource, 403)
+        task_id = new_task_id("refused")
+        with pytest.raises(StepFailed) as failed:
+            lifecycle.create(_spec(tmp_path), task_id=task_id)
+        assert failed.value.step == step, resource
+        assert "Forbidden" in str(failed.value) and failed.value.undo_errors == []
+        eventually(
+            lambda t=task_id: not leftovers(cluster_env, t), f"nothing left after {resource}"
+        )
+
+
+def test_scheduling_failures_reach_status_and_events(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    ref = lifecycle.create(_spec(tmp_path, machine="m+h100"))  # no node has an H100
+
+    def with_error() -> object:
+        found = lifecycle.read(ref, with_logs=False)
+        return found if any(e.kind == "error" for e in found.events) else None
+
+    status = eventually(with_error, "a FailedScheduling event")
+    assert isinstance(status, TaskStatus)
+    errors = [e.message for e in status.events if e.kind == "error"]
+    assert any(m.startswith("FailedScheduling: 0/2 nodes are available") for m in errors)
+    assert status.state == State.QUEUED
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
+
+
+def test_stop_suspends_the_job_and_keeps_the_volume(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    ref = lifecycle.create(_spec(tmp_path, "#!/bin/sh\necho up\nwhile true; do sleep 0.2; done\n"))
+    eventually(lambda: "up" in "".join(lifecycle.read(ref).logs.values()), "the script to run")
+    lifecycle.stop(ref)
+    # the Job's pods have ended; the stop marker's transfer pod goes right after
+    job_pods = [p for p in cluster_env.objects("pods") if "transfer" not in p["metadata"]["name"]]
+    assert all(p["status"]["phase"] == "Failed" for p in job_pods)
+    eventually(lambda: not cluster_env.live_processes(), "the transfer pod's process to end")
+    (job,) = cluster_env.objects("jobs")
+    assert job["spec"]["suspend"] is True
+    assert lifecycle.read(ref, with_logs=False).state == State.STOPPED
+    assert [c["metadata"]["name"] for c in cluster_env.objects("persistentvolumeclaims")]
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
