@@ -64,8 +64,10 @@ def measure(
 ) -> Row:
     rclone = Rclone(start.ours)
     rclone.start_daemon()
-    ckpt = sync.Checkpointer(rclone, tree.root, sync.lineage_of(0), "0-bench")
+    # As the agent runs it: changes from inotify, cleanup off the critical path.
+    ckpt = sync.Checkpointer(rclone, tree.root, sync.lineage_of(0), "0-bench", background_gc=True)
     ckpt.adopt(start.base_manifest, sync.scan(tree.root))
+    ckpt.watch()
     epoch = scratch.path("epochs") / f"{start.baseline.replace('/', '_').replace(':', '_')}.txt"
     epoch.unlink(missing_ok=True)
 
@@ -97,6 +99,7 @@ def measure(
                 for samples in (ours_t, base_t, ours_r, base_r):
                     samples.clear()
     finally:
+        ckpt.close()
         rclone.stop_daemon()
     row = Row(
         "1. checkpoint",
@@ -126,11 +129,13 @@ def measure(
         )
     elif not row.met:
         row.why = (
-            "both sides walk every file each time. Ours stats all of them in Python and "
-            "writes a manifest listing all of them (a few hundred KB at 10,000 files); the "
-            "baseline's find + sort is C and its rclone sync lists both sides. On S3 the "
-            "baseline pays a request per file and ours is 0.02x. Next: learn what changed "
-            "from inotify instead of a walk, and write manifest deltas."
+            f"{row.ratio:.2f}x ({row.spread()}). Ours no longer walks the workdir (inotify) "
+            "nor writes every file's entry (a delta manifest): what is left is two calls to "
+            "the rclone daemon, the changed file's pack and then the manifest, which must "
+            "come after it; Python's own part is under 1 ms. Each call costs a few ms on "
+            "an idle machine and several times that when the 2 cores are shared, so the "
+            "ratio is best where the baseline's walk is biggest. Next: write a one-file "
+            "generation as one object (the body inside the delta manifest)."
         )
     log(f"checkpoint: {label}, {target.name}: ours {row.ours:.3f}s, baseline {row.base:.3f}s")
     return row

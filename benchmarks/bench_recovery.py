@@ -407,10 +407,19 @@ def rows_for(results: dict[tuple[str, str], Run], idle_runs: list[Run]) -> list[
             median(base.back),
             runs=len(ours.back),
             samples={"ours": ours.back, "baseline": base.back},
+            goal="<= 1.0x",
             note="restore of 1,000 files / 20 MB included; ours starts a Python agent and its "
-            "rclone daemon and reads the task, its boot report and the newest generation "
-            "first, the baseline is bash and one rclone copy",
+            "rclone daemon, reads the task, the earlier boots and the newest generation side "
+            "by side and restores its packs while the first report goes up; the baseline is "
+            "bash and one rclone copy of 1,000 files",
         )
+        back.met = back.ratio is not None and back.ratio <= 1.0
+        if not back.met:
+            back.why = (
+                f"{back.spread()}: the agent's Python start (imports, ~0.1-0.4 s here) and the "
+                "daemon's first call come before any byte moves. Next: an agent import path "
+                "without http.client/ssl, and the restore started before the task is parsed."
+            )
         rows.append(back)
     if len(idle_runs) == 2 and idle_runs[0].idle and idle_runs[1].idle:
         ours, base = idle_runs

@@ -1,25 +1,25 @@
-"""6. Status at scale: `lifecycle.read` of an AWS task with parallelism 1 / 10 / 100,
+"""6. Status at scale: `lifecycle.read` of an AWS task with parallelism 1 / 10 / 100 / 1,000,
 against moto (EC2, Auto Scaling, S3) over HTTP, counting every request by service.
 
 Each task is made with the real `lifecycle.create` (bucket, identity, template,
 Auto Scaling group, desired = parallelism: moto then shows that many instances).
 moto never runs user-data, so the machines' work is played by writing what their
-agents would have written: one status report and one log (200 lines) per
-machine into the bucket. Then `read` (the provider's refresh, `pulumi-iterative
-status`) is timed: the group's instances and activities, every report in one
-`rclone cat` of status/, every log in one `rclone copy` of logs/. moto runs in
-this process (it has to: its image store is filled directly, see
+agents would have written: one status report (its fields in its object's name,
+see `reportnames`) and a log of 200 lines in 3 segments per machine. Then
+`read(with_logs=False)` (`pulumi-iterative status`) is timed: the group's
+instances and activities, and every boot's report from one listing of status/.
+moto runs in this process (it has to: its image store is filled directly, see
 `publish_images`), behind the counting middleware.
 
-No baseline: the Terraform provider's read is not reproduced. The goal is about
-growth: requests and time from 1 to 100 machines should grow no faster than
-the number of machines, with requests batched (a constant number of rclone
-calls and cloud API calls that list many at once).
+No baseline: the Terraform provider's read is not reproduced. Goal (issue 13):
+at most 10 requests to the bucket at every size; logs are fetched only when
+asked for (the provider's refresh asks for the tail of each).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from pulumi_iterative import lifecycle
+from pulumi_iterative import lifecycle, logsegments, reportnames
+from pulumi_iterative.records import BootReport
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.storage import Rclone, Remote
 
@@ -41,7 +42,8 @@ IMAGES = (
     (UBUNTU, "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250301", "2025-03-01"),
     (UBUNTU, "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20250401", "2025-04-01"),
 )
-SIZES = (1, 10, 100)
+SIZES = (1, 10, 100, 1000)
+BUCKET_GOAL = 10  # S3 requests per read, at any size
 
 
 class InProcessMoto:
@@ -117,27 +119,25 @@ def aws_environment(endpoint: str) -> Iterator[None]:
 def play_machines(ref: Any, n: int, scratch: Scratch) -> None:
     """What n agents would have written: a report and a log each (one upload, untimed)."""
     folder = scratch.fresh("status-play")
-    (folder / "status").mkdir()
-    (folder / "logs").mkdir()
+    paths = []
     for i in range(n):
         machine = f"{i}-{i:08x}"
-        (folder / "status" / f"{machine}.json").write_text(
-            f'{{"machine": "{machine}", "index": {i}, "state": "running", '
-            f'"started": 1.0, "restarts": 0, "generation": 3}}\n'
+        report = BootReport(
+            machine, i, f"{i:08x}", f"i-{i:017x}", "running", started=1.0, generation=3
         )
-        (folder / "logs" / f"{machine}.log").write_text(
-            "".join(f"epoch {e} loss {1 / (e + 1):.4f}\n" for e in range(200))
-        )
+        name = reportnames.object_name(report, 2)
+        (folder / "status" / machine).mkdir(parents=True)
+        (folder / "status" / name).write_bytes(reportnames.body(report))
+        paths.append(f"status/{name}")
+        log_text = "".join(f"epoch {e} loss {1 / (e + 1):.4f}\n" for e in range(200)).encode()
+        (folder / "logs" / machine).mkdir(parents=True)
+        cuts = [0, len(log_text) // 3, 2 * len(log_text) // 3, len(log_text)]
+        for start, end in itertools.pairwise(cuts):
+            seg = f"logs/{logsegments.segment_name(machine, start)}"
+            (folder / seg).write_bytes(log_text[start:end])
+            paths.append(seg)
     rclone = Rclone(Remote.from_dict(ref.remote))
-    rclone.copy_files(
-        str(folder),
-        rclone.remote.path(),
-        [
-            f"{d}/{i}-{i:08x}.{ext}"
-            for i in range(n)
-            for d, ext in (("status", "json"), ("logs", "log"))
-        ],
-    )
+    rclone.copy_files(str(folder), rclone.remote.path(), paths)
 
 
 def run(scratch: Scratch, quick: bool) -> list[Row]:
@@ -172,7 +172,9 @@ def run(scratch: Scratch, quick: bool) -> list[Row]:
                     for _ in range(reps):
                         moto.app.reset()
                         with counting_rclone() as count:
-                            seconds, status = timed(lambda ref=ref: lifecycle.read(ref))
+                            seconds, status = timed(
+                                lambda ref=ref: lifecycle.read(ref, with_logs=False)
+                            )
                         snap = moto.app.snapshot()["services"]
                         assert len(status.machines) >= n, "read did not see every machine"
                         times.append(seconds)
@@ -201,17 +203,20 @@ def rows_for(
     t1, _, r1, _ = measured[1]
     for n, (seconds, calls, total, services) in sorted(measured.items()):
         by = ", ".join(f"{k} {v:g}" for k, v in sorted(services.items()))
+        bucket = services.get("s3", 0)
         row = Row(
             "6. status",
-            f"read, AWS on moto, parallelism {n}",
+            f"read, AWS on moto, parallelism {n:,}",
             seconds,
             ours_req=total,
             req_unit="HTTP requests",
-            goal="grows <= machines; batched",
+            goal=f"<= {BUCKET_GOAL} bucket requests",
             runs=reps,
             note=f"{by}; rclone calls {calls:g}; x{seconds / t1:.1f} time, "
             f"x{total / r1:.1f} requests vs 1 machine",
         )
-        row.met = seconds / t1 <= n and total / r1 <= n and calls <= measured[1][1]
+        row.met = bucket <= BUCKET_GOAL
+        if not row.met:
+            row.why = f"{bucket:g} requests to the bucket"
         rows.append(row)
     return rows

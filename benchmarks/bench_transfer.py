@@ -7,8 +7,10 @@ machine, through the agent's rclone daemon. The baseline is `rclone copy` with
 its defaults, of the same tree, to and from the same kind of remote (which is
 also how the Terraform provider's machines restore: `rclone copy $REMOTE/data`).
 Every round goes to a fresh prefix and a fresh folder; sides alternate first.
-Throughput is bytes / seconds, so the goal ">= 0.95x rclone's throughput" is a
-time ratio of at most 1/0.95 = 1.053.
+Throughput is bytes / seconds; the goal is at least rclone's throughput (a time
+ratio of at most 1.0). For a workdir of many small files on S3 the goal is
+stricter (issue 13): at most 0.2x rclone's time and under 2% of its requests,
+which only packing small files into few objects can reach.
 
 The last round's uploads are handed to benchmark 1 as its starting state.
 """
@@ -23,7 +25,8 @@ from pulumi_iterative.storage import Rclone, Remote
 from .common import MB, Row, Scratch, Target, drop, log, median, plain_rclone, timed
 from .workload import Tree
 
-GOAL = 1 / 0.95
+GOAL = 1.0
+SMALL_GOAL, SMALL_REQ_GOAL = 0.2, 0.02  # many small files on S3: time, requests
 
 
 @dataclass
@@ -40,7 +43,13 @@ def _ours_remote(target: Target, prefix: str) -> Remote:
 
 
 def measure(
-    label: str, tree: Tree, target: Target, rounds: int, scratch: Scratch
+    label: str,
+    tree: Tree,
+    target: Target,
+    rounds: int,
+    scratch: Scratch,
+    *,
+    small_files: bool = False,
 ) -> tuple[list[Row], Uploaded]:
     up_ours: list[float] = []
     up_base: list[float] = []
@@ -130,26 +139,37 @@ def measure(
             ours_req=median(ro),
             base_req=median(rb),
             req_unit=target.req_unit,
-            goal=">= 0.95x throughput (<= 1.05x time)",
+            goal=(
+                f"<= {SMALL_GOAL:g}x time, < {SMALL_REQ_GOAL:.0%} requests"
+                if small_files
+                else ">= 1.0x throughput (<= 1.0x time)"
+            ),
             runs=rounds,
             samples={"ours": ours, "baseline": base},
         )
         assert row.ratio is not None
-        row.met = row.ratio <= GOAL
+        if small_files:
+            row.met = row.ratio <= SMALL_GOAL and median(ro) < SMALL_REQ_GOAL * median(rb)
+        else:
+            row.met = row.ratio <= GOAL
         row.note = f"{mb / median(ours):.0f} vs {mb / median(base):.0f} MB/s; {row.spread()}"
         if not row.met:
             extra = (
-                "ours walks the workdir and writes a manifest on top of the same copy"
+                "ours walks the workdir, packs the small files (reading and writing them "
+                "once more in Python) and writes a manifest"
                 if what == "upload"
-                else "ours first finds the newest generation (a listing and a read)"
+                else "ours first finds the newest generation (a listing and a read), then "
+                "unpacks the packs in Python while they stream"
             )
             row.why = (
                 f"{(row.ratio - 1) * 100:.0f}% slower at the median"
                 + (" (the sides' ranges overlap)" if row.overlaps() else f" ({row.spread()})")
                 + f"; {row.ours_req:g} vs {row.base_req:g} {row.req_unit}; {extra}"
                 + (
-                    ": a fixed cost (~5-10 ms per 1,000 files) that a copy between tmpfs "
-                    "folders shows and a transfer over a network hides."
+                    ": on a copy between tmpfs folders there is no request to save, so "
+                    "the packing is pure extra work (CPU in Python, on shared cores); over a "
+                    "network it saves a round trip per file. Next: skip packing when the "
+                    "remote is a local folder, or stream packs to rclone as they are built."
                     if not target.s3
                     else "; the requests are the same, and moto, CPU-bound on this 2-core "
                     "machine, varies more than this between runs of one and the same copy "

@@ -19,6 +19,7 @@ from pathlib import Path
 from . import (
     bench_checkpoint,
     bench_install,
+    bench_logs,
     bench_preview,
     bench_recovery,
     bench_status,
@@ -40,10 +41,27 @@ class Plan:
     checkpoint_rounds: tuple[int, int]  # local, S3
     big_rounds: int
     recovery_intervals: tuple[float, ...]  # seconds between preemptions, one task pair each
+    small_files: int  # files of SMALL_SIZE on S3: upload and restore (issue 13, goal 1)
+    huge_files: int  # files of 1 KB on a local folder: a one-file checkpoint (goal 2)
 
 
-QUICK = Plan(20 * MB, 100 * MB, 128 * MB, 64 * MB, (3, 2, 1), (5, 3), 3, (13.0, 17.5))
-FULL = Plan(100 * MB, 1024 * MB, 1024 * MB, 128 * MB, (3, 2, 2), (7, 5), 5, (13.0, 16.5, 19.5))
+SMALL_SIZE = 10 * 1024
+CHANGED_GOAL = 0.05  # a one-file checkpoint, against the baseline's turn
+QUICK = Plan(
+    20 * MB, 100 * MB, 128 * MB, 64 * MB, (3, 2, 1), (5, 3), 3, (13.0, 17.5), 2_000, 30_000
+)
+FULL = Plan(
+    100 * MB,
+    1024 * MB,
+    1024 * MB,
+    128 * MB,
+    (3, 2, 2),
+    (7, 5),
+    5,
+    (13.0, 16.5, 19.5),
+    10_000,
+    100_000,
+)
 
 
 def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[Row]:
@@ -76,7 +94,7 @@ def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[R
                     uploaded,
                     lambda i, t=tree: workload.change_one(t, i),
                     checkpoint_rounds,
-                    0.2,
+                    CHANGED_GOAL,
                     scratch,
                 )
             )
@@ -85,7 +103,34 @@ def storage(plan: Plan, scratch: Scratch, s3: MotoS3, which: set[str]) -> list[R
             drop(uploaded.baseline)
         if tree is t10k:
             drop(tree.root)
+    if "2" in which:
+        n = plan.small_files
+        log(f"making a workdir of {n:,} files of {SMALL_SIZE // 1024} KB")
+        tree = workload.make_uniform(scratch.fresh("wd-small"), n, SMALL_SIZE)
+        label = f"{n:,} files of {SMALL_SIZE // 1024} KB"
+        transfer_rows, _ = bench_transfer.measure(label, tree, on_s3, 1, scratch, small_files=True)
+        rows += transfer_rows
+        drop(tree.root)
     if "1" in which:
+        n = plan.huge_files
+        log(f"making a workdir of {n:,} files of 1 KB")
+        tree = workload.make_uniform(scratch.fresh("wd-huge"), n, 1024)
+        uploaded = bench_checkpoint.upload_both(tree, local, "huge")
+        rows.append(
+            bench_checkpoint.measure(
+                f"{n:,} files / {n * 1024 // MB} MB, 1 changed",
+                tree,
+                local,
+                uploaded,
+                lambda i, t=tree: workload.change_one(t, i),
+                3,
+                CHANGED_GOAL,
+                scratch,
+            )
+        )
+        drop(uploaded.ours.root)
+        drop(uploaded.baseline)
+        drop(tree.root)
         for size, target in ((plan.big_local, local), (plan.big_s3, on_s3)):
             log(f"making a {size // MB} MB file")
             tree = workload.make_big(scratch.fresh("wd-big"), size)
@@ -112,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small workdirs, fewer repetitions")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="which benchmarks, e.g. 1,2")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="which benchmarks, e.g. 1,2")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
     parser.add_argument(
         "--scratch",
@@ -146,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_status.run(scratch, args.quick)
         if "7" in which:
             rows += bench_install.run(scratch, args.quick)
+        if "8" in which:
+            rows += bench_logs.run(scratch, args.quick)
     finally:
         scratch.cleanup()
     rows.sort(key=lambda r: r.bench.split(".")[0])

@@ -60,6 +60,20 @@ def make_tree(root: Path, count: int, total: int, seed: int = 1) -> Tree:
     return Tree(root, tuple(files), tuple(sizes))
 
 
+def make_uniform(root: Path, count: int, size: int) -> Tree:
+    """count files of `size` bytes each, 100 to a folder (a dataset of small shards)."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        rel = f"d{i // 10_000:02d}/s{(i // 100) % 100:02d}/f{i:06d}.bin"
+        path = root / rel
+        if i % 100 == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+        files.append(rel)
+    return Tree(root, tuple(files), (size,) * count)
+
+
 def make_big(root: Path, size: int) -> Tree:
     root.mkdir(parents=True, exist_ok=True)
     _write(root / "model.bin", size)

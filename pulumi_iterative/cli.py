@@ -218,13 +218,17 @@ def _print_estimate(spec: Any) -> None:
 
 def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
     """Print new log lines of every machine until the task is done."""
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # bytes printed per machine: only newer segments are fetched
+    partial: dict[str, bytes] = {}  # a line not finished yet
     while True:
         status = lifecycle.read(ref, with_logs=False)
-        for machine, text in lifecycle.fetch_logs(ref).items():
-            new = text[seen.get(machine, 0) :]
-            seen[machine] = len(text)
-            for line in new.splitlines():
+        for machine, new in lifecycle.new_log_bytes(ref, seen).items():
+            data = partial.pop(machine, b"") + new
+            head, sep, rest = data.rpartition(b"\n")
+            if rest and not status.done:
+                partial[machine] = rest
+                data = head + sep
+            for line in data.decode(errors="replace").splitlines():
                 print(f"[{machine}] {line}", file=out)
         out.flush()
         if status.done:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, agent_wheel, catalog, cost, sync
+from . import __version__, agent_wheel, catalog, cost, logsegments, reportnames, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
@@ -33,18 +33,18 @@ from .steps import Step, run_steps, teardown
 from .storage import (
     AGENT_DIR,
     BOOTSTRAP_FILE,
-    LOGS,
     STATUS,
     TASK_FILE,
     Rclone,
     Remote,
-    read_json_objects,
 )
 from .task import TaskRef, new_task_id
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 1000  # per machine, in status outputs; `logs` gives everything
+LOG_TAIL_BYTES = 64 * 1024  # ... and at most this much of each,
+LOG_TAIL_TOTAL = 1024 * 1024  # and this much in all: the state file stays small
 
 
 def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
@@ -179,26 +179,23 @@ class Reports:
 
 
 def reports(ref: TaskRef) -> Reports:
-    """Every boot's status report, in one read of the status folder."""
+    """Every boot's status report, from one listing of the status folder (the reports
+    are in the objects' names; see reportnames), plus a read of the few whole objects
+    there: a stop marker, an older agent's report, a report whose name was cut."""
     with bucket(ref) as rclone:
         return _reports(rclone)
 
 
 def _reports(rclone: Rclone) -> Reports:
-    try:
-        found = read_json_objects(rclone.cat(rclone.remote.path(STATUS)))
-    except NotFound:
-        return Reports(())
-    stops = [StopMarker.from_dict(r) for r in found if StopMarker.is_one(r)]
-    boots = tuple(BootReport.from_dict(r) for r in found if not StopMarker.is_one(r))
-    return Reports(boots, stops[-1] if stops else None)
+    boots, stopped = reportnames.read_all(rclone)
+    return Reports(tuple(boots), stopped)
 
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
     with bucket(ref) as rclone:  # one session for the reports and the logs
         found = _reports(rclone)
-        texts = _logs(rclone) if with_logs else {}
+        texts = _tail_logs(rclone, ref.task_id, len(found.boots)) if with_logs else {}
     machines = backend.machines(ref)
     now = time.time()
     status = summarize(
@@ -210,7 +207,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         stopped=found.stopped is not None,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
-    logs = {m: _tail(t, LOG_TAIL_LINES) for m, t in texts.items()}
+    logs = texts
     return TaskStatus(
         status.state,
         status.counts,
@@ -241,20 +238,42 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
 
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
-    """machine -> log text, with one transfer of the logs folder."""
+    """machine -> its whole log, from one listing and one transfer of the segments."""
     with bucket(ref) as rclone:
-        return _logs(rclone)
+        got = logsegments.fetch(rclone)
+    return {m: blob.decode(errors="replace") for m, (blob, _, _) in got.items()}
 
 
-def _logs(rclone: Rclone) -> dict[str, str]:
-    with tempfile.TemporaryDirectory(prefix="iterative-logs-") as tmp:
-        rclone.download_dir(rclone.remote.path(LOGS), tmp)
-        return {p.stem: p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.log"))}
+def new_log_bytes(ref: TaskRef, seen: dict[str, int]) -> dict[str, bytes]:
+    """machine -> its log bytes past `seen` (updated): only the segments not fetched yet."""
+    out = {}
+    for m, (blob, _, end) in logsegments.fetch(rclone_for(ref), since=seen).items():
+        if blob:
+            out[m] = blob
+        seen[m] = max(seen.get(m, 0), end)
+    return out
 
 
-def _tail(text: str, lines: int) -> str:
-    parts = text.splitlines(keepends=True)
-    return "".join(parts[-lines:])
+def _tail_logs(rclone: Rclone, task_id: str, machines: int) -> dict[str, str]:
+    """machine -> the end of its log, capped in lines and bytes (a runaway log must not
+    grow the Pulumi state); a cut log starts with a note saying how to see all of it."""
+    cap = max(4096, min(LOG_TAIL_BYTES, LOG_TAIL_TOTAL // max(machines, 1)))
+    out = {}
+    for m, (blob, _, end) in logsegments.fetch(rclone, tail=cap).items():
+        text = blob[-cap:].decode(errors="replace")
+        cut = end - min(len(blob), cap)
+        lines = text.splitlines(keepends=True)
+        if cut > 0 or len(lines) > LOG_TAIL_LINES:
+            lines = lines[1:] if cut > 0 else lines  # the first line may be partial
+            lines = lines[-LOG_TAIL_LINES:]
+            shown = sum(len(line.encode()) for line in lines)
+            note = (
+                f"[... {end - shown} earlier bytes not shown; "
+                f"`pulumi-iterative logs {task_id}` prints the whole log]\n"
+            )
+            lines.insert(0, note)
+        out[m] = "".join(lines)
+    return out
 
 
 def pull(ref: TaskRef, dest: str | Path | None = None, *, progress: bool = False) -> int:

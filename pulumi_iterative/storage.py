@@ -32,10 +32,10 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import NotFound, TransferError
 
@@ -263,6 +263,50 @@ class Rclone:
         if self._on_daemon("operations/uploadfile", params, upload=(name, data)) is _NO_DAEMON:
             self.run("rcat", path, stdin=data)
 
+    @contextlib.contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        """One object as a stream, without a temporary copy: through the daemon's
+        object server, else `rclone cat`. NotFound when it is missing."""
+        daemon = self.daemon
+        if daemon is not None:
+            fs, folder, name = self._split(path)
+            try:
+                response, conn = daemon.get(fs, f"{folder}/{name}" if folder else name)
+            except _Gone as exc:
+                log.warning("rclone daemon gone (%s): one process per call from now on", exc)
+                self.stop_daemon()
+            else:
+                self.calls += 1
+                try:
+                    yield response  # type: ignore[misc]
+                finally:
+                    conn.close()
+                return
+        self.calls += 1
+        proc = subprocess.Popen(
+            [self.binary, "--retries", "3", "--low-level-retries", "5", "-q", "cat", path],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        failure: BaseException | None = None
+        try:
+            yield proc.stdout  # type: ignore[misc]
+            proc.stdout.read()
+        except Exception as exc:  # rclone's own error, if it had one, says more
+            failure = exc
+            proc.stdout.read()
+        finally:
+            err = proc.stderr.read().decode(errors="replace").strip()[-200:]
+            code = proc.wait()
+        if code in (3, 4):
+            raise NotFound(f"cat {path}: {err}") from failure
+        if code != 0:
+            raise TransferError(f"rclone cat {path} failed: {err}") from failure
+        if failure is not None:
+            raise failure
+
     def upload_file(self, local: str | Path, path: str) -> None:
         fs, folder, name = self._split(path)
         src_dir, _, src_name = str(local).rpartition("/")
@@ -307,6 +351,14 @@ class Rclone:
             params = {"fs": directory, "_filter": {"FilesFromRaw": [listing]}}
             if self._on_daemon("operations/delete", params) is _NO_DAEMON:
                 self.run("delete", directory, "--files-from-raw", listing)
+
+    def delete_file(self, path: str) -> None:
+        """Remove one object (one request, no listing); missing is fine."""
+        fs, folder, name = self._split(path)
+        params = {"fs": fs, "remote": f"{folder}/{name}" if folder else name}
+        with contextlib.suppress(NotFound):
+            if self._on_daemon("operations/deletefile", params) is _NO_DAEMON:
+                self.run("deletefile", path)
 
     def purge(self, path: str) -> None:
         """Remove path and everything under it; missing is fine."""
@@ -353,7 +405,17 @@ class _Daemon:
     group; if a signal takes it down, calls fall back to one process each.
     """
 
-    FLAGS = ("--low-level-retries", "5", "--local-no-check-updated")
+    # --rc-serve: objects can be read as a stream (GET /[fs]/path), so a pack is
+    # unpacked while it downloads. A write up to the streaming cutoff is one PUT
+    # (a pack), not a multipart upload.
+    FLAGS = (
+        "--low-level-retries",
+        "5",
+        "--local-no-check-updated",
+        "--rc-serve",
+        "--streaming-upload-cutoff",
+        "32Mi",
+    )
     COPY_FLAGS = ("--transfers", "8", "--checkers", "16")
 
     def __init__(self, binary: str, env: dict[str, str]) -> None:
@@ -457,6 +519,27 @@ class _Daemon:
         if status == 404:
             raise NotFound(f"{method}: {error}")
         raise TransferError(f"rclone {method} failed: {error}")
+
+    def get(self, fs: str, remote: str) -> tuple[http.client.HTTPResponse, _UnixConnection]:
+        """GET one object from the daemon's object server; the caller reads and closes."""
+        if not self.ready:
+            self._wait_ready()
+        from urllib.parse import quote
+
+        conn = _UnixConnection(self.socket)
+        try:
+            conn.request("GET", "/" + quote(f"[{fs}]/{remote}"))
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise _Gone(f"GET {remote}: {exc!r}; rclone rcd exit code {self.proc.poll()}") from exc
+        if response.status != 200:
+            body = response.read()[-300:].decode(errors="replace")
+            conn.close()
+            if response.status == 404:
+                raise NotFound(f"{remote} not found")
+            raise TransferError(f"rclone GET {remote} failed: HTTP {response.status} {body}")
+        return response, conn
 
     def close(self) -> None:
         if self.proc.poll() is None:

