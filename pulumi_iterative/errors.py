@@ -52,6 +52,21 @@ class StepFailed(IterativeError):
         super().__init__(msg)
 
 
+class CreateCancelled(IterativeError):
+    """Create was cancelled between steps (the provider is shutting down); the steps
+    before it were undone."""
+
+    def __init__(self, step: str, index: int, total: int, undo_errors: list[str]) -> None:
+        self.step, self.index, self.total, self.undo_errors = step, index, total, undo_errors
+        msg = f"create was cancelled before step [{index}/{total}] {step}"
+        if undo_errors:
+            msg += "; cleanup also failed for: " + "; ".join(undo_errors)
+            msg += " (`pulumi-iterative delete <task id>` retries it)"
+        else:
+            msg += " (everything created before it was removed)"
+        super().__init__(msg)
+
+
 class TeardownFailed(IterativeError):
     """Some undos failed; every other undo still ran. Re-running is safe."""
 

@@ -139,19 +139,21 @@ def create(
     task_id: str | None = None,
     progress: bool = False,
     on_prepared: Callable[[TaskRef], object] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> TaskRef:
-    """Provision, upload and start; on failure everything made is removed (StepFailed)."""
+    """Provision, upload and start; on failure everything made is removed (StepFailed),
+    and the same when `cancelled` says so between steps (CreateCancelled)."""
     backend = get_backend(spec.cloud)
     ref = backend.prepare(spec, task_id or new_task_id(spec.name))
     backend.check_access(ref)  # missing credentials are said first, before any step
     ref = replace(ref, pricing=pricing_at_create(backend, spec, ref).to_dict())
     if on_prepared is not None:
-        # Before the first cloud call: the CLI registers the task here, so `list` and
-        # `delete` find one whose create was cut short (a crash, a killed process).
+        # Before the first cloud call: the CLI and the provider register the task here,
+        # so `list` and `delete` find one whose create was cut short (a killed process).
         on_prepared(ref)
     with contextlib.ExitStack() as sessions:
         steps = _steps(backend, ref, spec, progress, sessions)
-        made = run_steps(steps, lambda m: backend.remove(ref, m))
+        made = run_steps(steps, lambda m: backend.remove(ref, m), cancelled)
     return replace(ref, made=made)
 
 

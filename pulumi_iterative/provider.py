@@ -153,6 +153,17 @@ _FORWARD = _ToPulumiLog()
 _FORWARD_LOCK = threading.Lock()  # module level: a provider object holds no lock
 
 
+def _server_stopping() -> bool:
+    """The provider server is shutting down: the engine was interrupted (SIGINT reaches
+    the server's main thread, which stops serving and returns). Operations run on worker
+    threads, which the interpreter waits for; a create then makes nothing more.
+    CPython says so only in `threading._SHUTTING_DOWN` (set before it joins the workers,
+    while the main thread still counts as alive); no public API does."""
+    return bool(getattr(threading, "_SHUTTING_DOWN", False)) or not (
+        threading.main_thread().is_alive()
+    )
+
+
 @contextlib.contextmanager
 def _progress(task_id: str) -> Iterator[None]:
     logger = logging.getLogger("pulumi_iterative")
@@ -248,8 +259,27 @@ class TaskProvider(ResourceProvider):
         spec = TaskSpec.from_dict(_inputs(props))
         taken = _taken_here(spec)
         task_id = new_task_id(spec.name)
-        with _progress(task_id):
-            ref = lifecycle.create(_runnable(spec, taken), task_id=task_id)
+        prepared: list[TaskRef] = []
+
+        def register(ref: TaskRef) -> None:
+            # Before the first cloud call, so a provider killed mid-create (a second
+            # Ctrl-C) leaves a task `pulumi-iterative list`/`delete` can find; its
+            # objects are then found by name (a ref without `made`).
+            prepared.append(ref)
+            registry.remember(ref)
+
+        try:
+            with _progress(task_id):
+                ref = lifecycle.create(
+                    _runnable(spec, taken),
+                    task_id=task_id,
+                    on_prepared=register,
+                    cancelled=_server_stopping,
+                )
+        except BaseException:
+            for made in prepared:  # undone: nothing to find
+                registry.forget_quietly(made.task_id)
+            raise
         registry.remember(ref)  # so `pulumi-iterative logs <id>` works here; never required
         return CreateResult(ref.task_id, self._outputs(spec, ref, taken))
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .clouds.base import Made
-from .errors import NotFound, StepFailed, TeardownFailed
+from .errors import CreateCancelled, NotFound, StepFailed, TeardownFailed
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,19 @@ class Step:
     made: Made | None = None
 
 
-def run_steps(steps: list[Step], remove: Remove) -> tuple[Made, ...]:
-    """Run steps in order and return what they made; on failure remove it and raise."""
+def run_steps(
+    steps: list[Step], remove: Remove, cancelled: Callable[[], bool] | None = None
+) -> tuple[Made, ...]:
+    """Run steps in order and return what they made; on failure remove it and raise.
+    `cancelled` is asked before each step: when it says so, the steps left are not run
+    and what was made is removed (CreateCancelled)."""
     total = len(steps)
     made: list[Made] = []
     for i, step in enumerate(steps, start=1):
+        if cancelled is not None and cancelled():
+            log.warning("[%d/%d] %s not started: create was cancelled", i, total, step.name)
+            undo_errors = _remove_all(reversed(made), remove)
+            raise CreateCancelled(step.name, i, total, undo_errors)
         log.info("[%d/%d] %s", i, total, step.name)
         if step.made is not None:
             made.append(step.made)

@@ -198,7 +198,8 @@ def _on_this_workstation(ref: TaskRef) -> Path:
     Pulumi forget a task that still runs.
     """
     folder = Path(Place.from_ref(ref).group)
-    if not folder.parent.is_dir():
+    # The groups folder, or (a create cut short before its group) the buckets folder.
+    if not folder.parent.is_dir() and not Path(ref.remote["root"]).parent.is_dir():
         raise IterativeError(
             f"task {ref.task_id} runs on the local cloud of the workstation that created "
             f"it, and its folders ({folder.parent}) are not on this one; refresh or "
