@@ -54,6 +54,7 @@ from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import SCOPES, default_project, endpoint, wait_until
+from .ending import machine_ending
 from .names import Names, gcs_root, key, remote_env
 from .resources import bucket, group, identity, network, template
 
@@ -82,6 +83,7 @@ FETCH_PY = (
 OPERATION_EVENTS = {
     "insert": ("launch", "the group made machine {}"),
     "delete": ("terminate", "machine {} deleted"),
+    "compute.instances.guestTerminate": ("terminate", "machine {} powered itself off"),
     "compute.instances.preempted": (
         "interrupt",
         "GCE preempted spot machine {}; the group makes it again",
@@ -365,7 +367,13 @@ class Backend:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
         with the machine's own identity (no URL, token or key in the startup script).
         Either way without its dependencies: the machine gets rclone and google-auth,
-        not Pulumi and not the compute client library."""
+        not Pulumi and not the compute client library. A failed boot stores why and
+        ends its machine (`ending`: leave the group, else power off)."""
+        place = Place.from_ref(ref)
+        ending = machine_ending(ref, place.bucket, place.prefix, place.project)
+        return replace(self._install(ref), ending=ending)
+
+    def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("gcp")
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
