@@ -9,8 +9,9 @@ machine has, plus pointers at the emulators:
 - GCE_METADATA_HOST / GCE_METADATA_IP: a FakeMetadata of its own, serving its name,
   zone, project, attributes and the *instance's service account* token (registered
   with the fake GCP, which enforces IAM on it; never the caller's credentials);
-- PULUMI_ITERATIVE_GCP_ENDPOINT and STORAGE_EMULATOR_HOST: the fakes (rclone gets
-  the GCS endpoint from the task's remote settings);
+- PULUMI_ITERATIVE_GCP_ENDPOINT: the compute fake (as the agent's leave reads it); no
+  GCS address: rclone, the wheel's fetch and a failed boot's upload all take it from
+  the task's remote settings, stored at create;
 - HOME: the machine's own folder (the agent's home is under it);
 - PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch (with
   `python=""` the real install path runs instead; `moved` relocates its /opt folders);
@@ -162,7 +163,6 @@ class MachineSimulator:
             "HOME": str(folder),
             "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
             "PULUMI_ITERATIVE_GCP_ENDPOINT": self.fake.endpoint,
-            "STORAGE_EMULATOR_HOST": self.gcs.endpoint,
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
             **meta.env(),
             **self.extra_env,

