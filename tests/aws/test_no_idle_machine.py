@@ -150,14 +150,6 @@ def test_failed_install_ends_the_machine_and_says_why(
     assert leftovers(moto, ref.task_id) == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "since reports are named by their fields (issue 13), the bootstrap's crash report "
-        "for a killed agent is not always taken by status when run beside other tests "
-        "(passes alone); issue 9 stays open for it"
-    ),
-)
 def test_agent_killed_ends_the_machine_and_its_report_says_why(
     moto: Moto, simulator: MachineSimulator, tmp_path: Path, workdir: Path
 ) -> None:

@@ -37,7 +37,10 @@ json_text() {  # one line, safe inside a JSON string
   tr -d '"\\' | tr -c '[:print:]' ' ' | cut -c1-300
 }
 say_why() {  # <reason>: the failed report of this boot, then its log
-  now="$(date +%s)"
+  # Sub-second, as the agent's own report times are: this word must read as later
+  # than the agent's last one (reportnames.read_all), even within the same second.
+  now="$(date +%s.%N)"
+  case "$now" in *[!0-9.]*|"") now="$(date +%s)" ;; esac
   reason="$(printf '%s' "$1" | json_text | sed 's/[|&]/ /g')"
   if [ -s "$BOOT_DIR/crash-report.json" ] && [ -s "$BOOT_DIR/crash-report.path" ]; then
     # The agent had started a report of its own: that one says it failed.
