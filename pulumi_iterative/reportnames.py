@@ -131,10 +131,10 @@ def whole_wins(whole: BootReport, named: BootReport) -> bool:
     one the bootstrap stores when this boot's agent died: the later word wins.
 
     Compared at the precision a name keeps (two decimals), ties to the whole object: the
-    bootstrap's crash report repeats the newest named report's `updated` (which that
-    report's name rounds, up as often as down) and adds its own `finished` in whole
-    seconds (`date +%s`), no later than `updated` when the agent died within the second
-    it last reported."""
+    bootstrap's crash report repeats the newest named report's `updated`, which that
+    report's name rounds (up as often as down), and adds its own `finished`, which may
+    be only milliseconds later (or whole seconds, `date +%s`, where `%N` is missing):
+    within the rounding, the dead agent's rounded-up `running` must not win."""
     return _last_word(whole) >= _last_word(named)
 
 

@@ -18,14 +18,15 @@ def _as_listed(report: BootReport) -> BootReport:
 
 
 def test_a_crash_report_within_the_second_of_the_last_report_wins() -> None:
-    """The agent reported at .146 (its name rounds it up to .15) and died in the same
-    second: the bootstrap's crash report (updated .146, finished at the whole second)
-    is still the later word."""
+    """The agent reported at .146 (its name rounds it up to .15) and died at once: the
+    bootstrap's crash report (updated .146, finished 2 ms later, or at the whole second
+    where `date` has no `%N`) is still the later word."""
     running = BootReport("0-ab12cd34", 0, "ab12cd34", state="running", started=SECOND - 9)
     running = running.with_(updated=SECOND + 0.146)
     crashed = running.with_(state="failed", reason="the agent died (exit 137)")
-    crashed = crashed.with_(finished=float(math.floor(running.updated or 0)))
-    assert reportnames.whole_wins(crashed, _as_listed(running))
+    named = _as_listed(running)
+    for finished in (SECOND + 0.148, float(math.floor(running.updated or 0))):
+        assert reportnames.whole_wins(crashed.with_(finished=finished), named)
 
 
 def test_a_whole_report_older_than_the_named_one_loses() -> None:
