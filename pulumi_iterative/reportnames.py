@@ -121,12 +121,22 @@ def read_all(rclone: Rclone) -> tuple[list[BootReport], StopMarker | None]:
         if not StopMarker.is_one(r):
             report = BootReport.from_dict(r)
             named_one = boots.get(report.machine)
-            # A whole object is an older agent's report, or the one the bootstrap stores
-            # when this boot's agent died: the later word wins.
-            if named_one is None or _last_word(report) > _last_word(named_one):
+            if named_one is None or whole_wins(report, named_one):
                 boots[report.machine] = report
     return [boots[m] for m in sorted(boots)], (stops[-1] if stops else None)
 
 
+def whole_wins(whole: BootReport, named: BootReport) -> bool:
+    """A whole object beside a boot's named reports is an older agent's report, or the
+    one the bootstrap stores when this boot's agent died: the later word wins.
+
+    Compared at the precision a name keeps (two decimals), ties to the whole object: the
+    bootstrap's crash report repeats the newest named report's `updated`, which that
+    report's name rounds (up as often as down), and adds its own `finished`, which may
+    be only milliseconds later (or whole seconds, `date +%s`, where `%N` is missing):
+    within the rounding, the dead agent's rounded-up `running` must not win."""
+    return _last_word(whole) >= _last_word(named)
+
+
 def _last_word(report: BootReport) -> float:
-    return max(report.finished or 0.0, report.updated or 0.0)
+    return round(max(report.finished or 0.0, report.updated or 0.0), 2)

@@ -41,12 +41,7 @@ class GcpHarness:
         "Create machine group",
         "Start machines",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
-            "report and leaves the instance running until the terminationTime backstop"
-        ),
-    }
+    xfail: dict[str, str] = {}
 
     def __init__(self, gcp: Gcp, simulator: MachineSimulator) -> None:
         self.gcp, self.simulator = gcp, simulator

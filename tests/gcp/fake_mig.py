@@ -11,7 +11,11 @@ group recreates it. When the group cannot make an instance (no capacity in any
 zone, an unknown machine type, a missing service account, a termination time
 already past) it records the error for `listErrors` and tries again later, as
 GCE does. The template's `scheduling.terminationTime` deletes an instance at
-that time whatever runs on it (the backstop).
+that time whatever runs on it (the backstop). An instance whose OS powers off
+(`guest_shutdown`) is stopped (TERMINATED, `compute.instances.guestTerminate`):
+no vCPU or memory billed; a group repairs a stopped member by recreating it
+(`compute.instances.repair.recreateInstance`) after REPAIR_DELAY, as a MIG's default
+`instanceLifecyclePolicy.defaultActionOnFailure: REPAIR` does.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ MACHINE_TYPES = {
     "a2-highgpu-1g", "a2-highgpu-8g", "a3-highgpu-8g",
 }  # fmt: skip
 ERROR_REPEAT = 5.0  # seconds before the same failure is recorded again
+REPAIR_DELAY = 2.0  # seconds a stopped member stays TERMINATED before its group repairs it
+OPERATION_TYPES = {  # why an instance is deleted -> the operation GCE logs
+    "preempted": "compute.instances.preempted",
+    "repair": "compute.instances.repair.recreateInstance",
+}
 
 
 @dataclass
@@ -76,11 +85,12 @@ def begin_delete(gcp: FakeGcp, instance: dict[str, Any], why: str) -> None:
         return
     instance["_deleting"] = True
     instance["_delete_at"] = time.time() + SHUTDOWN_GRACE
+    if instance["status"] != "TERMINATED":  # a stopped one stopped billing already
+        instance["lastStopTimestamp"] = now_rfc3339()  # billing ends as it stops
     instance["status"] = "STOPPING"
-    instance["lastStopTimestamp"] = now_rfc3339()  # billing ends as it stops
     zone = short(instance["zone"])
-    op_type = "compute.instances.preempted" if why == "preempted" else "delete"
-    user = "system" if why in ("preempted", "terminationTime") else ""
+    op_type = OPERATION_TYPES.get(why, "delete")
+    user = "system" if why in ("preempted", "terminationTime", "repair") else ""
     gcp.operation(op_type, instance["selfLink"], zone=zone, user=user)
 
 
@@ -97,6 +107,26 @@ def preempt(gcp: FakeGcp, name: str) -> dict[str, Any]:
     raise KeyError(name)
 
 
+def guest_shutdown(gcp: FakeGcp, instance_id: str) -> bool:
+    """The instance's OS powered off: GCE stops it (TERMINATED; billing for vCPU and
+    memory ends). False when it was not running (already leaving, say)."""
+    with gcp.lock:
+        for instance in gcp.instances.values():
+            if str(instance["id"]) != instance_id:
+                continue
+            if instance.get("_deleting") or instance["status"] != "RUNNING":
+                return False
+            instance["status"] = "TERMINATED"
+            instance["lastStopTimestamp"] = now_rfc3339()
+            instance["_stopped_at"] = time.time()
+            zone = short(instance["zone"])
+            gcp.operation(
+                "compute.instances.guestTerminate", instance["selfLink"], zone=zone, user="system"
+            )
+            return True
+    return False
+
+
 # --- the controller -----------------------------------------------------------------------
 
 
@@ -111,6 +141,13 @@ def reconcile_all(gcp: FakeGcp) -> None:
             and (instance["_terminate_at"] <= now)
         ):
             begin_delete(gcp, instance, "terminationTime")
+        elif (
+            not instance.get("_deleting")
+            and instance.get("_group")
+            and instance["status"] == "TERMINATED"
+            and instance["_stopped_at"] + REPAIR_DELAY <= now
+        ):
+            begin_delete(gcp, instance, "repair")  # then reconcile makes it again
     for group in gcp.groups.values():
         reconcile(gcp, group)
 

@@ -9,10 +9,14 @@ machine has, plus pointers at the emulators:
 - GCE_METADATA_HOST / GCE_METADATA_IP: a FakeMetadata of its own, serving its name,
   zone, project, attributes and the *instance's service account* token (registered
   with the fake GCP, which enforces IAM on it; never the caller's credentials);
-- PULUMI_ITERATIVE_GCP_ENDPOINT and STORAGE_EMULATOR_HOST: the fakes (rclone gets
-  the GCS endpoint from the task's remote settings);
+- PULUMI_ITERATIVE_GCP_ENDPOINT: the compute fake (as the agent's leave reads it); no
+  GCS address: rclone, the wheel's fetch and a failed boot's upload all take it from
+  the task's remote settings, stored at create;
 - HOME: the machine's own folder (the agent's home is under it);
-- PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch.
+- PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch (with
+  `python=""` the real install path runs instead; `moved` relocates its /opt folders);
+- PATH starting with a folder whose `shutdown` and `poweroff` only note that the
+  machine powered itself off: GCE then stops the instance (fake_mig.guest_shutdown).
 
 A watcher thread plays GCE: it boots instances as groups make them and shuts down
 (SIGTERM, then SIGKILL after a grace) the process of any instance that is
@@ -35,6 +39,7 @@ from tests.gcp.fake_compute import public
 from tests.gcp.fake_gcp import PROJECT, PROJECT_NUMBER, FakeGcp
 from tests.gcp.fake_gcs import FakeGcs
 from tests.gcp.fake_metadata import FakeMetadata
+from tests.gcp.fake_mig import guest_shutdown
 
 SHUTDOWN_GRACE = 20.0
 TICK = 0.1
@@ -50,10 +55,15 @@ class SimMachine:
     startup_script: str
     shutdown_at: float | None = None
     killed: bool = False
+    powered_off_handled: bool = False
 
     @property
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def powered_off(self) -> bool:
+        return (self.folder / "powered-off").exists()
 
     def console(self) -> str:
         try:
@@ -66,6 +76,16 @@ class MachineSimulator:
     def __init__(self, fake: FakeGcp, gcs: FakeGcs, root: Path, *, python: str) -> None:
         self.fake, self.gcs, self.root, self.python = fake, gcs, root, python
         self.root.mkdir(parents=True, exist_ok=True)
+        self.bin = self.root / "bin"
+        self.bin.mkdir(exist_ok=True)
+        for command in ("shutdown", "poweroff"):
+            stub = self.bin / command
+            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
+            stub.chmod(0o755)
+        self.path_prefix: list[str] = [str(self.bin)]  # tests may put more stubs first
+        self.extra_env: dict[str, str] = {}
+        # Folders moved for a test that runs the real install path: {"/opt/": "<tmp>/opt/"}.
+        self.moved: dict[str, str] = {}
         self.machines: dict[str, SimMachine] = {}
         self.errors: list[str] = []
         self.lock = threading.Lock()
@@ -94,6 +114,9 @@ class MachineSimulator:
             if key not in self.machines and instance["status"] == "RUNNING":
                 self.boot(instance)
         for key, machine in list(self.machines.items()):
+            if not (machine.running or machine.powered_off_handled) and machine.powered_off:
+                machine.powered_off_handled = True  # the OS halted: GCE stops the instance
+                guest_shutdown(self.fake, key)
             leaving = key not in seen or seen[key]["status"] != "RUNNING"
             if leaving and machine.running and machine.shutdown_at is None:
                 machine.shutdown_at = now
@@ -119,6 +142,8 @@ class MachineSimulator:
         stored = client.get(project=PROJECT, zone=zone, instance=seen["name"])
         items = {i.key: i.value for i in stored.metadata.items}
         script = items.get("startup-script", "")
+        for old, new in self.moved.items():
+            script = script.replace(old, new)
         account = stored.service_accounts[0].email if stored.service_accounts else "default"
         scopes = list(stored.service_accounts[0].scopes) if stored.service_accounts else []
         meta = FakeMetadata(
@@ -133,15 +158,17 @@ class MachineSimulator:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "startup-script").write_text(script)
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": ":".join([*self.path_prefix, os.environ.get("PATH", "/usr/bin:/bin")]),
             "LANG": "C.UTF-8",
             "HOME": str(folder),
             "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
             "PULUMI_ITERATIVE_GCP_ENDPOINT": self.fake.endpoint,
-            "STORAGE_EMULATOR_HOST": self.gcs.endpoint,
             "PULUMI_ITERATIVE_AGENT_PYTHON": self.python,
             **meta.env(),
+            **self.extra_env,
         }
+        if not self.python:
+            del env["PULUMI_ITERATIVE_AGENT_PYTHON"]  # the real install path
         if os.environ.get("PYTHONPATH"):  # the code under test, when run from a work tree
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with open(folder / "console.log", "ab") as console:

@@ -107,7 +107,6 @@ def test_unreleased_agent_is_fetched_with_the_machine_identity(
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
-            "STORAGE_EMULATOR_HOST": gcp.gcs.endpoint,
             **meta.env(),
         }
         done = subprocess.run(

@@ -26,7 +26,8 @@ Endpoints and credentials:
   set, the workstation calls anonymously; a machine still sends its own token.
   Neither variable is written into anything a machine boots from (the machine
   simulator sets them in the machine's process); only the GCS emulator's address
-  reaches machines, as the rclone setting of the task's remote (names.remote_env),
+  reaches machines, as the rclone setting of the task's remote (names.remote_env,
+  which the wheel's fetch and a failed boot's upload read too: names.storage_api),
   and only when STORAGE_EMULATOR_HOST was set at create.
 """
 

@@ -54,7 +54,8 @@ from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import SCOPES, default_project, endpoint, wait_until
-from .names import Names, gcs_root, key, remote_env
+from .ending import machine_ending
+from .names import Names, gcs_root, key, remote_env, storage_api
 from .resources import bucket, group, identity, network, template
 
 log = logging.getLogger(__name__)
@@ -65,23 +66,23 @@ VENV = "/opt/pulumi-iterative"
 WHEEL_DIR = "/opt/pulumi-iterative-agent"
 NETWORK = "default"
 # Downloads the agent's wheel with the machine's own token from the metadata server
-# (stdlib only: nothing is installed before it). STORAGE_EMULATOR_HOST is honoured as
-# google-cloud-storage honours it; only a machine simulator's environment sets it.
+# (stdlib only: nothing is installed before it), from the GCS JSON API the task's remote
+# names (argv: API base, bucket, object, destination): an emulator set at create.
 FETCH_PY = (
     "import json,os,sys,urllib.parse as p,urllib.request as u\n"
     'h=os.environ.get("GCE_METADATA_HOST","metadata.google.internal")\n'
     'r=u.Request("http://"+h+"/computeMetadata/v1/instance/service-accounts/default/token",'
     'headers={"Metadata-Flavor":"Google"})\n'
     't=json.load(u.urlopen(r,timeout=30))["access_token"]\n'
-    'b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstrip("/")\n'
-    'q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",'
-    'headers={"Authorization":"Bearer "+t})\n'
-    'open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())\n'
+    'q=u.Request(sys.argv[1]+"/storage/v1/b/"+sys.argv[2]+"/o/"+p.quote(sys.argv[3],safe="")'
+    '+"?alt=media",headers={"Authorization":"Bearer "+t})\n'
+    'open(sys.argv[4],"wb").write(u.urlopen(q,timeout=120).read())\n'
 )
 # GCE's operation types on the task's machines -> (event kind, message)
 OPERATION_EVENTS = {
     "insert": ("launch", "the group made machine {}"),
     "delete": ("terminate", "machine {} deleted"),
+    "compute.instances.guestTerminate": ("terminate", "machine {} powered itself off"),
     "compute.instances.preempted": (
         "interrupt",
         "GCE preempted spot machine {}; the group makes it again",
@@ -365,7 +366,13 @@ class Backend:
         """A released version from PyPI; an unreleased one from the task's bucket, fetched
         with the machine's own identity (no URL, token or key in the startup script).
         Either way without its dependencies: the machine gets rclone and google-auth,
-        not Pulumi and not the compute client library."""
+        not Pulumi and not the compute client library. A failed boot stores why and
+        ends its machine (`ending`: leave the group, else power off)."""
+        place = Place.from_ref(ref)
+        ending = machine_ending(ref, place.bucket, place.prefix, place.project)
+        return replace(self._install(ref), ending=ending)
+
+    def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("gcp")
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
@@ -373,11 +380,13 @@ class Backend:
         dest = f"{WHEEL_DIR}/{wheel}"
         place = Place.from_ref(ref)
         source = key(place.prefix, AGENT_DIR, wheel)
+        api = storage_api(dict(Remote.from_dict(ref.remote).env))
         q = shlex.quote
         fetch = "\n".join(
             [
                 f"mkdir -p {WHEEL_DIR}",
-                f"{VENV}/bin/python -c {q(FETCH_PY)} {q(place.bucket)} {q(source)} {q(dest)}",
+                f"{VENV}/bin/python -c {q(FETCH_PY)} {q(api)} {q(place.bucket)} "
+                f"{q(source)} {q(dest)}",
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)

