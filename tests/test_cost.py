@@ -24,7 +24,7 @@ def spec(**kw):  # type: ignore[no-untyped-def]
 
 
 def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
-    on_demand, typical = HOURLY["g4dn.xlarge"]
+    on_demand, typical = HOURLY["us-east-1"]["g4dn.xlarge"]
     p = cost.pricing_for(spec(machine="m+t4"))
     assert (p.types, p.rate, p.basis, p.currency) == (
         ("g4dn.xlarge",),
@@ -42,7 +42,7 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
     # Fallback types are priced too; the ceiling is the dearest of them (budget math).
     m = cost.pricing_for(spec(machine="m"))
     assert m.types == ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge")
-    assert m.ceiling == max(HOURLY[t][0] for t in m.types)
+    assert m.ceiling == max(HOURLY["us-east-1"][t][0] for t in m.types)
 
 
 def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
@@ -57,12 +57,12 @@ def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
 
 
 def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> None:
-    on_demand, _ = HOURLY["t3.medium"]
+    on_demand, _ = HOURLY["us-east-1"]["t3.medium"]
     found = cost.estimate(spec(machine="s", parallelism=3, timeout="2h"))
     assert found.hourly == pytest.approx(3 * on_demand)
     assert found.up_to_timeout == pytest.approx(6 * on_demand)
     assert "3 x t3.medium in us-east-1" in found.lines()[0]
-    assert "2h timeout" in found.lines()[0] and "AWS price snapshot of" in found.lines()[0]
+    assert "2h timeout" in found.lines()[0] and "aws/vms.csv @ e385a0d3 of " in found.lines()[0]
     assert found.warnings == ()
     # A budget that runs out before the timeout says when.
     budget = 3 * on_demand * 0.5  # half an hour of three machines
@@ -71,7 +71,7 @@ def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> N
 
 
 def test_spot_above_on_demand_is_warned_about() -> None:
-    on_demand, _ = HOURLY["t3.medium"]
+    on_demand, _ = HOURLY["us-east-1"]["t3.medium"]
     (warning,) = cost.estimate(spec(machine="s", spot=on_demand * 3)).warnings
     assert warning.startswith("spot: the maximum") and "above the on-demand price" in warning
     assert cost.estimate(spec(machine="s", spot=on_demand / 2)).warnings == ()
