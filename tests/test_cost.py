@@ -209,6 +209,34 @@ def test_the_agents_view_of_the_budget() -> None:
     )
 
 
+def test_the_budget_check_counts_the_time_it_takes_to_stop() -> None:
+    # 7.2/h at the ceiling: 0.002 a second; one machine; checks every 2.5 s.
+    pricing = _pricing(budget=1.0, stop_seconds=20.0)
+    per_second = 7.2 / 3600
+    # Stopped at the next check, the machine bills 2.5 s more, then 20 s of shutdown,
+    # then the final checkpoint the agent expects (`stopping`): all before the budget.
+    left = per_second * (2.5 + 20.0 + 10.0)
+    assert not cost.over_budget(pricing, 1.0 - left - 1e-6, 1, stopping=10.0)
+    assert cost.over_budget(pricing, 1.0 - left + 1e-6, 1, stopping=10.0)
+    # Without the stop counted, the same spend would have looked safe.
+    assert not cost.over_budget(pricing, 1.0 - left + 1e-6, 1, stopping=0.0)
+    # Every running machine bills the stop.
+    assert cost.over_budget(pricing, 1.0 - left - 1e-6, 2, stopping=10.0)
+    # The sheet's figure travels with the prices; the local cloud's machines stop fast.
+    assert cost.Pricing.from_dict(pricing.to_dict()).stop_seconds == 20.0
+    local = parse_spec(
+        {"cloud": "local", "script": SCRIPT, "notional_price": 1.0}, check_paths=False
+    )
+    assert cost.pricing_for(local).stop_seconds < cost.STOP_SECONDS
+    # A running boot will be billed at least the cloud's minimum, however soon it stops.
+    young = [BootReport("0-a", 0, "a", "i-1", "running", 0.0, updated=5.0)]
+    minimum = _pricing(budget=1.0, minimum_seconds=60.0)
+    assert cost.spent_by_reports(minimum, young, now=5.0, stale_after=10.0) == (
+        pytest.approx(7.2 * 60 / 3600),
+        1,
+    )
+
+
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:
     ref = TaskRef("t", "aws", "us-east-1", {}, 2, 1000.0, 1000.0 + 86400)
     assert ref.backstop_at == ref.deadline

@@ -136,4 +136,5 @@ PRICES = PriceSheet(
     source=f"AWS prices read from skypilot-org/skypilot-catalog aws/vms.csv @ {COMMIT[:8]}",
     date=DATE,
     minimum_seconds=60.0,  # Linux: per second, at least one minute per boot
+    stop_seconds=30.0,  # leaving the group: the instance is shutting-down (unbilled) in seconds
 )

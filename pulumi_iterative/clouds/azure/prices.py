@@ -59,4 +59,5 @@ PRICES = PriceSheet(
     source=f"Azure prices read from skypilot-org/skypilot-catalog azure/vms.csv @ {COMMIT[:8]}",
     date=DATE,
     minimum_seconds=60.0,  # billed by the minute: a boot costs at least one
+    stop_seconds=60.0,  # leaving the scale set deletes the VM: a minute at most
 )

@@ -59,4 +59,5 @@ PRICES = PriceSheet(
     source=f"GCP prices read from skypilot-org/skypilot-catalog gcp/vms.csv @ {COMMIT[:8]}",
     date=DATE,
     minimum_seconds=60.0,  # per second, at least one minute per VM start
+    stop_seconds=60.0,  # leaving the group deletes the VM: a minute at most
 )
