@@ -451,14 +451,20 @@ def _round(value: float | None) -> float | None:
 
 
 def spent_by_reports(
-    pricing: Pricing, reports: Iterable[BootReport], *, now: float, stale_after: float
+    pricing: Pricing,
+    reports: Iterable[BootReport],
+    *,
+    now: float,
+    stale_after: float,
+    ahead: float = 0.0,
 ) -> tuple[float, int]:
-    """(spend so far, machines still billing) from the boot reports alone: what an agent
-    can know without asking the cloud. Each boot counts from its machine's launch where
-    its metadata said, at its type's price (else the dearest the group may pay). A
-    running report not refreshed for `stale_after` seconds belongs to a machine that
-    died: billed to then. Every boot is billed at least the cloud's minimum: a running
-    one will be, however soon it stops."""
+    """(spend, machines still billing) from the boot reports alone: what an agent can
+    know without asking the cloud. Each boot counts from its machine's launch where its
+    metadata said, at its type's price (else the dearest the group may pay). A running
+    report not refreshed for `stale_after` seconds belongs to a machine that died:
+    billed to then. A finished boot is billed at least the cloud's minimum. With
+    `ahead`, the running machines are billed as if they stopped that many seconds from
+    now (so at least the minimum too): the spend at the end, were the task stopped."""
     ceiling = pricing.ceiling or 0.0
     total, running = 0.0, 0
     for r in reports:
@@ -466,23 +472,26 @@ def spent_by_reports(
             continue
         last = r.updated if r.updated is not None else r.started
         alive = r.state == "running" and now - last <= stale_after
-        end = now if alive else (r.finished if r.finished is not None else last)
+        end = now + ahead if alive else (r.finished if r.finished is not None else last)
         running += alive
         rate = pricing.hourly.get(r.machine_type, ceiling)
-        total += rate * _billed(pricing, end - _first(_start(r), r.started), True) / 3600.0
+        ended = not alive or ahead > 0
+        total += rate * _billed(pricing, end - _first(_start(r), r.started), ended) / 3600.0
     return total, running
 
 
-def over_budget(pricing: Pricing, spent: float, running: int, *, stopping: float = 0.0) -> bool:
-    """Would the spend pass the budget by the time the task has stopped, were it stopped
-    at the next check? The running machines bill until that check, then through the final
-    checkpoint (`stopping` seconds: the agent's estimate of it) and the cloud's shutdown
-    (`stop_seconds`): stopping when this says so keeps the spend at the end in the budget."""
-    if not pricing.budget:
-        return False
-    seconds = pricing.check_every() + pricing.stop_seconds + max(stopping, 0.0)
-    ahead = (pricing.ceiling or 0.0) * max(running, 1) * seconds / 3600.0
-    return spent + ahead >= pricing.budget
+def stop_horizon(pricing: Pricing, stopping: float = 0.0) -> float:
+    """Seconds a running machine still bills from a budget check until it has stopped,
+    were it stopped at the next check: until that check, through the agent's stopping
+    (`stopping`: the script's grace, the final checkpoint) and the cloud's shutdown."""
+    return pricing.check_every() + max(stopping, 0.0) + pricing.stop_seconds
+
+
+def over_budget(pricing: Pricing, projected: float) -> bool:
+    """Must the task stop now? Yes when the spend at the end, were it stopped at the next
+    check (spent_by_reports with ahead=stop_horizon), would pass the budget: stopping
+    when this says so keeps the spend at the end within the budget."""
+    return bool(pricing.budget) and projected >= pricing.budget
 
 
 # --- words ---------------------------------------------------------------------------------

@@ -190,9 +190,9 @@ def test_the_agents_view_of_the_budget() -> None:
     spent, running = cost.spent_by_reports(pricing, reports, now=200.0, stale_after=10.0)
     assert running == 1
     assert spent == pytest.approx(7.2 * (100 + 90 + 50) / 3600)
-    assert not cost.over_budget(pricing, spent, running)
-    assert cost.over_budget(pricing, 0.999, 1)  # the next check would pass it
-    assert not cost.over_budget(_pricing(), 1e9, 5)  # no budget, no limit
+    assert not cost.over_budget(pricing, spent)
+    assert cost.over_budget(pricing, 1.0)  # the spend at the end would reach it
+    assert not cost.over_budget(_pricing(), 1e9)  # no budget, no limit
     # A boot whose metadata gave its launch and type counts from the launch, at its price.
     typed = [BootReport("0-a", 0, "a", "i-1", "succeeded", 100.0, 200.0)]
     typed[0] = typed[0].with_(launched=40.0, machine_type="a.large")
@@ -210,31 +210,37 @@ def test_the_agents_view_of_the_budget() -> None:
 
 
 def test_the_budget_check_counts_the_time_it_takes_to_stop() -> None:
-    # 7.2/h at the ceiling: 0.002 a second; one machine; checks every 2.5 s.
-    pricing = _pricing(budget=1.0, stop_seconds=20.0)
+    # b.large at 7.2/h: 0.002 a second; checks every 2.5 s; 20 s of shutdown.
+    pricing = _pricing(budget=1.0, stop_seconds=20.0, minimum_seconds=60.0)
+    horizon = cost.stop_horizon(pricing, stopping=10.0)  # the script's grace, a checkpoint
+    assert horizon == pytest.approx(2.5 + 10.0 + 20.0)
     per_second = 7.2 / 3600
-    # Stopped at the next check, the machine bills 2.5 s more, then 20 s of shutdown,
-    # then the final checkpoint the agent expects (`stopping`): all before the budget.
-    left = per_second * (2.5 + 20.0 + 10.0)
-    assert not cost.over_budget(pricing, 1.0 - left - 1e-6, 1, stopping=10.0)
-    assert cost.over_budget(pricing, 1.0 - left + 1e-6, 1, stopping=10.0)
-    # Without the stop counted, the same spend would have looked safe.
-    assert not cost.over_budget(pricing, 1.0 - left + 1e-6, 1, stopping=0.0)
-    # Every running machine bills the stop.
-    assert cost.over_budget(pricing, 1.0 - left - 1e-6, 2, stopping=10.0)
+
+    def at_end(elapsed: float, ahead: float) -> float:
+        running = [BootReport("0-a", 0, "a", "i-1", "running", 0.0, updated=elapsed)]
+        spent, count = cost.spent_by_reports(
+            pricing, running, now=elapsed, stale_after=10.0, ahead=ahead
+        )
+        assert count == 1
+        return spent
+
+    # Stopped at the next check, the machine bills through the horizon: the check stops
+    # it while the spend at the end still fits.
+    fits = 1.0 / per_second - horizon - 1.0  # seconds of running that leave room to stop
+    assert at_end(fits, horizon) == pytest.approx((fits + horizon) * per_second)
+    assert not cost.over_budget(pricing, at_end(fits, horizon))
+    assert cost.over_budget(pricing, at_end(fits + 2.0, horizon))
+    # Counting only the time to the next check, the same moment would have looked safe.
+    assert not cost.over_budget(pricing, at_end(fits + 2.0, pricing.check_every()))
+    # A young machine stopped now is billed the cloud's minimum all the same.
+    assert at_end(5.0, horizon) == pytest.approx(60.0 * per_second)
+    assert at_end(5.0, 0.0) == pytest.approx(5.0 * per_second)  # so far: what it ran
     # The sheet's figure travels with the prices; the local cloud's machines stop fast.
     assert cost.Pricing.from_dict(pricing.to_dict()).stop_seconds == 20.0
     local = parse_spec(
         {"cloud": "local", "script": SCRIPT, "notional_price": 1.0}, check_paths=False
     )
     assert cost.pricing_for(local).stop_seconds < cost.STOP_SECONDS
-    # A running boot will be billed at least the cloud's minimum, however soon it stops.
-    young = [BootReport("0-a", 0, "a", "i-1", "running", 0.0, updated=5.0)]
-    minimum = _pricing(budget=1.0, minimum_seconds=60.0)
-    assert cost.spent_by_reports(minimum, young, now=5.0, stale_after=10.0) == (
-        pytest.approx(7.2 * 60 / 3600),
-        1,
-    )
 
 
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:

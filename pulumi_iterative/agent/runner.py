@@ -352,13 +352,13 @@ class Agent:
         except Exception as exc:  # the next check may read; the backstop stays
             log.warning("budget check failed: %s", exc)
             return None
-        spent, running = cost.spent_by_reports(
-            pricing, boots, now=time.time(), stale_after=3 * pricing.check_every()
-        )
+        now, stale = time.time(), 3 * pricing.check_every()
         # Stopping takes the script's grace after SIGTERM and a final checkpoint.
-        stopping = KILL_GRACE + self.checkpoint_seconds
-        if not cost.over_budget(pricing, spent, running, stopping=stopping):
+        horizon = cost.stop_horizon(pricing, KILL_GRACE + self.checkpoint_seconds)
+        at_end, _ = cost.spent_by_reports(pricing, boots, now=now, stale_after=stale, ahead=horizon)
+        if not cost.over_budget(pricing, at_end):
             return None
+        spent, running = cost.spent_by_reports(pricing, boots, now=now, stale_after=stale)
         cur = pricing.currency
         return (
             f"the task's budget of {cost.money(pricing.budget, cur)} is reached "

@@ -44,7 +44,7 @@ def test_budget_stops_the_task_keeps_outputs_and_moves_the_backstop(
     probe = cost.pricing_for(harness.spec(workdir, script, **extra))
     # Seconds of one machine: the time to stop (the script's grace, the cloud's shutdown)
     # plus enough to boot on a loaded machine and run the script a while.
-    lasts = probe.stop_seconds + KILL_GRACE + 25.0
+    lasts = cost.stop_horizon(probe, KILL_GRACE) + 25.0
     spec = harness.spec(
         workdir,
         script,
