@@ -81,7 +81,7 @@ def begin_delete(gcp: FakeGcp, instance: dict[str, Any], why: str) -> None:
     zone = short(instance["zone"])
     op_type = "compute.instances.preempted" if why == "preempted" else "delete"
     user = "system" if why in ("preempted", "terminationTime") else ""
-    gcp.operation(op_type, instance["selfLink"], zone=zone, user=user)
+    gcp.operation(op_type, instance["selfLink"], zone=zone, user=user, target_id=instance["id"])
 
 
 def preempt(gcp: FakeGcp, name: str) -> dict[str, Any]:
@@ -211,7 +211,8 @@ def create(gcp: FakeGcp, group: Group, name: str, alive: list[dict[str, Any]]) -
     gcp.instances[f"{zone}/{name}"] = _instance(gcp, group, template, name, zone, machine)
     gcp.instances[f"{zone}/{name}"]["_terminate_at"] = terminate_at
     alive.append(gcp.instances[f"{zone}/{name}"])
-    gcp.operation("insert", url, zone=zone, user="system")
+    made = gcp.instances[f"{zone}/{name}"]
+    gcp.operation("insert", url, zone=zone, user="system", target_id=made["id"])
 
 
 def _instance(
