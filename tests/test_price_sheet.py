@@ -88,3 +88,33 @@ def test_every_catalog_type_and_region_is_priced_but_the_named_exceptions() -> N
     for region, table in prices.HOURLY.items():
         for machine_type, (on_demand, spot) in table.items():
             assert spot is None or 0 < spot < on_demand, (region, machine_type)
+
+
+def test_a_gcp_gpu_machine_costs_its_host_plus_its_gpus_on_demand_and_spot() -> None:
+    from pulumi_iterative.clouds.gcp import prices as gcp
+
+    cat = cloud_catalog("gcp")
+    for region in ("us-east1", "us-west1", "europe-west1"):
+        for machine in ("m+t4", "l+t4", "m+l4", "l+l4"):
+            (native,) = cat.machines[machine]
+            host_type, accelerator, count = gcp.split_machine(native)
+            gpu = (gcp.GPU_NAMES[accelerator], count) if accelerator else None
+            gpu = gpu or gcp.GPUS_IN_TYPE[host_type]
+            host, gpus = gcp.HOSTS[region][host_type], gcp.GPUS[region][gpu]
+            price = cat.prices.price(region, native) if cat.prices else None
+            assert price is not None, (region, native)
+            assert price.on_demand == pytest.approx(host[0] + gpus[0])
+            assert price.spot == pytest.approx(host[1] + gpus[1])
+            assert price.on_demand > host[0] and price.spot < price.on_demand
+    # The count matters: four T4s cost four times one, on the same kind of host.
+    assert gcp.GPUS["us-east1"][("T4", 4)][0] == pytest.approx(
+        4 * gcp.GPUS["us-east1"][("T4", 1)][0]
+    )
+    # A region that does not offer the GPU leaves the machine unpriced, never host-only.
+    assert "n1-standard-4" in gcp.HOSTS["europe-north1"]
+    assert gcp.machine_price("europe-north1", "n1-standard-4+nvidia-tesla-t4*1") is None
+    assert cat.prices is not None
+    assert cat.prices.price("europe-north1", "n1-standard-4+nvidia-tesla-t4*1") is None
+    # The ones not read are unknown, as the file says.
+    assert cat.prices.price("us-east1", "a2-highgpu-8g") is None
+    assert cat.prices.price("us-east1", "a3-highgpu-8g") is None
