@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 BUDGET_CHECK_MAX = 30.0
 BUDGET_CHECK_MIN = 1.0
 BUDGET_STEP = 0.01
+# A machine bills this long after its agent decides to stop, besides the final
+# checkpoint, where the cloud's price sheet does not say (PriceSheet.stop_seconds).
+STOP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Pricing:
     source: str = ""
     date: str = ""
     minimum_seconds: float = 0.0
+    stop_seconds: float = STOP_SECONDS  # billed after the decision to stop (see PriceSheet)
     parallelism: int = 1
     budget: float = 0.0  # 0: none
 
@@ -102,6 +106,7 @@ class Pricing:
             source=str(d.get("source") or ""),
             date=str(d.get("date") or ""),
             minimum_seconds=float(d.get("minimum_seconds") or 0.0),
+            stop_seconds=float(d.get("stop_seconds", STOP_SECONDS)),
             parallelism=int(d.get("parallelism") or 1),
             budget=float(d.get("budget") or 0.0),
         )
@@ -122,6 +127,7 @@ def pricing_for(
     def plan(**rest: Any) -> Pricing:
         return Pricing(types=types, parallelism=spec.parallelism, budget=spec.budget, **rest)
 
+    stop_seconds = sheet.stop_seconds if sheet else STOP_SECONDS
     if spec.notional_price:
         return plan(
             hourly={t: spec.notional_price for t in types},
@@ -129,6 +135,7 @@ def pricing_for(
             currency=sheet.currency if sheet else "USD",
             basis="notional",
             source="notional_price, a rehearsal of what a cloud would charge",
+            stop_seconds=stop_seconds,
         )
     if sheet is None:
         why = cat.notes.get("price", f"no price list for {spec.cloud} yet")
@@ -164,6 +171,7 @@ def pricing_for(
         source=source,
         date=date,
         minimum_seconds=sheet.minimum_seconds,
+        stop_seconds=stop_seconds,
     )
 
 
@@ -443,13 +451,20 @@ def _round(value: float | None) -> float | None:
 
 
 def spent_by_reports(
-    pricing: Pricing, reports: Iterable[BootReport], *, now: float, stale_after: float
+    pricing: Pricing,
+    reports: Iterable[BootReport],
+    *,
+    now: float,
+    stale_after: float,
+    ahead: float = 0.0,
 ) -> tuple[float, int]:
-    """(spend so far, machines still billing) from the boot reports alone: what an agent
-    can know without asking the cloud. Each boot counts from its machine's launch where
-    its metadata said, at its type's price (else the dearest the group may pay). A
-    running report not refreshed for `stale_after` seconds belongs to a machine that
-    died: billed to then. A finished boot is billed at least the cloud's minimum."""
+    """(spend, machines still billing) from the boot reports alone: what an agent can
+    know without asking the cloud. Each boot counts from its machine's launch where its
+    metadata said, at its type's price (else the dearest the group may pay). A running
+    report not refreshed for `stale_after` seconds belongs to a machine that died:
+    billed to then. A finished boot is billed at least the cloud's minimum. With
+    `ahead`, the running machines are billed as if they stopped that many seconds from
+    now (so at least the minimum too): the spend at the end, were the task stopped."""
     ceiling = pricing.ceiling or 0.0
     total, running = 0.0, 0
     for r in reports:
@@ -457,19 +472,26 @@ def spent_by_reports(
             continue
         last = r.updated if r.updated is not None else r.started
         alive = r.state == "running" and now - last <= stale_after
-        end = now if alive else (r.finished if r.finished is not None else last)
+        end = now + ahead if alive else (r.finished if r.finished is not None else last)
         running += alive
         rate = pricing.hourly.get(r.machine_type, ceiling)
-        total += rate * _billed(pricing, end - _first(_start(r), r.started), not alive) / 3600.0
+        ended = not alive or ahead > 0
+        total += rate * _billed(pricing, end - _first(_start(r), r.started), ended) / 3600.0
     return total, running
 
 
-def over_budget(pricing: Pricing, spent: float, running: int) -> bool:
-    """Would the spend pass the budget before the next check?"""
-    if not pricing.budget:
-        return False
-    ahead = (pricing.ceiling or 0.0) * max(running, 1) * pricing.check_every() / 3600.0
-    return spent + ahead >= pricing.budget
+def stop_horizon(pricing: Pricing, stopping: float = 0.0) -> float:
+    """Seconds a running machine still bills from a budget check until it has stopped,
+    were it stopped at the next check: until that check, through the agent's stopping
+    (`stopping`: the script's grace, the final checkpoint) and the cloud's shutdown."""
+    return pricing.check_every() + max(stopping, 0.0) + pricing.stop_seconds
+
+
+def over_budget(pricing: Pricing, projected: float) -> bool:
+    """Must the task stop now? Yes when the spend at the end, were it stopped at the next
+    check (spent_by_reports with ahead=stop_horizon), would pass the budget: stopping
+    when this says so keeps the spend at the end within the budget."""
+    return bool(pricing.budget) and projected >= pricing.budget
 
 
 # --- words ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def spec(**kw):  # type: ignore[no-untyped-def]
 
 
 def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
-    on_demand, typical = HOURLY["g4dn.xlarge"]
+    on_demand, typical = HOURLY["us-east-1"]["g4dn.xlarge"]
     p = cost.pricing_for(spec(machine="m+t4"))
     assert (p.types, p.rate, p.basis, p.currency) == (
         ("g4dn.xlarge",),
@@ -42,7 +42,7 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
     # Fallback types are priced too; the ceiling is the dearest of them (budget math).
     m = cost.pricing_for(spec(machine="m"))
     assert m.types == ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge")
-    assert m.ceiling == max(HOURLY[t][0] for t in m.types)
+    assert m.ceiling == max(HOURLY["us-east-1"][t][0] for t in m.types)
 
 
 def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
@@ -57,12 +57,12 @@ def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
 
 
 def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> None:
-    on_demand, _ = HOURLY["t3.medium"]
+    on_demand, _ = HOURLY["us-east-1"]["t3.medium"]
     found = cost.estimate(spec(machine="s", parallelism=3, timeout="2h"))
     assert found.hourly == pytest.approx(3 * on_demand)
     assert found.up_to_timeout == pytest.approx(6 * on_demand)
     assert "3 x t3.medium in us-east-1" in found.lines()[0]
-    assert "2h timeout" in found.lines()[0] and "AWS price snapshot of" in found.lines()[0]
+    assert "2h timeout" in found.lines()[0] and "aws/vms.csv @ e385a0d3 of " in found.lines()[0]
     assert found.warnings == ()
     # A budget that runs out before the timeout says when.
     budget = 3 * on_demand * 0.5  # half an hour of three machines
@@ -71,7 +71,7 @@ def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> N
 
 
 def test_spot_above_on_demand_is_warned_about() -> None:
-    on_demand, _ = HOURLY["t3.medium"]
+    on_demand, _ = HOURLY["us-east-1"]["t3.medium"]
     (warning,) = cost.estimate(spec(machine="s", spot=on_demand * 3)).warnings
     assert warning.startswith("spot: the maximum") and "above the on-demand price" in warning
     assert cost.estimate(spec(machine="s", spot=on_demand / 2)).warnings == ()
@@ -190,9 +190,9 @@ def test_the_agents_view_of_the_budget() -> None:
     spent, running = cost.spent_by_reports(pricing, reports, now=200.0, stale_after=10.0)
     assert running == 1
     assert spent == pytest.approx(7.2 * (100 + 90 + 50) / 3600)
-    assert not cost.over_budget(pricing, spent, running)
-    assert cost.over_budget(pricing, 0.999, 1)  # the next check would pass it
-    assert not cost.over_budget(_pricing(), 1e9, 5)  # no budget, no limit
+    assert not cost.over_budget(pricing, spent)
+    assert cost.over_budget(pricing, 1.0)  # the spend at the end would reach it
+    assert not cost.over_budget(_pricing(), 1e9)  # no budget, no limit
     # A boot whose metadata gave its launch and type counts from the launch, at its price.
     typed = [BootReport("0-a", 0, "a", "i-1", "succeeded", 100.0, 200.0)]
     typed[0] = typed[0].with_(launched=40.0, machine_type="a.large")
@@ -207,6 +207,40 @@ def test_the_agents_view_of_the_budget() -> None:
         pytest.approx(7.2 * 60 / 3600),
         0,
     )
+
+
+def test_the_budget_check_counts_the_time_it_takes_to_stop() -> None:
+    # b.large at 7.2/h: 0.002 a second; checks every 2.5 s; 20 s of shutdown.
+    pricing = _pricing(budget=1.0, stop_seconds=20.0, minimum_seconds=60.0)
+    horizon = cost.stop_horizon(pricing, stopping=10.0)  # the script's grace, a checkpoint
+    assert horizon == pytest.approx(2.5 + 10.0 + 20.0)
+    per_second = 7.2 / 3600
+
+    def at_end(elapsed: float, ahead: float) -> float:
+        running = [BootReport("0-a", 0, "a", "i-1", "running", 0.0, updated=elapsed)]
+        spent, count = cost.spent_by_reports(
+            pricing, running, now=elapsed, stale_after=10.0, ahead=ahead
+        )
+        assert count == 1
+        return spent
+
+    # Stopped at the next check, the machine bills through the horizon: the check stops
+    # it while the spend at the end still fits.
+    fits = 1.0 / per_second - horizon - 1.0  # seconds of running that leave room to stop
+    assert at_end(fits, horizon) == pytest.approx((fits + horizon) * per_second)
+    assert not cost.over_budget(pricing, at_end(fits, horizon))
+    assert cost.over_budget(pricing, at_end(fits + 2.0, horizon))
+    # Counting only the time to the next check, the same moment would have looked safe.
+    assert not cost.over_budget(pricing, at_end(fits + 2.0, pricing.check_every()))
+    # A young machine stopped now is billed the cloud's minimum all the same.
+    assert at_end(5.0, horizon) == pytest.approx(60.0 * per_second)
+    assert at_end(5.0, 0.0) == pytest.approx(5.0 * per_second)  # so far: what it ran
+    # The sheet's figure travels with the prices; the local cloud's machines stop fast.
+    assert cost.Pricing.from_dict(pricing.to_dict()).stop_seconds == 20.0
+    local = parse_spec(
+        {"cloud": "local", "script": SCRIPT, "notional_price": 1.0}, check_paths=False
+    )
+    assert cost.pricing_for(local).stop_seconds < cost.STOP_SECONDS
 
 
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:

@@ -79,6 +79,9 @@ class Agent:
         self.log_shipper = LogShipper(self.rclone, self.log_path, self.machine)
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
+        # How long this boot's last checkpoint took: the budget check expects the final
+        # one to take about as long (machines bill through it).
+        self.checkpoint_seconds = 0.0
 
     @property
     def definition(self) -> TaskDefinition:
@@ -144,7 +147,9 @@ class Agent:
                 # Checked under the lock: the script may have asked while we waited
                 # for it, and a background generation after its point may be torn.
                 return None
+            began = time.monotonic()
             manifest = self.checkpointer.checkpoint(kind)
+            self.checkpoint_seconds = time.monotonic() - began
             current = self.checkpointer.current
         if manifest is not None:
             self.write_report(generation=manifest.seq, checkpointed=time.time())
@@ -334,9 +339,10 @@ class Agent:
     def budget_spent(self) -> str | None:
         """Why the task must stop for its budget, or None (no budget, or money left).
 
-        The spend is summed from every boot's report (the agent's own times, at the
-        highest price the group may pay), refreshed first with this boot's heartbeat;
-        the cloud bills a little more (boot and shutdown), which the backstop covers."""
+        The spend is summed from every boot's report (each from its machine's launch, at
+        its type's price), refreshed first with this boot's heartbeat. It stops when the
+        spend by the time every machine has stopped (the next check, the final checkpoint,
+        the cloud's shutdown) would pass the budget, so the spend at the end stays in it."""
         pricing = cost.Pricing.from_dict(self.definition.pricing)
         if not pricing.budget:
             return None
@@ -346,11 +352,13 @@ class Agent:
         except Exception as exc:  # the next check may read; the backstop stays
             log.warning("budget check failed: %s", exc)
             return None
-        spent, running = cost.spent_by_reports(
-            pricing, boots, now=time.time(), stale_after=3 * pricing.check_every()
-        )
-        if not cost.over_budget(pricing, spent, running):
+        now, stale = time.time(), 3 * pricing.check_every()
+        # Stopping takes the script's grace after SIGTERM and a final checkpoint.
+        horizon = cost.stop_horizon(pricing, KILL_GRACE + self.checkpoint_seconds)
+        at_end, _ = cost.spent_by_reports(pricing, boots, now=now, stale_after=stale, ahead=horizon)
+        if not cost.over_budget(pricing, at_end):
             return None
+        spent, running = cost.spent_by_reports(pricing, boots, now=now, stale_after=stale)
         cur = pricing.currency
         return (
             f"the task's budget of {cost.money(pricing.budget, cur)} is reached "

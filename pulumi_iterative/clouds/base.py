@@ -92,6 +92,9 @@ class PriceSheet:
     source:   where the numbers come from (a public price list and how it was read).
     date:     the day the snapshot was taken (ISO, "2025-06-01").
     minimum_seconds: the least a boot is billed (AWS Linux: 60), 0 for none.
+    stop_seconds: how long a machine still bills after its agent decides to stop,
+              besides the final checkpoint: leaving the group and the cloud's shutdown
+              (the budget check counts it so the spend at the end stays in the budget).
 
     A cloud that offers live prices says so with `Backend.live_prices`; those are
     asked for at create only, never at preview.
@@ -102,6 +105,7 @@ class PriceSheet:
     source: str
     date: str
     minimum_seconds: float = 0.0
+    stop_seconds: float = 60.0
 
     def price(self, region: str, machine_type: str) -> Price | None:
         return self.rows.get((region, machine_type))

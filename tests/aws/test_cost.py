@@ -65,7 +65,7 @@ def cloud_endpoint() -> Iterator[Listener]:
 def test_preview_shows_the_estimate_and_calls_no_cloud(
     cloud_endpoint: Listener, workdir: Path
 ) -> None:
-    on_demand, _ = HOURLY["g4dn.xlarge"]
+    on_demand, _ = HOURLY["us-east-1"]["g4dn.xlarge"]
     news = {
         "cloud": "aws",
         "machine": "m+t4",
@@ -87,7 +87,7 @@ def test_preview_shows_the_estimate_and_calls_no_cloud(
         assert failures == []
         server.diff("id", "train", checked, checked)
         messages = server.stderr_text()
-    typical = HOURLY["g4dn.xlarge"][1]
+    typical = HOURLY["us-east-1"]["g4dn.xlarge"][1]
     assert f"estimate: 2 x g4dn.xlarge in us-east-1 at {cost.money(typical, 'USD')}/h" in messages
     assert f"up to the 10h timeout: {cost.money(typical * 2 * 10, 'USD')}" in messages
     assert "budget 4.00 USD: stops the task after about" in messages
@@ -104,7 +104,9 @@ def test_live_spot_prices_are_asked_at_create_only(moto: Moto, workdir: Path) ->
         {"cloud": "aws", "machine": "s", "spot": 0, "script": "true", "storage": {}},
         check_paths=False,
     )
-    assert cost.pricing_for(spec).rate == HOURLY["t3.medium"][1]  # preview: the snapshot
+    assert (
+        cost.pricing_for(spec).rate == HOURLY["us-east-1"]["t3.medium"][1]
+    )  # preview: the snapshot
     ref = lifecycle.create(spec)
     pricing = cost.Pricing.from_dict(ref.pricing)
     assert pricing.hourly == live and pricing.source == "aws live spot prices at create"
@@ -157,7 +159,7 @@ def test_a_boot_is_billed_from_ec2s_launch_to_its_termination(
     assert report.machine_type == "t3.medium"
     assert report.launched == pytest.approx(launched, abs=1.0)
     assert report.launched <= (report.started or 0)
-    on_demand = HOURLY["t3.medium"][0]
+    on_demand = HOURLY["us-east-1"]["t3.medium"][0]
     assert spent.total == pytest.approx(on_demand * boot.seconds / 3600)
     assert spent.per_index == {0: pytest.approx(spent.total)}
     assert spent.currency == "USD" and spent.basis == "on-demand"

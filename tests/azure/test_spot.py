@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pulumi_iterative import lifecycle, sync
 from pulumi_iterative.clouds.azure.names import Names
@@ -30,6 +33,10 @@ fi
 grep -q "epoch 1" results/progress.txt
 echo "epoch 2" >> results/progress.txt
 """
+
+
+def stamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def wait_for(
@@ -117,8 +124,26 @@ def test_eviction_notice_checkpoint_and_spot_restore_resume(
     assert [m.state for m in boots] == [State.INTERRUPTED, State.SUCCEEDED]
     assert boots[1].instance != first and boots[1].instance in azure_simulator.machines
     wait_for(azure_simulator, lambda: capacity() == 0, "the scale set to reach zero")
-    kinds = {e.kind for e in lifecycle.read(ref, with_logs=False).events}
+    before = len(fake.requests)
+    final = lifecycle.read(ref, with_logs=False)
+    kinds = {e.kind for e in final.events}
     assert {"launch", "interrupt", "terminate"} <= kinds  # from the activity log
+    # Every VM is gone, the evicted one and the two that left: Azure's activity log times
+    # their billing (made at the write, gone at the eviction or delete), not the agents'
+    # reports, for one more read of the log per status read.
+    logs = [r for r in fake.requests[before:] if "eventtypes/management/values" in r.path.lower()]
+    assert len(logs) == 2  # the machines' times and the events
+    spent = final.cost
+    assert spent is not None and spent.final and len(spent.boots) == 3
+    assert {b.timed_by for b in spent.boots} == {"cloud"}, spent.boots
+    log: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in fake.activity:  # oldest first: the first of each kind wins
+        log.setdefault((e["resourceId"].rsplit("/", 1)[-1], e["operationName"]["value"]), e)
+    evicted = next(b for b in spent.boots if b.instance == first)
+    went = log[(first, "Microsoft.Compute/virtualMachines/evict/action")]["eventTimestamp"]
+    made = log[(first, "Microsoft.Compute/virtualMachines/write")]["eventTimestamp"]
+    billed = stamp(went) - stamp(made)
+    assert evicted.seconds == pytest.approx(max(billed, 60.0), abs=0.1)  # >= a minute
 
     lifecycle.delete(ref)
     history = (workdir / "results" / "history-0.txt").read_text().splitlines()

@@ -342,6 +342,24 @@ def global_operation(gcp: FakeGcp, call: Call) -> dict[str, Any]:
     return _operation(gcp, call, "global")
 
 
+@handles("compute.globalOperations.aggregatedList")
+def operation_aggregated_list(gcp: FakeGcp, call: Call) -> dict[str, Any]:
+    """Every zone's and region's operations, filtered, keyed by scope (as GCE answers)."""
+    scopes: dict[str, dict[str, Any]] = {}
+    for op in gcp.operations.values():
+        if not matches(call.q("filter"), op):
+            continue
+        where = op.get("zone") or op.get("region") or ""
+        scope = where.split(f"projects/{PROJECT}/", 1)[1] if where else "global"
+        scopes.setdefault(scope, {"operations": []})["operations"].append(op)
+    return {
+        "kind": "compute#operationAggregatedList",
+        "id": f"projects/{PROJECT}/aggregated/operations",
+        "items": scopes,
+        "selfLink": f"{COMPUTE}projects/{PROJECT}/aggregated/operations",
+    }
+
+
 @handles("compute.zoneOperations.list")
 def zone_operation_list(gcp: FakeGcp, call: Call) -> dict[str, Any]:
     zone = zone_of(call)

@@ -273,8 +273,10 @@ class FakeGcp:
         zone: str = "",
         region: str = "",
         user: str = "",
+        target_id: str = "",
     ) -> dict[str, Any]:
-        """A finished operation for a mutation, stored for the operations' get and wait."""
+        """A finished operation for a mutation, stored for the operations' get and wait
+        (and the lists); `target_id` is the id of the resource it acted on."""
         name = f"operation-{int(time.time() * 1000)}-{secrets.token_hex(6)}"
         if zone:
             scope = f"projects/{PROJECT}/zones/{zone}"
@@ -289,7 +291,7 @@ class FakeGcp:
             "name": name,
             "operationType": op_type,
             "targetLink": target,
-            "targetId": new_id(),
+            "targetId": target_id or new_id(),
             "status": "DONE",
             "progress": 100,
             "insertTime": stamp,

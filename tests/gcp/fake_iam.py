@@ -71,6 +71,7 @@ CALLER_NEEDS = {
     "compute.regionInstanceGroupManagers.listManagedInstances": "compute.instanceGroupManagers.get",
     "compute.regionInstanceGroupManagers.listErrors": "compute.instanceGroupManagers.get",
     "compute.zoneOperations.list": "compute.zoneOperations.list",
+    "compute.globalOperations.aggregatedList": "compute.globalOperations.list",
     "compute.regionOperations.get": "compute.regionOperations.get",
     "compute.regionOperations.wait": "compute.regionOperations.get",
     "compute.globalOperations.get": "compute.globalOperations.get",

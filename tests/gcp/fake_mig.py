@@ -91,7 +91,7 @@ def begin_delete(gcp: FakeGcp, instance: dict[str, Any], why: str) -> None:
     zone = short(instance["zone"])
     op_type = OPERATION_TYPES.get(why, "delete")
     user = "system" if why in ("preempted", "terminationTime", "repair") else ""
-    gcp.operation(op_type, instance["selfLink"], zone=zone, user=user)
+    gcp.operation(op_type, instance["selfLink"], zone=zone, user=user, target_id=instance["id"])
 
 
 def preempt(gcp: FakeGcp, name: str) -> dict[str, Any]:
@@ -121,7 +121,11 @@ def guest_shutdown(gcp: FakeGcp, instance_id: str) -> bool:
             instance["_stopped_at"] = time.time()
             zone = short(instance["zone"])
             gcp.operation(
-                "compute.instances.guestTerminate", instance["selfLink"], zone=zone, user="system"
+                "compute.instances.guestTerminate",
+                instance["selfLink"],
+                zone=zone,
+                user="system",
+                target_id=instance["id"],
             )
             return True
     return False
@@ -248,7 +252,8 @@ def create(gcp: FakeGcp, group: Group, name: str, alive: list[dict[str, Any]]) -
     gcp.instances[f"{zone}/{name}"] = _instance(gcp, group, template, name, zone, machine)
     gcp.instances[f"{zone}/{name}"]["_terminate_at"] = terminate_at
     alive.append(gcp.instances[f"{zone}/{name}"])
-    gcp.operation("insert", url, zone=zone, user="system")
+    made = gcp.instances[f"{zone}/{name}"]
+    gcp.operation("insert", url, zone=zone, user="system", target_id=made["id"])
 
 
 def _instance(

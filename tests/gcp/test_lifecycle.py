@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from pulumi_iterative import lifecycle
 from pulumi_iterative.clouds.gcp.names import Names
@@ -11,6 +14,11 @@ from pulumi_iterative.status import State
 from tests.gcp.conftest import Gcp, leftovers
 from tests.gcp.simulator import MachineSimulator
 from tests.gcp.test_permissions import check_caller_permissions
+
+
+def stamp(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
 
 SCRIPT = """#!/bin/sh
 set -e
@@ -65,6 +73,29 @@ def test_full_lifecycle(gcp: Gcp, gcp_simulator: MachineSimulator, workdir: Path
     for machine in simulator.machines.values():
         asked = [p for p, code in machine.metadata.requests if code == 200]
         assert any("service-accounts/default/token" in p for p in asked)
+
+    # Both machines left the group and are deleted: GCE's own operations (insert, delete)
+    # time their billing, not the agents' reports; one aggregated list each for the
+    # machines and the events, where the events alone listed every zone before.
+    def gone() -> bool:
+        return not [i for i in gcp.fake.instances.values() if names.group in i["name"]]
+
+    simulator.wait_for(gone, "the machines deleted")
+    before = len(gcp.fake.requests)
+    final = lifecycle.read(ref, with_logs=False)
+    calls = [c.method for c in gcp.fake.requests[before:] if not c.auth]
+    assert calls.count("compute.globalOperations.aggregatedList") == 2, calls
+    assert not {"compute.zoneOperations.list", "compute.regions.get"} & set(calls)
+    spent = final.cost
+    assert spent is not None and spent.final and len(spent.boots) == 2
+    ops = [op for op in gcp.fake.operations.values() if names.group in op["targetLink"]]
+    for boot in spent.boots:
+        assert boot.timed_by == "cloud", boot
+        made = [o for o in ops if o["targetId"] == boot.instance and o["operationType"] == "insert"]
+        left = [o for o in ops if o["targetId"] == boot.instance and o["operationType"] == "delete"]
+        billed = stamp(left[0]["endTime"]) - stamp(made[0]["endTime"])
+        assert boot.seconds == pytest.approx(max(billed, 60.0), abs=0.1)  # GCE bills >= 1 min
+        assert boot.cost is not None and boot.cost > 0
 
     lifecycle.delete(ref)
     runs = sorted((workdir / "results").glob("run-*.txt"))

@@ -413,17 +413,18 @@ class Backend:
                     launched=_created(vm),
                 )
             )
-        return out
+        # VMs the scale set no longer has (deleted, evicted) are billed by Azure's own
+        # times too: its activity log says when each was made and when it went.
+        listed = {m.id for m in out}
+        try:
+            gone = gone_machines(_activity(ref))
+        except NotFound:
+            gone = []
+        return out + [m for m in gone if m.id not in listed]
 
     def events(self, ref: TaskRef) -> list[Event]:
-        az, place = Azure(_sub(ref)), Place.from_ref(ref)
-        since = datetime.fromtimestamp(ref.created, tz=timezone.utc) - timedelta(minutes=5)
-        flt = (
-            f"eventTimestamp ge '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}' and "
-            f"resourceGroupName eq '{place.group}'"
-        )
         try:
-            found = call(lambda: list(az.monitor.activity_logs.list(filter=flt)))
+            found = _activity(ref)
         except NotFound:
             return []
         out = []
@@ -467,6 +468,49 @@ def _vm_size(vm: Any) -> str:
     props = getattr(vm, "properties", None)
     hardware = getattr(props, "hardware_profile", None) if props else None
     return str(getattr(hardware, "vm_size", "") or "")
+
+
+GONE = (
+    "microsoft.compute/virtualmachines/delete",
+    "microsoft.compute/virtualmachines/evict/action",
+)
+
+
+def _activity(ref: TaskRef) -> list[Any]:
+    """The activity log of the task's resource group since just before create (one list)."""
+    az, place = Azure(_sub(ref)), Place.from_ref(ref)
+    since = datetime.fromtimestamp(ref.created, tz=timezone.utc) - timedelta(minutes=5)
+    flt = (
+        f"eventTimestamp ge '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}' and "
+        f"resourceGroupName eq '{place.group}'"
+    )
+    return call(lambda: list(az.monitor.activity_logs.list(filter=flt)))
+
+
+def gone_machines(entries: list[Any]) -> list[CloudMachine]:
+    """The VMs Azure made and then deleted or evicted, from its activity log: made at
+    their first successful write, gone at the first successful delete or eviction
+    (billing runs until then). A VM whose making or going is not in the log is left
+    out; its boot's report times bill it (`timed_by: report`)."""
+    made: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    for e in entries:
+        resource = str(e.resource_id or "")
+        if "/providers/microsoft.compute/virtualmachines/" not in resource.lower():
+            continue
+        if str(getattr(e.status, "value", "") or "") != "Succeeded":
+            continue
+        operation = str(getattr(e.operation_name, "value", "") or "").lower()
+        name, at = resource.rsplit("/", 1)[-1], e.event_timestamp.timestamp()
+        if operation == "microsoft.compute/virtualmachines/write":
+            made[name] = min(at, made.get(name, at))
+        elif operation in GONE:
+            ended[name] = min(at, ended.get(name, at))
+    return [
+        CloudMachine(name, False, launched=made[name], ended=ended[name])
+        for name in sorted(ended)
+        if name in made
+    ]
 
 
 def _created(vm: Any) -> float | None:

@@ -3,8 +3,10 @@
 Read from SkyPilot's public price catalog (github.com/skypilot-org/skypilot-catalog,
 catalogs/v6/azure/vms.csv, the version stored at commit 098741e7), which SkyPilot builds
 from Azure's public Retail Prices API: an on-demand and a spot price per VM size and
-region. That file covers US regions only, so northeurope and westeurope have no
-known price yet.
+region. That file covers US regions only, and so does every other stored version of
+it (catalogs/v4 and v5 were read too), so northeurope and westeurope have no known
+price yet: they need a source that can be cited (Azure's retail prices API, read
+where it can be reached).
 
 - D*s_v5 and D*as_v5: the list prices each size at its vCPUs times one rate per family
   and region, so every size here is vCPUs x the rate of the list's D2s_v5 and D4as_v5
@@ -59,4 +61,5 @@ PRICES = PriceSheet(
     source=f"Azure prices read from skypilot-org/skypilot-catalog azure/vms.csv @ {COMMIT[:8]}",
     date=DATE,
     minimum_seconds=60.0,  # billed by the minute: a boot costs at least one
+    stop_seconds=60.0,  # leaving the scale set deletes the VM: a minute at most
 )

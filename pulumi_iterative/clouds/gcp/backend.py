@@ -417,6 +417,10 @@ class Backend:
                     ended=_when(view.stopped) if view.stopped else None,
                 )
             )
+        # Machines the group no longer lists (deleted, preempted) are billed by GCE's
+        # own times too: its operations say when each was made and when it went.
+        listed = {m.id for m in out}
+        out += [m for m in gone_machines(group.operations(project, names)) if m.id not in listed]
         return out
 
     def events(self, ref: TaskRef) -> list[Event]:
@@ -430,9 +434,7 @@ class Backend:
             instance = e.instance_action_details.instance.rsplit("/", 1)[-1]
             message = f"{e.error.code}: {e.error.message}"
             out.append(Event(_when(e.timestamp), "error", instance, message))
-        zone = Place.from_ref(ref).zone
-        zones = [zone] if zone else group.region_zones(project, ref.region)
-        for op in group.activity(project, zones, names):
+        for op in group.operations(project, names):
             instance = op.target_link.rsplit("/", 1)[-1]
             kind, message = OPERATION_EVENTS.get(op.operation_type, ("", ""))
             if kind:
@@ -454,6 +456,36 @@ class Backend:
                 return True
 
         wait_until(empty, "the task's machines to be deleted", deadline=STOP_DEADLINE)
+
+
+GONE = ("delete", "compute.instances.preempted")
+
+
+def gone_machines(operations: list[Any]) -> list[CloudMachine]:
+    """The machines GCE made and then deleted or preempted, from its own operations: made
+    when their insert finished, gone when the first delete or preemption did (billing
+    runs until then). A machine whose making or going is not recorded is left out; its
+    boot's report times bill it (`timed_by: report`)."""
+    made: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    zones: dict[str, str] = {}
+    from google.cloud import compute_v1
+
+    done = compute_v1.Operation.Status.DONE
+    for op in operations:
+        if op.status != done or op.error.errors or not op.target_id or not op.end_time:
+            continue
+        key, at = str(op.target_id), _when(op.end_time)
+        zones[key] = op.zone.rsplit("/", 1)[-1]
+        if op.operation_type == "insert":
+            made[key] = min(at, made.get(key, at))
+        elif op.operation_type in GONE:
+            ended[key] = min(at, ended.get(key, at))
+    return [
+        CloudMachine(key, False, "", zones[key], launched=made[key], ended=ended[key])
+        for key in sorted(ended)
+        if key in made
+    ]
 
 
 def _zone_of(instance_url: str) -> str:

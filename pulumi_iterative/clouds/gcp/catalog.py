@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 
 from ..base import CloudCatalog
-from .prices import PRICES
+from .prices import PRICES, split_machine
+
+__all__ = ["CATALOG", "split_location", "split_machine"]
 
 CATALOG = CloudCatalog(
     # generic machine -> machine types, best first (later ones are capacity fallbacks,
@@ -60,15 +62,6 @@ CATALOG = CloudCatalog(
     },
     prices=PRICES,
 )
-
-
-def split_machine(native: str) -> tuple[str, str, int]:
-    """`n1-standard-4+nvidia-tesla-t4*1` -> ("n1-standard-4", "nvidia-tesla-t4", 1)."""
-    machine, _, gpu = native.partition("+")
-    if not gpu:
-        return machine, "", 0
-    accelerator, _, count = gpu.partition("*")
-    return machine, accelerator, int(count or 1)
 
 
 def split_location(native: str) -> tuple[str, str]:

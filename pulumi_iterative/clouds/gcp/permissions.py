@@ -59,9 +59,9 @@ CALLER_PERMISSIONS: dict[str, str] = {
     "compute.disks.create": "the group makes machines as you",
     "compute.subnetworks.use": "the group makes machines as you",
     "compute.subnetworks.useExternalIp": "machines reach the bucket and package mirrors",
-    "compute.regions.get": "the region's zones, for events",
     "compute.instances.list": "the machines' addresses, for status",
-    "compute.zoneOperations.list": "preemptions, for events",
+    "compute.globalOperations.list": "the machines' operations: events, and when a "
+    "deleted or preempted machine stopped billing",
     "compute.regionOperations.get": "wait for group operations",
     "compute.globalOperations.get": "wait for template and firewall operations",
 }

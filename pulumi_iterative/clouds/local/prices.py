@@ -16,4 +16,6 @@ PRICES = PriceSheet(
     currency="USD",
     source="local cloud: your own computer is free",
     date="",
+    # A machine is a process: it is gone (and billed no more) a tick after its agent left.
+    stop_seconds=5.0,
 )

@@ -137,20 +137,21 @@ def errors(project: str, region: str, names: Names) -> list[Any]:
     )
 
 
-def activity(project: str, zones: list[str], names: Names) -> list[Any]:
-    """GCE's own record of the task's machines: made, deleted, preempted (the zone
-    operations that target them; one filtered list per zone)."""
+def operations(project: str, names: Names) -> list[Any]:
+    """GCE's own record of the task's machines, in every zone: made, deleted, preempted
+    (the operations that target them; one filtered aggregated list for all zones)."""
     from google.cloud import compute_v1
 
-    client = compute("ZoneOperations")
+    client = compute("GlobalOperations")
     mine = f".*/instances/{names.group}-[0-9]+"  # names are [a-z0-9-]: no regex specials
-    found = []
-    for zone in zones:
-        request = compute_v1.ListZoneOperationsRequest(
-            project=project, zone=zone, filter=f'targetLink eq "{mine}"'
-        )
-        found += call(lambda r=request: list(client.list(request=r)))
-    return found
+    request = compute_v1.AggregatedListGlobalOperationsRequest(
+        project=project, filter=f'targetLink eq "{mine}"'
+    )
+    return call(
+        lambda: [
+            op for _, scoped in client.aggregated_list(request=request) for op in scoped.operations
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -209,11 +210,6 @@ def _catalog_type(instance: Any) -> str:
     for gpu in instance.guest_accelerators:
         return f"{machine}+{gpu.accelerator_type.rsplit('/', 1)[-1]}*{gpu.accelerator_count}"
     return machine
-
-
-def region_zones(project: str, region: str) -> list[str]:
-    found = call(compute("Regions").get, project=project, region=region)
-    return [z.rsplit("/", 1)[-1] for z in found.zones]
 
 
 def delete_group(project: str, region: str, names: Names, *, wait: bool = True) -> None:
