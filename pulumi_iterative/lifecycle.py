@@ -193,6 +193,11 @@ def _reports(rclone: Rclone) -> Reports:
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
+    # Asked before the reports: a boot reports before its machine ends, so the cloud's
+    # "will run it again" may be stale (the task looks queued a poll longer), never a
+    # report (a retry's report missed while the cloud already gave up: failed too early).
+    ask_retrying = getattr(backend, "retrying", None)
+    retrying = ask_retrying(ref) if ask_retrying is not None else ()
     with bucket(ref) as rclone:  # one session for the reports and the logs
         found = _reports(rclone)
         texts = _tail_logs(rclone, ref.task_id, len(found.boots)) if with_logs else {}
@@ -205,6 +210,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         deadline=ref.deadline,
         now=now,
         stopped=found.stopped is not None,
+        retrying=retrying,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
     logs = texts

@@ -35,7 +35,13 @@ from ..errors import LeftGroup
 from ..logsegments import LogShipper
 from ..records import BootConfig, BootReport, TaskDefinition
 from ..storage import STATUS, TASK_FILE, Rclone, Remote, machine_name
-from .bootstrap import EXIT_INTERRUPTED, EXIT_LEAVE_FAILED, EXIT_LEFT, decode_config
+from .bootstrap import (
+    EXIT_INTERRUPTED,
+    EXIT_LEAVE_FAILED,
+    EXIT_LEFT,
+    MACHINE_CODE_FILE,
+    decode_config,
+)
 from .client import SOCKET_ENV
 
 log = logging.getLogger("pulumi_iterative.agent")
@@ -400,16 +406,26 @@ class Agent:
                 state=state, exit_code=code, reason=reason, finished=time.time()
             )
         )
-        return self.leave()
+        return self.leave(state, code)
 
-    def leave(self) -> int:
+    def leave(self, state: str, code: int | None) -> int:
         """Leave the group; if that fails, the bootstrap's supervisor ends the machine."""
         try:
             self.hooks.leave_group()
         except Exception as exc:
             log.error("could not leave the group: %s", exc)
             return EXIT_LEAVE_FAILED
+        self.leave_machine_code(state, code)
         return EXIT_LEFT
+
+    def leave_machine_code(self, state: str, code: int | None) -> None:
+        """The code the machine ends with after leaving (the bootstrap exits with it):
+        0 unless the cloud's scheduler reads how the boot ended (MachineSide.exit_code)."""
+        ask = getattr(self.hooks, "exit_code", None)
+        machine_code = ask(state, code) if ask is not None else 0
+        if machine_code and self.boot_dir is not None:
+            path = self.boot_dir / MACHINE_CODE_FILE
+            self.safe(lambda: path.write_text(f"{machine_code}\n"))
 
     def safe(self, action: Any) -> None:
         """Transfers fail sometimes; the run must go on and the next try may work."""
@@ -515,6 +531,6 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("agent failed")
         reason = f"agent error: {exc}"
         agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))
-        return agent.leave()
+        return agent.leave("failed", None)
     finally:
         agent.rclone.stop_daemon()

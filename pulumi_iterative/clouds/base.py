@@ -231,6 +231,13 @@ class Backend(Protocol):
         group is fine."""
         ...
 
+    # Optional, looked up with getattr (a cloud without it never runs an index again
+    # after a failed boot: the machine left its group):
+    #
+    #   def retrying(self, ref: TaskRef) -> Collection[int]:
+    #       """The indexes the cloud will run again although their newest boot failed
+    #       (k8s: the Job's backoffLimitPerIndex); status keeps them queued, not failed."""
+    #
     # Optional, looked up with getattr (a cloud without it has no live prices):
     #
     #   def live_prices(self, region: str, types: tuple[str, ...]) -> Mapping[str, Price]:
@@ -278,3 +285,9 @@ class MachineSide(Protocol):
     #       """The native type it runs on ("" if the metadata does not say)."""
     #
     # Both go into the boot's report, so the budget counts boot time at the right price.
+    #
+    #   def exit_code(self, state: str, code: int | None) -> int:
+    #       """The code the machine ends with once the boot finished and left its group
+    #       (`state` as in the report, `code` the script's or None). Without it: 0, as
+    #       a group does not replace a machine that left it. A cloud whose scheduler
+    #       reads it (k8s: the Job's pod failure policy) returns the script's."""

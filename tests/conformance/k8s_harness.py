@@ -15,6 +15,7 @@ import pytest
 
 from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.names import TASK_LABEL, Names
+from pulumi_iterative.clouds.k8s.resources.job import BACKOFF_PER_INDEX
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.k8s.helpers import eventually, leftovers
@@ -27,6 +28,7 @@ INDEX = "batch.kubernetes.io/job-completion-index"
 
 class K8sHarness:
     name = "k8s"
+    script_tries = 1 + BACKOFF_PER_INDEX  # the Job retries a failed pod for its index
     steps = (
         "Create volume",
         "Upload workdir",
@@ -37,10 +39,6 @@ class K8sHarness:
         "Start job",
     )
     xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
-            "report; the Job retries the index and fails it, but status has no reason yet"
-        ),
         "a_script_ending_on_the_notice_is_interrupted_whatever_its_code": (
             "issue 15 (point 1): this harness has no take_away yet (a pod's notice is its "
             "SIGTERM to every process); the agent's rule is cloud-free and holds elsewhere"

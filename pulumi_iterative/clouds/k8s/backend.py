@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ... import __version__, agent_wheel
@@ -44,6 +44,7 @@ from .. import machine_requirements
 from ..base import Made
 from . import catalog, transfer
 from .api import Kube, Target, call, context_of, namespace_of, wait_until
+from .machine import INDEX_ENV
 from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
 from .rules import CONTAINER, SECRET_OPTION
@@ -327,9 +328,11 @@ class Backend:
         ConfigMap, mounted in the pod (no download, no credential)."""
         deps = machine_requirements("k8s")  # rclone; no SDK, no Pulumi on the pod
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
-        wheel = f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}"
-        return Install.pip(wheel, venv=VENV, deps=deps)
+            requirement = f"pulumi-iterative=={__version__}"
+        else:
+            requirement = f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}"
+        installed = Install.pip(requirement, venv=VENV, deps=deps)
+        return replace(installed, ending=pod_ending(Place.from_ref(ref)))
 
     # --- what the cluster sees ----------------------------------------------------------
 
@@ -348,6 +351,13 @@ class Backend:
                 )
             )
         return out
+
+    def retrying(self, ref: TaskRef) -> set[int]:
+        """A failed pod's index is run again while backoffLimitPerIndex allows (the
+        agent exits with the script's code); the Job's status says which indexes are
+        still to run."""
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        return job.indexes_to_run(place.kube(), names, ref.parallelism)
 
     def events(self, ref: TaskRef) -> list[Event]:
         place, names = Place.from_ref(ref), Names(ref.task_id)
@@ -380,6 +390,27 @@ class Backend:
         except NotFound:
             return
         job.wait_no_live_pods(kube, names, deadline=STOP_DEADLINE)
+
+
+def pod_ending(place: Place) -> str:
+    """How a pod stores a failed boot's report and log before (or without) the agent:
+    a copy into the mounted volume (an object store needs the agent's rclone, which a
+    failed install may lack: that boot leaves only its pod log). Its index is the
+    Job's, so status waits for the Job's retry of it. Ending is exiting: the bootstrap
+    exits non-zero, the pod fails, and the Job retries or fails the index."""
+    if place.container:
+        upload = "  return 1  # the object store is reached with the agent's rclone"
+    else:
+        upload = (
+            '  mkdir -p "$(dirname "$BOOT_BUCKET/$2")" && cp "$1" "$BOOT_BUCKET/$2.tmp" &&\n'
+            '    mv "$BOOT_BUCKET/$2.tmp" "$BOOT_BUCKET/$2"'
+        )
+    return f"""\
+BOOT_INDEX="${{{INDEX_ENV}:--1}}"
+BOOT_BUCKET="$(pwd)/{BUCKET_ROOT}"  # the task's volume, mounted in the working directory
+boot_upload() {{
+{upload}
+}}"""
 
 
 def _claim_exists(kube: Kube, names: Names) -> bool:
