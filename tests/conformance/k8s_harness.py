@@ -39,10 +39,6 @@ class K8sHarness:
         "Start job",
     )
     xfail = {
-        "a_script_ending_on_the_notice_is_interrupted_whatever_its_code": (
-            "issue 15 (point 1): this harness has no take_away yet (a pod's notice is its "
-            "SIGTERM to every process); the agent's rule is cloud-free and holds elsewhere"
-        ),
     }
 
     def __init__(self, cluster: FakeCluster) -> None:
@@ -65,7 +61,19 @@ class K8sHarness:
         ]
 
     def preempt(self, ref: TaskRef, index: int) -> str:
-        """The pod's spot node is reclaimed: DisruptionTarget, SIGTERM, a short grace."""
+        """The pod's spot node is reclaimed at once: DisruptionTarget, SIGTERM, a short
+        grace."""
+        return self._disrupt(ref, index, grace=5)
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """The notice a pod gets: the node drains for its shutdown, so the kubelet sends
+        SIGTERM to the container (a runtime signals its first process, the bootstrap,
+        which forwards it to the agent; the fake signals the container's process group,
+        which the script's own session is not in) and SIGKILLs what is left after the
+        pod's termination grace period. The script hears of it from the agent."""
+        return self._disrupt(ref, index, grace=None)
+
+    def _disrupt(self, ref: TaskRef, index: int, *, grace: int | None) -> str:
         (pod,) = [
             p
             for p in self._pods(ref.task_id)
@@ -80,7 +88,7 @@ class K8sHarness:
             "TerminationByKubelet",
             "Pod was terminated in response to imminent node shutdown.",
             event=("Killing", "Stopping container: the node is being reclaimed (spot)"),
-            grace=5,
+            grace=grace,
         )
         return name
 
