@@ -16,9 +16,12 @@ Steps (lifecycle.py adds the workdir upload and the task definition after storag
 
 The workstation reaches a volume bucket through a short-lived transfer pod per
 operation (`open_bucket`, see transfer.py). Which cluster: `region` names the
-kubeconfig context (`local` = the current one); the namespace is the context's,
-resolved once at create and kept in the task's state, so refresh and destroy use the
-same one from anywhere. Nothing secret is kept in the state or the Job spec.
+kubeconfig context (`local` = the current one; in a pod without a kubeconfig, the
+pod's own cluster and service account); `namespace` (else the context's) names the
+namespace. Both are resolved once at create and kept in the task's state as the
+cluster's server URL and CA fingerprint and the namespace, so refresh and destroy use
+the same cluster from anywhere, through whichever context of the caller points at it.
+Nothing secret is kept in the state or the Job spec.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import catalog, transfer
-from .api import Kube, Target, call, context_of, namespace_of, wait_until
+from .api import Kube, Target, call, cluster_identity, namespace_of, wait_until
 from .machine import INDEX_ENV
 from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
@@ -90,7 +93,11 @@ class Place:
     storage_class: str = ""
     size_gb: int = claim.DEFAULT_SIZE_GB
     secret_env: tuple[str, ...] = ()  # names of the container credentials' variables
-    version: int = 1
+    # The cluster, pinned at create (version 2): any context of the caller's kubeconfig
+    # that points at it works, whatever its name (version 1 pinned the context's name).
+    server: str = ""
+    ca: str = ""
+    version: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -108,11 +115,18 @@ class Place:
             storage_class=str(e.get("storage_class") or ""),
             size_gb=int(e.get("size_gb") or claim.DEFAULT_SIZE_GB),
             secret_env=tuple(e.get("secret_env") or ()),
+            server=str(e.get("server") or ""),
+            ca=str(e.get("ca") or ""),
             version=int(e.get("version") or 1),
         )
 
     def kube(self) -> Kube:
-        return Kube(Target(context=self.context, namespace=self.namespace))
+        return Kube(self.target())
+
+    def target(self) -> Target:
+        return Target(
+            context=self.context, namespace=self.namespace, server=self.server, ca=self.ca
+        )
 
 
 def container_remote(
@@ -153,10 +167,11 @@ class Backend:
     # --- names and budget ------------------------------------------------------------
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
-        # pinned at create: a later change of the current context must not send
-        # refresh or destroy to another cluster
-        context = context_of(Target(context=catalog.resolve_context(spec.region)))
-        namespace = namespace_of(Target(context=context))
+        # The cluster is pinned at create (its server and CA, and the namespace): a later
+        # change of the current context must not send refresh or destroy to another
+        # cluster, and a teammate's context for the same cluster may have another name.
+        cluster = cluster_identity(Target(context=catalog.resolve_context(spec.region)))
+        namespace = namespace_of(Target(context=cluster.context, namespace=spec.namespace))
         opts = dict(spec.storage.container_opts)
         secret_env: dict[str, str] = {}
         if spec.storage.container:
@@ -165,8 +180,10 @@ class Backend:
             remote = Remote(BUCKET_ROOT)
         now = time.time()
         place = Place(
-            context=context,
+            context=cluster.context,
             namespace=namespace,
+            server=cluster.server,
+            ca=cluster.ca,
             container=spec.storage.container,
             permission_set=spec.permission_set,
             storage_class=opts.get("storage_class", "") if not spec.storage.container else "",
