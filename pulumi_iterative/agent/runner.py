@@ -43,6 +43,7 @@ from .bootstrap import (
     decode_config,
 )
 from .client import SOCKET_ENV
+from .echo import LogEcho
 
 log = logging.getLogger("pulumi_iterative.agent")
 
@@ -83,6 +84,9 @@ class Agent:
         self.report_name = ""
         self.log_lock = threading.Lock()
         self.log_shipper = LogShipper(self.rclone, self.log_path, self.machine)
+        # MachineSide.echo_log (optional): the script's output on stdout too (k8s: pod logs)
+        echoing = getattr(hooks, "echo_log", False)
+        self.echo = LogEcho(self.log_path, sys.stdout.buffer) if echoing else None
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
 
@@ -134,6 +138,11 @@ class Agent:
         interval says so)."""
         with self.log_lock:
             self.log_shipper.ship(force=force)
+
+    def echo_log(self, *, final: bool = False) -> None:
+        if self.echo is not None:
+            echo = self.echo
+            self.safe(lambda: echo.pump(final=final))
 
     def note(self, message: str) -> None:
         """A line in the task's log from the agent itself, so users see what happened."""
@@ -302,6 +311,7 @@ class Agent:
             if now >= next_log:
                 self.safe(lambda: self.upload_log(force=False))
                 next_log = time.monotonic() + LOG_INTERVAL
+            self.echo_log()
             self.stop.wait(0.2)
         code = proc.returncode
         self.script_ended()
@@ -382,6 +392,7 @@ class Agent:
         with self.lock:
             pass  # a consistency point the script asked for before the notice lands first
         kill_session(proc)
+        self.echo_log(final=True)
         self.safe(self.upload_log)
         self.safe(
             lambda: self.write_report(state="interrupted", reason=reason, finished=time.time())
@@ -400,6 +411,7 @@ class Agent:
         if self.checkpointer is not None:
             self.safe(self.checkpointer.close)  # the cleanup behind it, before leaving
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
+        self.echo_log(final=True)
         self.safe(self.upload_log)
         self.safe(
             lambda: self.write_report(

@@ -238,6 +238,13 @@ class Backend(Protocol):
     #       """The indexes the cloud will run again although their newest boot failed
     #       (k8s: the Job's backoffLimitPerIndex); status keeps them queued, not failed."""
     #
+    # Optional, looked up with getattr (a cloud without it shows the bucket's logs only):
+    #
+    #   def live_logs(self, ref: TaskRef, tail_lines: int | None) -> dict[str, str]:
+    #       """The cloud's own log of each running machine (k8s: pods/log), under a key
+    #       that is not a report's machine name; status and `logs` show them beside the
+    #       bucket's logs, which lag by the agent's shipping interval."""
+    #
     # Optional, looked up with getattr (a cloud without it has no live prices):
     #
     #   def live_prices(self, region: str, types: tuple[str, ...]) -> Mapping[str, Price]:
@@ -291,3 +298,7 @@ class MachineSide(Protocol):
     #       (`state` as in the report, `code` the script's or None). Without it: 0, as
     #       a group does not replace a machine that left it. A cloud whose scheduler
     #       reads it (k8s: the Job's pod failure policy) returns the script's."""
+    #
+    #   echo_log: bool
+    #       """True: the agent copies the script's output to its stdout as well, where the
+    #       cloud keeps the machine's own log (k8s: the container log)."""

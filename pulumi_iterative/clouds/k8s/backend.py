@@ -46,7 +46,7 @@ from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import catalog, transfer
-from .api import Kube, Target, call, cluster_identity, namespace_of, wait_until
+from .api import K8sError, Kube, Target, call, cluster_identity, namespace_of, wait_until
 from .machine import INDEX_ENV
 from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
@@ -367,6 +367,19 @@ class Backend:
                     pod.spec.node_name or "",
                 )
             )
+        return out
+
+    def live_logs(self, ref: TaskRef, tail_lines: int | None = None) -> dict[str, str]:
+        """Each running pod's container log, under `pod/<name>`: the script's output as
+        it happens, before the agent ships it to the bucket. A pod that ends in between
+        has its log in the bucket: skipped."""
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        kube, out = place.kube(), {}
+        for pod in job.task_pods(kube, names):
+            if (pod.status and pod.status.phase) != "Running" or pod.metadata.deletion_timestamp:
+                continue
+            with contextlib.suppress(NotFound, K8sError):  # gone or not started: no live log
+                out[f"pod/{pod.metadata.name}"] = job.pod_log(kube, pod.metadata.name, tail_lines)
         return out
 
     def retrying(self, ref: TaskRef) -> set[int]:

@@ -11,6 +11,8 @@
   has no API token to poll with.
 - leaving the group: an Indexed Job completes an index when its pod exits 0, and the
   Job when every index has; nothing to call.
+- logs: the script's output is echoed to the container log too (`echo_log`), which
+  status and `logs` read while the pod lives; the bucket's log is the lasting record.
 - exit code: the script's (`script_exit_code`), so the Job's conditions agree with
   the task: a failed script fails its pod, which `backoffLimitPerIndex` retries; a
   timeout (124) or spent budget (125) fails its index at once (pod failure policy);
@@ -49,6 +51,8 @@ def script_exit_code(state: str, code: int | None) -> int:
 
 
 class K8sMachine:
+    echo_log = True  # the container log (pods/log) shows the script's output live
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.workdir = Path.cwd()  # the container's workingDir: mounts are relative to it

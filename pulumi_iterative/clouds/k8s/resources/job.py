@@ -206,6 +206,12 @@ def task_pods(kube: Kube, names: Names) -> list[Any]:
     return list(found.items or [])
 
 
+def pod_log(kube: Kube, pod: str, tail_lines: int | None = None) -> str:
+    """A pod's container log (the bootstrap, the agent and the script's output)."""
+    kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+    return str(call(kube.core.read_namespaced_pod_log, pod, kube.namespace, **kwargs) or "")
+
+
 def indexes_to_run(kube: Kube, names: Names, parallelism: int) -> set[int]:
     """The indexes the Job will still run a pod for: neither completed nor failed for
     good (`failedIndexes`: past backoffLimitPerIndex or FailIndex), while the Job is
