@@ -38,8 +38,7 @@ class K8sHarness:
         "Create task secret",
         "Start job",
     )
-    xfail = {
-    }
+    xfail = {}
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
