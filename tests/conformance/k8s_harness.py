@@ -38,7 +38,7 @@ class K8sHarness:
         "Create task secret",
         "Start job",
     )
-    xfail = {}
+    xfail: dict[str, str] = {}  # every scenario runs
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
