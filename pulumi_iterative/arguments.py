@@ -265,6 +265,15 @@ ARGUMENTS: tuple[Argument, ...] = (
         "are costed and a budget can be enforced (k8s)",
         stack_config="value",
     ),
+    Argument(
+        "namespace",
+        "str",
+        "",
+        "**k8s only**: the namespace the task's objects go in (the context is `region`). "
+        "It must exist",
+        stack_config="value",
+        default_doc="the context's namespace, else `default`",
+    ),
 )
 
 BY_NAME: dict[str, Argument] = {a.name: a for a in ARGUMENTS}

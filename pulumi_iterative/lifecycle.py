@@ -195,10 +195,17 @@ def _reports(rclone: Rclone) -> Reports:
 
 def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
     backend = get_backend(ref.cloud)
+    # Asked before the reports: a boot reports before its machine ends, so the cloud's
+    # "will run it again" may be stale (the task looks queued a poll longer), never a
+    # report (a retry's report missed while the cloud already gave up: failed too early).
+    ask_retrying = getattr(backend, "retrying", None)
+    retrying = ask_retrying(ref) if ask_retrying is not None else ()
     with bucket(ref) as rclone:  # one session for the reports and the logs
         found = _reports(rclone)
         texts = _tail_logs(rclone, ref.task_id, len(found.boots)) if with_logs else {}
     machines = backend.machines(ref)
+    if with_logs:
+        texts = {**texts, **_live_logs(backend, ref, LOG_TAIL_LINES)}
     now = time.time()
     status = summarize(
         found.boots,
@@ -207,6 +214,7 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         deadline=ref.deadline,
         now=now,
         stopped=found.stopped is not None,
+        retrying=retrying,
     )
     events = sorted(backend.events(ref) + report_events(found.boots), key=lambda e: e.time)
     logs = texts
@@ -240,10 +248,24 @@ def report_events(boots: tuple[BootReport, ...]) -> list[Event]:
 
 
 def fetch_logs(ref: TaskRef) -> dict[str, str]:
-    """machine -> its whole log, from one listing and one transfer of the segments."""
+    """machine -> its whole log, from one listing and one transfer of the segments; and
+    the live logs the cloud keeps of its running machines (k8s: pods/log)."""
     with bucket(ref) as rclone:
         got = logsegments.fetch(rclone)
-    return {m: blob.decode(errors="replace") for m, (blob, _, _) in got.items()}
+    logs = {m: blob.decode(errors="replace") for m, (blob, _, _) in got.items()}
+    return {**logs, **_live_logs(get_backend(ref.cloud), ref, None)}
+
+
+def _live_logs(backend: object, ref: TaskRef, tail_lines: int | None) -> dict[str, str]:
+    """Optional Backend.live_logs: what the cloud's own log of each running machine
+    holds now, under a key of its own (the bucket's log is the lasting record). Capped
+    like the bucket's tails: it goes into status outputs."""
+    live = getattr(backend, "live_logs", None)
+    if live is None:
+        return {}
+    logs = live(ref, tail_lines)
+    cap = max(4096, min(LOG_TAIL_BYTES, LOG_TAIL_TOTAL // max(len(logs), 1)))
+    return {k: v[-cap:] if tail_lines else v for k, v in logs.items()}
 
 
 def new_log_bytes(ref: TaskRef, seen: dict[str, int]) -> dict[str, bytes]:

@@ -83,6 +83,7 @@ class TaskSpec:
     preempt_notice: float = default("preempt_notice")  # local cloud: SIGTERM this long before kill
     budget: float = default("budget")  # most the task may spend, in its prices' currency
     notional_price: float = default("notional_price")  # local cloud: price per machine-hour
+    namespace: str = default("namespace")  # k8s: "" = the context's
 
     @property
     def is_spot(self) -> bool:
@@ -241,6 +242,15 @@ class _Parser:
         notional_price = self.number("notional_price", 0.0)
         if notional_price is not None and notional_price < 0:
             self.err("notional_price", "must be 0 (free) or a price per machine-hour, e.g. 0.53")
+        namespace = self.get("namespace", default("namespace"))
+        if not isinstance(namespace, str):
+            self.err("namespace", "expected a string: the name of a Kubernetes namespace")
+            namespace = ""
+        elif namespace and cloud not in (None, "k8s"):
+            self.err(
+                "namespace",
+                f"is for cloud 'k8s' only (a Kubernetes namespace); remove it for {cloud!r}",
+            )
         if cloud == "local" and spot is not None and spot >= 0 and not preempt_interval:
             preempt_interval = DEFAULT_PREEMPT_INTERVAL
 
@@ -266,6 +276,7 @@ class _Parser:
             preempt_notice=float(preempt_notice if preempt_notice is not None else 0),
             budget=float(budget or 0.0),
             notional_price=float(notional_price or 0.0),
+            namespace=namespace,
         )
         from .clouds import get  # the cloud's own rules: data only, no SDK
 

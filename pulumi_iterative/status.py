@@ -8,8 +8,8 @@ dict; nothing here knows a cloud.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -139,8 +139,11 @@ def summarize(
     deadline: float,
     now: float,
     stopped: bool = False,
+    retrying: Collection[int] = (),
 ) -> TaskStatus:
-    """Fold per-boot reports and the group's machines into one status."""
+    """Fold per-boot reports and the group's machines into one status. `retrying`: the
+    indexes the cloud runs again (k8s: a Job retries a failed pod); a failed boot of
+    one of them is not the index's last word, so the index is queued, not failed."""
     alive = None if cloud is None else {m.id: m for m in cloud if m.alive}
     boots: list[MachineStatus] = []
     for r in reports:
@@ -169,6 +172,12 @@ def summarize(
         if m.index in latest:
             restarts[m.index] = restarts.get(m.index, 0) + 1
         latest[m.index] = m
+    due = {
+        i: replace(m, state=State.QUEUED)
+        for i, m in latest.items()
+        if i in retrying and m.state == State.FAILED
+    }
+    latest.update(due)
     # Machines the cloud started that have not reported yet are still booting.
     reported = {m.instance for m in boots}
     booting = [

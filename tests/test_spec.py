@@ -184,3 +184,16 @@ def test_a_timeout_or_interval_that_is_not_finite_is_named(value: float) -> None
     assert set(errors_for({**GOOD, "timeout": value}, environ={})) == {"timeout"}
     bad = errors_for({**GOOD, "storage": {"checkpoint_interval": value}}, environ={})
     assert set(bad) == {"storage.checkpoint_interval"}
+
+
+@pytest.mark.parametrize("cloud", ["local", "aws", "gcp", "azure"])
+def test_a_namespace_is_refused_outside_k8s(cloud: str) -> None:
+    errors = errors_for({**GOOD, "cloud": cloud, "namespace": "ml"})
+    assert list(errors) == ["namespace"] and "'k8s' only" in errors["namespace"]
+
+
+def test_a_k8s_namespace_is_a_dns_label() -> None:
+    raw = {**GOOD, "cloud": "k8s", "region": "local", "machine": "s"}
+    assert parse_spec({**raw, "namespace": "ml-team"}).namespace == "ml-team"
+    errors = errors_for({**raw, "namespace": "ML_team"})
+    assert list(errors) == ["namespace"] and "not a namespace name" in errors["namespace"]

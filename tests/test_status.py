@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from pulumi_iterative.records import BootReport
-from pulumi_iterative.status import EXIT_STOPPED, EXIT_TIMEOUT, CloudMachine, State, summarize
+from pulumi_iterative.status import (
+    EXIT_STOPPED,
+    EXIT_TIMEOUT,
+    CloudMachine,
+    State,
+    TaskStatus,
+    summarize,
+)
 
 NOW = 1_000_000.0
 
@@ -63,3 +70,19 @@ def test_an_interrupted_boot_is_never_the_tasks_result() -> None:
     gone = [boot(0, "running", None, 1)]
     status = summarize(gone, [], parallelism=1, deadline=NOW + 60, now=NOW)
     assert status.machines[0].state == State.INTERRUPTED and not status.done
+
+
+def test_a_failed_boot_the_cloud_retries_is_not_the_tasks_result() -> None:
+    """k8s retries a failed pod for its index: while it will, the index is queued; once
+    the cloud says it will not, the same reports make the task failed."""
+    reports = [boot(0, "failed", 3, 1), boot(1, "succeeded", 0, 1)]
+
+    def fold(retrying: set[int]) -> TaskStatus:
+        return summarize(reports, [], parallelism=2, deadline=NOW + 60, now=NOW, retrying=retrying)
+
+    due = fold({0})
+    assert due.state == State.QUEUED and not due.done
+    assert [m.state for m in due.machines] == [State.FAILED, State.SUCCEEDED]  # still shown
+    assert fold(set()).state == State.FAILED
+    # a retrying index that did not fail (it succeeded) keeps its state
+    assert fold({1}).state == State.FAILED

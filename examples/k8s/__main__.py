@@ -2,7 +2,8 @@
 kubeconfig that trains, `pulumi destroy` brings `results/` home and removes everything
 the task made in the namespace.
 
-Needs a kubeconfig (KUBECONFIG or ~/.kube/config; the context's namespace is used) and
+Needs a kubeconfig (KUBECONFIG or ~/.kube/config; the context's namespace is used
+unless `namespace=` or `pulumi config set iterative:namespace ...` names one) and
 the package with its Kubernetes extra in the Python that runs this program:
 `pip install 'pulumi-iterative[k8s]'`. See the README's Kubernetes section for the
 RBAC role your user needs. Change machine to "m+t4" and image to "nvidia" for a T4 GPU

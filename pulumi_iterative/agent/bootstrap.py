@@ -50,6 +50,8 @@ SKIP_INSTALL_ENV = "PULUMI_ITERATIVE_AGENT_PYTHON"
 EXIT_LEFT = 0  # finished, reported, and out of the group
 EXIT_LEAVE_FAILED = 3  # finished and reported, but still in the group: end the machine
 EXIT_INTERRUPTED = 143  # the machine is being taken away: the group replaces it
+# After EXIT_LEFT, the code the machine ends with, when not 0 (MachineSide.exit_code).
+MACHINE_CODE_FILE = "exit-code"
 STOP_TIMEOUT = 180  # seconds systemd gives the agent's unit to stop (a last checkpoint)
 # What the agent itself needs on every machine, besides the wheel (installed with
 # --no-deps: the machine never gets Pulumi or gRPC). A cloud adds its SDK through the

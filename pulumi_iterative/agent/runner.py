@@ -35,8 +35,15 @@ from ..errors import LeftGroup
 from ..logsegments import LogShipper
 from ..records import BootConfig, BootReport, TaskDefinition
 from ..storage import STATUS, TASK_FILE, Rclone, Remote, machine_name
-from .bootstrap import EXIT_INTERRUPTED, EXIT_LEAVE_FAILED, EXIT_LEFT, decode_config
+from .bootstrap import (
+    EXIT_INTERRUPTED,
+    EXIT_LEAVE_FAILED,
+    EXIT_LEFT,
+    MACHINE_CODE_FILE,
+    decode_config,
+)
 from .client import SOCKET_ENV
+from .echo import LogEcho
 
 log = logging.getLogger("pulumi_iterative.agent")
 
@@ -77,6 +84,9 @@ class Agent:
         self.report_name = ""
         self.log_lock = threading.Lock()
         self.log_shipper = LogShipper(self.rclone, self.log_path, self.machine)
+        # MachineSide.echo_log (optional): the script's output on stdout too (k8s: pod logs)
+        echoing = getattr(hooks, "echo_log", False)
+        self.echo = LogEcho(self.log_path, sys.stdout.buffer) if echoing else None
         self.task: TaskDefinition | None = None
         self.checkpointer: sync.Checkpointer | None = None
         # How long this boot's last checkpoint took: the budget check expects the final
@@ -131,6 +141,11 @@ class Agent:
         interval says so)."""
         with self.log_lock:
             self.log_shipper.ship(force=force)
+
+    def echo_log(self, *, final: bool = False) -> None:
+        if self.echo is not None:
+            echo = self.echo
+            self.safe(lambda: echo.pump(final=final))
 
     def note(self, message: str) -> None:
         """A line in the task's log from the agent itself, so users see what happened."""
@@ -301,6 +316,7 @@ class Agent:
             if now >= next_log:
                 self.safe(lambda: self.upload_log(force=False))
                 next_log = time.monotonic() + LOG_INTERVAL
+            self.echo_log()
             self.stop.wait(0.2)
         code = proc.returncode
         self.script_ended()
@@ -384,6 +400,7 @@ class Agent:
         with self.lock:
             pass  # a consistency point the script asked for before the notice lands first
         kill_session(proc)
+        self.echo_log(final=True)
         self.safe(self.upload_log)
         self.safe(
             lambda: self.write_report(state="interrupted", reason=reason, finished=time.time())
@@ -402,22 +419,33 @@ class Agent:
         if self.checkpointer is not None:
             self.safe(self.checkpointer.close)  # the cleanup behind it, before leaving
         self.note(f"finished: {state}" + (f" ({reason})" if reason else ""))
+        self.echo_log(final=True)
         self.safe(self.upload_log)
         self.safe(
             lambda: self.write_report(
                 state=state, exit_code=code, reason=reason, finished=time.time()
             )
         )
-        return self.leave()
+        return self.leave(state, code)
 
-    def leave(self) -> int:
+    def leave(self, state: str, code: int | None) -> int:
         """Leave the group; if that fails, the bootstrap's supervisor ends the machine."""
         try:
             self.hooks.leave_group()
         except Exception as exc:
             log.error("could not leave the group: %s", exc)
             return EXIT_LEAVE_FAILED
+        self.leave_machine_code(state, code)
         return EXIT_LEFT
+
+    def leave_machine_code(self, state: str, code: int | None) -> None:
+        """The code the machine ends with after leaving (the bootstrap exits with it):
+        0 unless the cloud's scheduler reads how the boot ended (MachineSide.exit_code)."""
+        ask = getattr(self.hooks, "exit_code", None)
+        machine_code = ask(state, code) if ask is not None else 0
+        if machine_code and self.boot_dir is not None:
+            path = self.boot_dir / MACHINE_CODE_FILE
+            self.safe(lambda: path.write_text(f"{machine_code}\n"))
 
     def safe(self, action: Any) -> None:
         """Transfers fail sometimes; the run must go on and the next try may work."""
@@ -523,6 +551,6 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("agent failed")
         reason = f"agent error: {exc}"
         agent.safe(lambda: agent.write_report(state="failed", reason=reason, finished=time.time()))
-        return agent.leave()
+        return agent.leave("failed", None)
     finally:
         agent.rclone.stop_daemon()

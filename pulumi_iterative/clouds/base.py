@@ -235,6 +235,20 @@ class Backend(Protocol):
         group is fine."""
         ...
 
+    # Optional, looked up with getattr (a cloud without it never runs an index again
+    # after a failed boot: the machine left its group):
+    #
+    #   def retrying(self, ref: TaskRef) -> Collection[int]:
+    #       """The indexes the cloud will run again although their newest boot failed
+    #       (k8s: the Job's backoffLimitPerIndex); status keeps them queued, not failed."""
+    #
+    # Optional, looked up with getattr (a cloud without it shows the bucket's logs only):
+    #
+    #   def live_logs(self, ref: TaskRef, tail_lines: int | None) -> dict[str, str]:
+    #       """The cloud's own log of each running machine (k8s: pods/log), under a key
+    #       that is not a report's machine name; status and `logs` show them beside the
+    #       bucket's logs, which lag by the agent's shipping interval."""
+    #
     # Optional, looked up with getattr (a cloud without it has no live prices):
     #
     #   def live_prices(self, region: str, types: tuple[str, ...]) -> Mapping[str, Price]:
@@ -282,3 +296,13 @@ class MachineSide(Protocol):
     #       """The native type it runs on ("" if the metadata does not say)."""
     #
     # Both go into the boot's report, so the budget counts boot time at the right price.
+    #
+    #   def exit_code(self, state: str, code: int | None) -> int:
+    #       """The code the machine ends with once the boot finished and left its group
+    #       (`state` as in the report, `code` the script's or None). Without it: 0, as
+    #       a group does not replace a machine that left it. A cloud whose scheduler
+    #       reads it (k8s: the Job's pod failure policy) returns the script's."""
+    #
+    #   echo_log: bool
+    #       """True: the agent copies the script's output to its stdout as well, where the
+    #       cloud keeps the machine's own log (k8s: the container log)."""

@@ -32,6 +32,9 @@ class Harness(Protocol):
     steps: tuple[str, ...]
     # Values that must never be stored in the cloud: the caller's credentials.
     caller_secrets: tuple[str, ...]
+    # Boots a failed script gets per index: 1 where the machine leaves its group after
+    # any outcome; more where the cloud retries a failed boot (k8s: backoffLimitPerIndex).
+    script_tries: int
     # scenario name (a test function's name without `test_`) -> why it fails, naming the issue
     xfail: Mapping[str, str]
 

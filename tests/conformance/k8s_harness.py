@@ -15,6 +15,7 @@ import pytest
 
 from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.names import TASK_LABEL, Names
+from pulumi_iterative.clouds.k8s.resources.job import BACKOFF_PER_INDEX
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.task import TaskRef
 from tests.k8s.helpers import eventually, leftovers
@@ -27,6 +28,7 @@ INDEX = "batch.kubernetes.io/job-completion-index"
 
 class K8sHarness:
     name = "k8s"
+    script_tries = 1 + BACKOFF_PER_INDEX  # the Job retries a failed pod for its index
     steps = (
         "Create volume",
         "Upload workdir",
@@ -36,16 +38,7 @@ class K8sHarness:
         "Create task secret",
         "Start job",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "issue 9 (point 3): a bootstrap that fails before the agent runs writes no "
-            "report; the Job retries the index and fails it, but status has no reason yet"
-        ),
-        "a_script_ending_on_the_notice_is_interrupted_whatever_its_code": (
-            "issue 15 (point 1): this harness has no take_away yet (a pod's notice is its "
-            "SIGTERM to every process); the agent's rule is cloud-free and holds elsewhere"
-        ),
-    }
+    xfail: dict[str, str] = {}  # every scenario runs
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
@@ -67,7 +60,19 @@ class K8sHarness:
         ]
 
     def preempt(self, ref: TaskRef, index: int) -> str:
-        """The pod's spot node is reclaimed: DisruptionTarget, SIGTERM, a short grace."""
+        """The pod's spot node is reclaimed at once: DisruptionTarget, SIGTERM, a short
+        grace."""
+        return self._disrupt(ref, index, grace=5)
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """The notice a pod gets: the node drains for its shutdown, so the kubelet sends
+        SIGTERM to the container (a runtime signals its first process, the bootstrap,
+        which forwards it to the agent; the fake signals the container's process group,
+        which the script's own session is not in) and SIGKILLs what is left after the
+        pod's termination grace period. The script hears of it from the agent."""
+        return self._disrupt(ref, index, grace=None)
+
+    def _disrupt(self, ref: TaskRef, index: int, *, grace: int | None) -> str:
         (pod,) = [
             p
             for p in self._pods(ref.task_id)
@@ -82,7 +87,7 @@ class K8sHarness:
             "TerminationByKubelet",
             "Pod was terminated in response to imminent node shutdown.",
             event=("Killing", "Stopping container: the node is being reclaimed (spot)"),
-            grace=5,
+            grace=grace,
         )
         return name
 

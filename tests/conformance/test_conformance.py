@@ -65,13 +65,26 @@ def test_success_outputs_home_and_delete_twice(harness: Harness, workdir: Path) 
 
 
 def test_failing_script_is_failed_with_its_code(harness: Harness, workdir: Path) -> None:
+    """A failed script ends as failed, every boot of it reported: one boot where the
+    machine leaves its group, `harness.script_tries` where the cloud retries a failed
+    boot (k8s); while a retry is due the task is not failed yet."""
     ref = lifecycle.create(harness.spec(workdir, "#!/bin/sh\necho broken >&2\nexit 3\n"))
     harness.start()
-    status = done(harness, ref)
+    seen: list[TaskStatus] = []
+
+    def record(status: TaskStatus) -> bool:
+        seen.append(status)
+        return status.done
+
+    status = wait_status(harness, ref, record, "the task to finish")
     assert status.state == State.FAILED and status.exit_code == 3, harness.report()
-    (machine,) = status.latest
-    assert machine.exit_code == 3 and "code 3" in machine.reason
-    assert "broken" in status.logs[machine.machine]
+    boots = [m for m in status.machines if m.index == 0]
+    assert len(boots) == harness.script_tries, harness.report()
+    for machine in boots:
+        assert machine.state == State.FAILED and machine.exit_code == 3, machine
+        assert "code 3" in machine.reason and "broken" in status.logs[machine.machine]
+    early = [s.to_dict() for s in seen if s.done and len(s.machines) < harness.script_tries]
+    assert early == [], "the task ended while a retry was due"
     lifecycle.delete(ref)
     assert harness.leftovers(ref.task_id) == []
 

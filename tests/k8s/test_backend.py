@@ -13,6 +13,7 @@ import pytest
 
 from pulumi_iterative import lifecycle
 from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
+from pulumi_iterative.clouds.k8s.machine import EXIT_TIMEOUT
 from pulumi_iterative.errors import StepFailed
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.status import State, TaskStatus
@@ -109,5 +110,81 @@ def test_stop_suspends_the_job_and_keeps_the_volume(
     assert job["spec"]["suspend"] is True
     assert lifecycle.read(ref, with_logs=False).state == State.STOPPED
     assert [c["metadata"]["name"] for c in cluster_env.objects("persistentvolumeclaims")]
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
+
+
+def _job_conditions(cluster: FakeCluster) -> set[str]:
+    (job,) = cluster.objects("jobs")
+    return {c["type"] for c in job["status"].get("conditions") or [] if c["status"] == "True"}
+
+
+def _exit_codes(cluster: FakeCluster) -> list[int]:
+    """The exit codes of the Job's pods (not the transfer pods), oldest first."""
+    pods = sorted(
+        (p for p in cluster.objects("pods") if "transfer" not in p["metadata"]["name"]),
+        key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"],
+    )
+    return [
+        s["state"]["terminated"]["exitCode"]
+        for p in pods
+        for s in p["status"].get("containerStatuses") or []
+        if (s.get("state") or {}).get("terminated")
+    ]
+
+
+def test_a_failing_script_fails_its_pod_and_the_index_is_retried(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    # the first try leaves a mark in the workdir (its final checkpoint keeps it) and fails
+    script = "#!/bin/sh\nif [ -f tried ]; then echo second try; exit 0; fi\ntouch tried\nexit 3\n"
+    ref = lifecycle.create(_spec(tmp_path, script))
+    eventually(lambda: "Complete" in _job_conditions(cluster_env), "the Job to complete")
+    assert _exit_codes(cluster_env) == [3, 0]  # backoffLimitPerIndex retried the index
+    status = lifecycle.read(ref)
+    assert status.state == State.SUCCEEDED, status
+    assert "second try" in "".join(status.logs.values())
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
+
+
+def test_a_script_that_keeps_failing_fails_the_job_and_the_task(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    ref = lifecycle.create(_spec(tmp_path, "#!/bin/sh\nexit 7\n"))
+    eventually(lambda: "Failed" in _job_conditions(cluster_env), "the Job to fail")
+    assert _exit_codes(cluster_env) == [7, 7]  # one retry, then the index fails
+    assert lifecycle.read(ref, with_logs=False).state == State.FAILED
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
+
+
+def test_a_timeout_fails_the_index_without_a_retry(
+    cluster_env: FakeCluster, tmp_path: Path
+) -> None:
+    ref = lifecycle.create(_spec(tmp_path, "#!/bin/sh\nsleep 600\n", timeout=3))
+    eventually(lambda: "Failed" in _job_conditions(cluster_env), "the Job to fail", 60)
+    assert _exit_codes(cluster_env) == [EXIT_TIMEOUT]  # the policy's FailIndex: no retry
+    assert lifecycle.read(ref, with_logs=False).state == State.TIMEOUT
+    lifecycle.delete(ref)
+    assert leftovers(cluster_env, ref.task_id) == []
+
+
+def test_a_broken_install_reports_each_try_and_fails_the_job(
+    cluster_env: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bootstrap fails before the agent runs: each pod leaves a failed report of
+    its index with its boot log in the volume, exits non-zero, and the task is failed
+    only once the Job has given up on the index."""
+    monkeypatch.setitem(cluster_env.host_env, SKIP_INSTALL_ENV, "/nonexistent/python3")
+    ref = lifecycle.create(_spec(tmp_path))
+    eventually(lambda: "Failed" in _job_conditions(cluster_env), "the Job to fail")
+    assert _exit_codes(cluster_env) == [127, 127]  # one retry, then the index failed
+    status = lifecycle.read(ref)
+    assert status.state == State.FAILED, status
+    assert [m.index for m in status.machines] == [0, 0]
+    for boot in status.machines:
+        assert boot.state == State.FAILED and "installing the agent" in boot.reason
+        assert "is not importable" in status.logs[boot.machine]
     lifecycle.delete(ref)
     assert leftovers(cluster_env, ref.task_id) == []

@@ -54,15 +54,33 @@ def test_a_task_runs_with_only_the_callers_role(
         workdir = tmp_path / "project"
         workdir.mkdir()
         (workdir / "weights.bin").write_bytes(os.urandom(17 * 2**20))  # a multipart upload
+        # The pod is a local process of the fake: it can wait for a file of the test's,
+        # so the live log is read (pods/log) while the pod surely runs.
+        release = tmp_path / "release"
+        script = (
+            f"#!/bin/sh\necho waiting for the test\nwhile [ ! -f {release} ]; do sleep 0.2; done\n"
+            "mkdir -p out\necho done > out/x\n"
+        )
         spec = parse_spec(
             {
                 "cloud": "k8s",
                 "machine": "s",
-                "script": "#!/bin/sh\nmkdir -p out\necho done > out/x\n",
+                "script": script,
                 "storage": {"workdir": str(workdir), "output": "out"},
             }
         )
         ref = lifecycle.create(spec)
+        eventually(
+            lambda: any(
+                k.startswith("pod/") and "waiting for the test" in v
+                for k, v in lifecycle.read(ref).logs.items()
+            ),
+            "the script's line in the live pod log (status)",
+            timeout=120,
+        )
+        whole = lifecycle.fetch_logs(ref)  # `pulumi-iterative logs`: the whole pod log
+        assert any(k.startswith("pod/") and "waiting for the test" in v for k, v in whole.items())
+        release.write_text("go")
         status = eventually(lambda: (s := lifecycle.read(ref)).done and s, "the task", timeout=120)
         assert status.state == State.SUCCEEDED
         lifecycle.stop(ref)

@@ -63,3 +63,30 @@ def test_the_machine_side_reads_the_pod(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.delenv("JOB_COMPLETION_INDEX")
     with pytest.raises(RuntimeError, match="JOB_COMPLETION_INDEX"):
         machine.index()
+
+
+@pytest.mark.parametrize(
+    ("text", "indexes"),
+    [("", set()), ("0", {0}), ("0,3-5,7", {0, 3, 4, 5, 7}), ("2-3", {2, 3})],
+)
+def test_index_lists_as_a_job_status_writes_them(text: str, indexes: set[int]) -> None:
+    from pulumi_iterative.clouds.k8s.resources.job import parse_indexes
+
+    assert parse_indexes(text) == indexes
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "exit_code"),
+    [
+        ("succeeded", 0, 0),
+        ("failed", 3, 3),
+        ("failed", -9, 137),
+        ("failed", None, 70),
+        ("timeout", -15, 124),
+        ("budget", None, 125),
+    ],
+)
+def test_the_pod_ends_with_the_scripts_code(state: str, code: int | None, exit_code: int) -> None:
+    from pulumi_iterative.clouds.k8s.machine import script_exit_code
+
+    assert script_exit_code(state, code) == exit_code

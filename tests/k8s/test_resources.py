@@ -13,7 +13,8 @@ from kubernetes import client, config
 
 from pulumi_iterative.clouds.k8s import catalog
 from pulumi_iterative.clouds.k8s.api import K8sError, Kube
-from pulumi_iterative.clouds.k8s.names import BOOTSTRAP_KEY, TASK_LABEL, Names
+from pulumi_iterative.clouds.k8s.machine import EXIT_BUDGET, EXIT_TIMEOUT
+from pulumi_iterative.clouds.k8s.names import BOOTSTRAP_KEY, CONTAINER, TASK_LABEL, Names
 from pulumi_iterative.clouds.k8s.resources import claim, identity, job
 from pulumi_iterative.clouds.k8s.resources import config as cfg
 from pulumi_iterative.errors import NotFound
@@ -45,7 +46,15 @@ def test_the_job_is_indexed_with_a_policy_that_ignores_disruptions() -> None:
     spec = _job_body(n=3)["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
     assert spec["podFailurePolicy"]["rules"] == [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {
+            "action": "FailIndex",
+            "onExitCodes": {
+                "containerName": CONTAINER,
+                "operator": "In",
+                "values": [EXIT_TIMEOUT, EXIT_BUDGET],
+            },
+        },
     ]
     assert spec["backoffLimitPerIndex"] >= 1 and spec["activeDeadlineSeconds"] == 3600
     assert spec["ttlSecondsAfterFinished"] > 0

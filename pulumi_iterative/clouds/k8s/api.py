@@ -10,16 +10,24 @@ a deadline (the client's own urllib3 retries are off, so this is the only layer)
 Which cluster: a `Target` names the kubeconfig file ("" = $KUBECONFIG or
 ~/.kube/config), the context ("" = current) and the namespace ("" = the context's,
 else "default"). Inside a pod with no kubeconfig, the in-cluster service account is
-used. Clients are made per call site and cached per target (module level, never on a
-pickled object); no credential is copied out of the client's configuration.
+used (its token and CA in `SERVICE_ACCOUNT_DIR`, the API server from
+KUBERNETES_SERVICE_HOST/PORT). A target pinned to a cluster (`server`, `ca`: what
+`cluster_identity` says at create) uses whichever context of the caller's kubeconfig
+points at that cluster, the named one first: a teammate's kubeconfig may name it
+differently. Clients are made per call site and cached per target (module level,
+never on a pickled object); no credential is copied out of the client's configuration.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +35,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from ...errors import IterativeError, NotFound
 
@@ -38,7 +48,9 @@ DEADLINE = 120.0  # seconds a call keeps retrying transient errors
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 15.0
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# Where a pod's service account token, CA and namespace are mounted (tests point it
+# at a folder of their own).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class K8sError(IterativeError):
@@ -56,6 +68,115 @@ class Target:
     kubeconfig: str = ""
     context: str = ""
     namespace: str = ""
+    server: str = ""  # pinned: the cluster's API server URL ("" = not pinned)
+    ca: str = ""  # pinned: SHA-256 of the cluster's CA certificate ("" = none known)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One context of a kubeconfig: its name and the cluster it points at."""
+
+    context: str
+    server: str
+    ca: str  # SHA-256 of the CA certificate, "" if the kubeconfig gives none
+    namespace: str
+
+    def is_(self, target: Target) -> bool:
+        """The target's pinned cluster: the same server URL, or the same CA (the URL
+        differs inside and outside the cluster, or by DNS name and address)."""
+        return self.server.rstrip("/") == target.server.rstrip("/") or bool(
+            target.ca and self.ca == target.ca
+        )
+
+
+def ca_fingerprint(pem: bytes) -> str:
+    """SHA-256 of the first certificate's DER bytes (the same for inline data and a file)."""
+    found = re.search(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem, re.S)
+    body = base64.b64decode(b"".join(found.group(1).split())) if found else pem.strip()
+    return hashlib.sha256(body).hexdigest() if body else ""
+
+
+def _kubeconfig_path(target: Target) -> str:
+    path = target.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return path or str(Path.home() / ".kube" / "config")
+
+
+def kubeconfig_clusters(path: str) -> tuple[list[Cluster], str]:
+    """Every context of the kubeconfig with its cluster, and the current context's name."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise K8sError(
+            f"no kubeconfig at {path}: point KUBECONFIG at your cluster's kubeconfig"
+        ) from exc
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise K8sError(f"kubeconfig {path} is not YAML: {exc}") from exc
+    clusters = {c.get("name"): c.get("cluster") or {} for c in doc.get("clusters") or []}
+    out = []
+    for entry in doc.get("contexts") or []:
+        context = entry.get("context") or {}
+        cluster = clusters.get(context.get("cluster")) or {}
+        pem = b""
+        if cluster.get("certificate-authority-data"):
+            pem = base64.b64decode(cluster["certificate-authority-data"])
+        elif cluster.get("certificate-authority"):
+            with contextlib.suppress(OSError):
+                pem = (Path(path).parent / cluster["certificate-authority"]).read_bytes()
+        out.append(
+            Cluster(
+                str(entry.get("name") or ""),
+                str(cluster.get("server") or ""),
+                ca_fingerprint(pem) if pem else "",
+                str(context.get("namespace") or ""),
+            )
+        )
+    return out, str(doc.get("current-context") or "")
+
+
+def _in_cluster_identity() -> Cluster:
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    host = f"[{host}]" if ":" in host else host
+    try:
+        ca = ca_fingerprint((SERVICE_ACCOUNT_DIR / "ca.crt").read_bytes())
+    except OSError:
+        ca = ""
+    return Cluster("", f"https://{host}:{port}", ca, "")
+
+
+def cluster_identity(target: Target) -> Cluster:
+    """The context the target means (named, else current) and its cluster, to pin."""
+    if _in_cluster(target):
+        return _in_cluster_identity()
+    path = _kubeconfig_path(target)
+    clusters, current = kubeconfig_clusters(path)
+    name = target.context or current
+    found = next((c for c in clusters if c.context == name), None)
+    if found is None:
+        names = ", ".join(c.context for c in clusters) or "none"
+        raise K8sError(f"region: no context {name!r} in {path}; it has {names}")
+    return found
+
+
+def pinned_context(target: Target) -> str:
+    """The caller's context for a pinned target: the named one if it points at the
+    cluster, else the current one, else any that does. K8sError if none does."""
+    if not (target.server or target.ca):
+        return target.context
+    path = _kubeconfig_path(target)
+    clusters, current = kubeconfig_clusters(path)
+    matching = [c for c in clusters if c.is_(target)]
+    for preferred in (target.context, current):
+        if any(c.context == preferred for c in matching):
+            return preferred
+    if matching:
+        return matching[0].context
+    raise K8sError(
+        f"the task runs on the cluster at {target.server}, and no context in {path} "
+        "points at it: add one for that cluster (any name; the same server URL or CA)"
+    )
 
 
 def _in_cluster(target: Target) -> bool:
@@ -76,20 +197,16 @@ def api_client(target: Target) -> Any:
     from kubernetes import client, config
 
     if _in_cluster(target):
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        configuration.retries = False
-        return client.ApiClient(configuration)
-    path = target.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    path = path or str(Path.home() / ".kube" / "config")
+        return _in_cluster_client(target)
+    path = _kubeconfig_path(target)
     try:
         stamp = Path(path).stat().st_mtime
     except OSError as exc:
         raise K8sError(
-            f"no kubeconfig at {path}: point KUBECONFIG at your cluster's kubeconfig "
-            "(or give its path as the task's kubeconfig)"
+            f"no kubeconfig at {path}: point KUBECONFIG at your cluster's kubeconfig"
         ) from exc
-    key = (path, target.context, stamp)
+    context = pinned_context(target)
+    key = (path, context, stamp)
     with _clients_lock:
         made = _clients.get(key)
         if made is None:
@@ -97,7 +214,7 @@ def api_client(target: Target) -> Any:
             try:
                 config.load_kube_config(
                     config_file=path,
-                    context=target.context or None,
+                    context=context or None,
                     client_configuration=configuration,
                 )
             except config.ConfigException as exc:
@@ -105,6 +222,31 @@ def api_client(target: Target) -> Any:
             configuration.retries = False  # `call` is the only retry layer
             made = _clients[key] = client.ApiClient(configuration)
     return made
+
+
+def _in_cluster_client(target: Target) -> Any:
+    """The pod's own service account: token and CA from SERVICE_ACCOUNT_DIR (the token
+    is re-read when it rotates), the API server from the environment."""
+    from kubernetes import client
+    from kubernetes.config import ConfigException
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    if (target.server or target.ca) and not _in_cluster_identity().is_(target):
+        raise K8sError(
+            f"the task runs on the cluster at {target.server}, not on the one this pod "
+            "runs in: use a kubeconfig with a context for that cluster (KUBECONFIG)"
+        )
+    configuration = client.Configuration()
+    loader = InClusterConfigLoader(
+        token_filename=str(SERVICE_ACCOUNT_DIR / "token"),
+        cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+    )
+    try:
+        loader.load_and_set(configuration)
+    except ConfigException as exc:
+        raise K8sError(f"in-cluster configuration ({SERVICE_ACCOUNT_DIR}): {exc}") from exc
+    configuration.retries = False  # `call` is the only retry layer
+    return client.ApiClient(configuration)
 
 
 def context_of(target: Target) -> str:
@@ -127,7 +269,7 @@ def namespace_of(target: Target) -> str:
         return target.namespace
     if _in_cluster(target):
         try:
-            return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+            return (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip() or "default"
         except OSError:
             return "default"
     from kubernetes import config

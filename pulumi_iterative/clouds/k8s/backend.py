@@ -16,9 +16,12 @@ Steps (lifecycle.py adds the workdir upload and the task definition after storag
 
 The workstation reaches a volume bucket through a short-lived transfer pod per
 operation (`open_bucket`, see transfer.py). Which cluster: `region` names the
-kubeconfig context (`local` = the current one); the namespace is the context's,
-resolved once at create and kept in the task's state, so refresh and destroy use the
-same one from anywhere. Nothing secret is kept in the state or the Job spec.
+kubeconfig context (`local` = the current one; in a pod without a kubeconfig, the
+pod's own cluster and service account); `namespace` (else the context's) names the
+namespace. Both are resolved once at create and kept in the task's state as the
+cluster's server URL and CA fingerprint and the namespace, so refresh and destroy use
+the same cluster from anywhere, through whichever context of the caller points at it.
+Nothing secret is kept in the state or the Job spec.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ... import __version__, agent_wheel
@@ -43,7 +46,8 @@ from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
 from . import catalog, transfer
-from .api import Kube, Target, call, context_of, namespace_of, wait_until
+from .api import K8sError, Kube, Target, call, cluster_identity, namespace_of, wait_until
+from .machine import INDEX_ENV
 from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
 from .rules import CONTAINER, SECRET_OPTION
@@ -89,7 +93,11 @@ class Place:
     storage_class: str = ""
     size_gb: int = claim.DEFAULT_SIZE_GB
     secret_env: tuple[str, ...] = ()  # names of the container credentials' variables
-    version: int = 1
+    # The cluster, pinned at create (version 2): any context of the caller's kubeconfig
+    # that points at it works, whatever its name (version 1 pinned the context's name).
+    server: str = ""
+    ca: str = ""
+    version: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -107,11 +115,18 @@ class Place:
             storage_class=str(e.get("storage_class") or ""),
             size_gb=int(e.get("size_gb") or claim.DEFAULT_SIZE_GB),
             secret_env=tuple(e.get("secret_env") or ()),
+            server=str(e.get("server") or ""),
+            ca=str(e.get("ca") or ""),
             version=int(e.get("version") or 1),
         )
 
     def kube(self) -> Kube:
-        return Kube(Target(context=self.context, namespace=self.namespace))
+        return Kube(self.target())
+
+    def target(self) -> Target:
+        return Target(
+            context=self.context, namespace=self.namespace, server=self.server, ca=self.ca
+        )
 
 
 def container_remote(
@@ -152,10 +167,11 @@ class Backend:
     # --- names and budget ------------------------------------------------------------
 
     def prepare(self, spec: TaskSpec, task_id: str) -> TaskRef:
-        # pinned at create: a later change of the current context must not send
-        # refresh or destroy to another cluster
-        context = context_of(Target(context=catalog.resolve_context(spec.region)))
-        namespace = namespace_of(Target(context=context))
+        # The cluster is pinned at create (its server and CA, and the namespace): a later
+        # change of the current context must not send refresh or destroy to another
+        # cluster, and a teammate's context for the same cluster may have another name.
+        cluster = cluster_identity(Target(context=catalog.resolve_context(spec.region)))
+        namespace = namespace_of(Target(context=cluster.context, namespace=spec.namespace))
         opts = dict(spec.storage.container_opts)
         secret_env: dict[str, str] = {}
         if spec.storage.container:
@@ -164,8 +180,10 @@ class Backend:
             remote = Remote(BUCKET_ROOT)
         now = time.time()
         place = Place(
-            context=context,
+            context=cluster.context,
             namespace=namespace,
+            server=cluster.server,
+            ca=cluster.ca,
             container=spec.storage.container,
             permission_set=spec.permission_set,
             storage_class=opts.get("storage_class", "") if not spec.storage.container else "",
@@ -327,9 +345,11 @@ class Backend:
         ConfigMap, mounted in the pod (no download, no credential)."""
         deps = machine_requirements("k8s")  # rclone; no SDK, no Pulumi on the pod
         if agent_wheel.released():
-            return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
-        wheel = f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}"
-        return Install.pip(wheel, venv=VENV, deps=deps)
+            requirement = f"pulumi-iterative=={__version__}"
+        else:
+            requirement = f"{POD_HOME}/{TASK_DIR}/{agent_wheel.wheel_name()}"
+        installed = Install.pip(requirement, venv=VENV, deps=deps)
+        return replace(installed, ending=pod_ending(Place.from_ref(ref)))
 
     # --- what the cluster sees ----------------------------------------------------------
 
@@ -348,6 +368,26 @@ class Backend:
                 )
             )
         return out
+
+    def live_logs(self, ref: TaskRef, tail_lines: int | None = None) -> dict[str, str]:
+        """Each running pod's container log, under `pod/<name>`: the script's output as
+        it happens, before the agent ships it to the bucket. A pod that ends in between
+        has its log in the bucket: skipped."""
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        kube, out = place.kube(), {}
+        for pod in job.task_pods(kube, names):
+            if (pod.status and pod.status.phase) != "Running" or pod.metadata.deletion_timestamp:
+                continue
+            with contextlib.suppress(NotFound, K8sError):  # gone or not started: no live log
+                out[f"pod/{pod.metadata.name}"] = job.pod_log(kube, pod.metadata.name, tail_lines)
+        return out
+
+    def retrying(self, ref: TaskRef) -> set[int]:
+        """A failed pod's index is run again while backoffLimitPerIndex allows (the
+        agent exits with the script's code); the Job's status says which indexes are
+        still to run."""
+        place, names = Place.from_ref(ref), Names(ref.task_id)
+        return job.indexes_to_run(place.kube(), names, ref.parallelism)
 
     def events(self, ref: TaskRef) -> list[Event]:
         place, names = Place.from_ref(ref), Names(ref.task_id)
@@ -380,6 +420,27 @@ class Backend:
         except NotFound:
             return
         job.wait_no_live_pods(kube, names, deadline=STOP_DEADLINE)
+
+
+def pod_ending(place: Place) -> str:
+    """How a pod stores a failed boot's report and log before (or without) the agent:
+    a copy into the mounted volume (an object store needs the agent's rclone, which a
+    failed install may lack: that boot leaves only its pod log). Its index is the
+    Job's, so status waits for the Job's retry of it. Ending is exiting: the bootstrap
+    exits non-zero, the pod fails, and the Job retries or fails the index."""
+    if place.container:
+        upload = "  return 1  # the object store is reached with the agent's rclone"
+    else:
+        upload = (
+            '  mkdir -p "$(dirname "$BOOT_BUCKET/$2")" && cp "$1" "$BOOT_BUCKET/$2.tmp" &&\n'
+            '    mv "$BOOT_BUCKET/$2.tmp" "$BOOT_BUCKET/$2"'
+        )
+    return f"""\
+BOOT_INDEX="${{{INDEX_ENV}:--1}}"
+BOOT_BUCKET="$(pwd)/{BUCKET_ROOT}"  # the task's volume, mounted in the working directory
+boot_upload() {{
+{upload}
+}}"""
 
 
 def _claim_exists(kube: Kube, names: Names) -> bool:

@@ -9,8 +9,14 @@
   preemption) by SIGTERM with the pod's termination grace period, which the agent
   already turns into a last checkpoint; there is nothing else to poll, and the pod
   has no API token to poll with.
-- leaving the group: an Indexed Job completes an index when its pod exits, and the
+- leaving the group: an Indexed Job completes an index when its pod exits 0, and the
   Job when every index has; nothing to call.
+- logs: the script's output is echoed to the container log too (`echo_log`), which
+  status and `logs` read while the pod lives; the bucket's log is the lasting record.
+- exit code: the script's (`script_exit_code`), so the Job's conditions agree with
+  the task: a failed script fails its pod, which `backoffLimitPerIndex` retries; a
+  timeout (124) or spent budget (125) fails its index at once (pod failure policy);
+  an interruption exits 143 and its DisruptionTarget pod is replaced uncounted.
 """
 
 from __future__ import annotations
@@ -24,9 +30,29 @@ from .names import SCRATCH_DIR
 
 INDEX_ENV = "JOB_COMPLETION_INDEX"
 POD_NAME_ENV = "TASK_POD_NAME"
+EXIT_TIMEOUT = 124  # the task's timeout passed (the convention of coreutils `timeout`)
+EXIT_BUDGET = 125  # the task's budget is spent
+EXIT_AGENT_ERROR = 70  # EX_SOFTWARE: the agent, not the script, failed
+
+
+def script_exit_code(state: str, code: int | None) -> int:
+    """How the pod ends, for the Job's pod failure policy: the script's own code (128 + N
+    when signal N killed it), EXIT_TIMEOUT/EXIT_BUDGET when the agent stopped it, and
+    EXIT_AGENT_ERROR for a failure without a code of the script's."""
+    if state == "succeeded":
+        return 0
+    if state == "timeout":
+        return EXIT_TIMEOUT
+    if state == "budget":
+        return EXIT_BUDGET
+    if not code:
+        return EXIT_AGENT_ERROR
+    return 128 - code if code < 0 else code
 
 
 class K8sMachine:
+    echo_log = True  # the container log (pods/log) shows the script's output live
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.workdir = Path.cwd()  # the container's workingDir: mounts are relative to it
@@ -50,6 +76,9 @@ class K8sMachine:
 
     def leave_group(self) -> None:
         return None
+
+    def exit_code(self, state: str, code: int | None) -> int:
+        return script_exit_code(state, code)
 
 
 MachineSide = K8sMachine  # the name the registry looks for

@@ -4,7 +4,8 @@
 Secrets, ConfigMaps, Jobs and the rest are namespaced, so a Role in the namespace the
 tasks use is enough; no ClusterRole. `pods/proxy` carries the transfer pod's traffic
 (GET and HEAD are `get`, PUT `update`, POST `create`: multipart uploads of large
-files; the workstation never deletes from the bucket, the volume goes whole). Creating the
+files; the workstation never deletes from the bucket, the volume goes whole); `pods/log`
+shows a live pod's output in status and `logs`. Creating the
 task's own Role also needs the permissions it grants (get on ConfigMaps, Secrets and
 Jobs), which the caller has.
 """
@@ -21,6 +22,7 @@ CALLER_RULES: tuple[dict[str, Any], ...] = (
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch", "delete"]},
     {

@@ -12,6 +12,7 @@ from .catalog import resolve_machine
 if TYPE_CHECKING:
     from ...spec import TaskSpec
 
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # an RFC 1123 label
 SERVICE_ACCOUNT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # container_opts without storage.container: the PersistentVolumeClaim's options
 CLAIM_OPTIONS = ("storage_class",)
@@ -43,6 +44,14 @@ def validate(spec: TaskSpec) -> list[FieldError]:
                 "permission_set",
                 f"{spec.permission_set!r} is not a service account name; give the name of an "
                 "existing service account in the task's namespace",
+            )
+        )
+    if spec.namespace and not NAMESPACE.match(spec.namespace):
+        errors.append(
+            FieldError(
+                "namespace",
+                f"{spec.namespace!r} is not a namespace name: use up to 63 lowercase "
+                "letters, digits and hyphens, starting and ending with a letter or digit",
             )
         )
     opts = dict(spec.storage.container_opts)

@@ -31,6 +31,7 @@ boot_upload() {  # boot_upload <local file> <path under the task's remote>
 boot_end() {  # take this machine out of its group for good and power it off
   :
 }
+BOOT_INDEX=-1  # the ending sets it where the cloud gives the machine its index (k8s)
 gcp_md() {  # <path>: a value from the metadata server
   curl -sf -m 5 --retry 2 -H 'Metadata-Flavor: Google' \
     "http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/$1"
@@ -73,6 +74,7 @@ boot_end() {
   done
   shutdown -h now || poweroff
 }
+case "$BOOT_INDEX" in -1) ;; ''|*[!0-9]*) BOOT_INDEX=-1 ;; esac  # a JSON number
 
 json_text() {  # one line, safe inside a JSON string
   tr -d '"\\' | tr -c '[:print:]' ' ' | cut -c1-300
@@ -89,8 +91,8 @@ say_why() {  # <reason>: the failed report of this boot, then its log
       "$BOOT_DIR/crash-report.json" >"$BOOT_DIR/report.json"
     report_path="$(cat "$BOOT_DIR/crash-report.path")"
   else
-    printf '{"machine": "%s", "index": -1, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
-      "$BOOT_NAME" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
+    printf '{"machine": "%s", "index": %s, "boot": "%s", "state": "failed", "reason": "%s", "started": %s, "finished": %s}\n' \
+      "$BOOT_NAME" "$BOOT_INDEX" "$BOOT_NAME" "$reason" "$BOOT_STARTED" "$now" >"$BOOT_DIR/report.json"
     report_path="status/$BOOT_NAME.json"
   fi
   boot_upload "$BOOT_LOG" "logs/$BOOT_NAME.log" || echo "could not store the boot log"
@@ -101,7 +103,10 @@ on_exit() {
   trap - EXIT INT TERM
   set +e
   case "$code" in
-    0) exit 0 ;;  # the agent left the group, or the system service took over
+    0)  # the agent left the group, or the system service took over; a cloud whose
+      # scheduler reads how the boot ended (k8s) gets the code the agent left for it
+      [ -s "$BOOT_DIR/exit-code" ] && exit "$(cat "$BOOT_DIR/exit-code")"
+      exit 0 ;;
     143) exit 143 ;;  # the machine is being taken away: the group replaces it
     3) echo "the agent could not leave the group; ending the machine" ;;
     *)

@@ -11,6 +11,7 @@ cluster.py (scheduler, kubelet, Job controller, garbage collector).
 
 from __future__ import annotations
 
+import base64
 import secrets
 import sys
 from pathlib import Path
@@ -43,10 +44,17 @@ class FakeCluster(Cluster):
         nodes: tuple[NodeSpec, ...] = DEFAULT_NODES,
         host_env: dict[str, str] | None = None,
         namespace: str = NAMESPACE,
+        tls: bool = False,
     ) -> None:
         super().__init__(root / "cluster", nodes=nodes, host_env=host_env)
         self.namespace = namespace
         self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": namespace}})
+        self.ca_cert: Path | None = None  # with tls: the cluster's CA (PEM)
+        if tls:
+            from .tls import make_certificate
+
+            self.ca_cert, key = make_certificate(root / "tls")
+            self.api.serve_tls(self.ca_cert, key)
         self.kubeconfig = root / "kubeconfig"
         self.write_kubeconfig(self.kubeconfig, self.admin_token)
 
@@ -57,13 +65,22 @@ class FakeCluster(Cluster):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def write_kubeconfig(self, path: Path, token: str, *, context: str = "fake") -> Path:
+    def write_kubeconfig(
+        self, path: Path, token: str, *, context: str = "fake", server: str = ""
+    ) -> Path:
+        """A kubeconfig with one context for this cluster (`server`: another URL for it,
+        as a teammate's kubeconfig may have)."""
+        cluster: dict[str, str] = {"server": server or self.api.url}
+        if self.ca_cert is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(
+                self.ca_cert.read_bytes()
+            ).decode()
         path.write_text(
             yaml.safe_dump(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "fake", "cluster": {"server": self.api.url}}],
+                    "clusters": [{"name": "fake", "cluster": cluster}],
                     "users": [{"name": "fake-user", "user": {"token": token}}],
                     "contexts": [
                         {

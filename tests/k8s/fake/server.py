@@ -17,11 +17,13 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import rbac
@@ -99,7 +101,20 @@ class FakeApiServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+
+    @property
+    def tls(self) -> bool:
+        return isinstance(self.httpd.socket, ssl.SSLSocket)
+
+    def serve_tls(self, cert: Path, key: Path) -> None:
+        """Answer over TLS with this certificate (before `start`); each connection's
+        handshake runs in its own handler thread."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.httpd.socket = context.wrap_socket(
+            self.httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -158,6 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
     api: FakeApiServer
     _entry: AuditEntry  # this request's audit record
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -233,12 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.api.audit.append(entry)
         try:
             raw = self._read_body()
-            token = self.headers.get("Authorization", "")
-            user = (
-                self.api.tokens.get(token[len("Bearer ") :])
-                if token.startswith("Bearer ")
-                else None
-            )
+            # the scheme is case-insensitive (RFC 7235): the in-cluster loader sends "bearer"
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            user = self.api.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
             if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             entry.user = user

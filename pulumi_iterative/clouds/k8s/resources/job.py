@@ -5,10 +5,12 @@ pod its index (`JOB_COMPLETION_INDEX`, the agent's TASK_INDEX) and replaces a lo
 pod *for that index*, so no index claim protocol is needed. The pod failure policy
 ignores pods the cluster took away (`DisruptionTarget`: spot reclaim, drain,
 preemption), so they are replaced without counting as failures, while a failing pod
-counts against `backoffLimitPerIndex`. `activeDeadlineSeconds` is the cluster-side
-backstop at the task's deadline; `ttlSecondsAfterFinished` lets the cluster tidy up
-a finished Job that nobody deletes. Spot and GPU placement are node affinity,
-tolerations and a node selector (see `placement`).
+counts against `backoffLimitPerIndex` (the agent exits with the script's code); a pod
+the agent stopped for the task's timeout or budget fails its index at once.
+`activeDeadlineSeconds` is the cluster-side backstop at the task's deadline;
+`ttlSecondsAfterFinished` lets the cluster tidy up a finished Job that nobody
+deletes. Spot and GPU placement are node affinity, tolerations and a node selector
+(see `placement`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ....errors import NotFound
 from ..api import Kube, call, wait_until
 from ..catalog import MachineShape
-from ..machine import POD_NAME_ENV
+from ..machine import EXIT_BUDGET, EXIT_TIMEOUT, POD_NAME_ENV
 from ..names import (
     BOOTSTRAP_KEY,
     CONTAINER,
@@ -158,7 +160,16 @@ def job_body(
                     {
                         "action": "Ignore",
                         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                    }
+                    },
+                    {  # the agent stopped the script for the task's timeout or budget:
+                        # another pod for this index would stop the same way
+                        "action": "FailIndex",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [EXIT_TIMEOUT, EXIT_BUDGET],
+                        },
+                    },
                 ]
             },
             "podReplacementPolicy": "Failed",
@@ -193,6 +204,41 @@ def task_pods(kube: Kube, names: Names) -> list[Any]:
         label_selector=f"{names.selector},{ROLE_LABEL}=machine",
     )
     return list(found.items or [])
+
+
+def pod_log(kube: Kube, pod: str, tail_lines: int | None = None) -> str:
+    """A pod's container log (the bootstrap, the agent and the script's output)."""
+    kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+    return str(call(kube.core.read_namespaced_pod_log, pod, kube.namespace, **kwargs) or "")
+
+
+def indexes_to_run(kube: Kube, names: Names, parallelism: int) -> set[int]:
+    """The indexes the Job will still run a pod for: neither completed nor failed for
+    good (`failedIndexes`: past backoffLimitPerIndex or FailIndex), while the Job is
+    neither finished nor suspended. Empty when the Job is gone."""
+    try:
+        found = read_job(kube, names)
+    except NotFound:
+        return set()
+    spec, status = found.spec, found.status
+    finished = any(
+        c.type in ("Complete", "Failed") and c.status == "True"
+        for c in (status and status.conditions) or []
+    )
+    if finished or (spec and spec.suspend):
+        return set()
+    done = parse_indexes((status and status.completed_indexes) or "")
+    done |= parse_indexes((status and status.failed_indexes) or "")
+    return set(range(parallelism)) - done
+
+
+def parse_indexes(text: str) -> set[int]:
+    """An index list as a Job's status writes it: "0,3-5,7"."""
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
 
 
 def suspend_job(kube: Kube, names: Names) -> None:
