@@ -4,6 +4,8 @@ Steps, each recording the object it makes (lifecycle.py adds the workdir upload 
 the task definition after the storage steps); delete removes those records:
 
     Create resource group      pulumi-iterative-<task id>, tagged; everything below lives in it
+                               (with resource_group: a check that the user's group exists;
+                               it is never recorded, so never deleted)
     Create storage account     HTTPS only, TLS 1.2, no public access, no shared keys; or,
                                with storage.container, a check of the user's container
                                (the task lives under <prefix>/<task id>; never deleted)
@@ -16,8 +18,9 @@ the task definition after the storage steps); delete removes those records:
     Create network             a security group with no inbound rule, a vnet and subnet
     Create scale set           Flexible, across the zones, spot or on-demand, custom data
                                = the bootstrap, capacity 0
-    Let machines leave         a custom role (read the scale set, delete instances) for
-                               the identity, in the task's resource group only
+    Let machines leave         custom roles for the identity: read the scale set and
+                               delete its instances (on the scale set alone), read VMs
+                               (on the resource group, where Flexible VMs live)
     Schedule deadline backstop an autoscale setting: capacity 0 from the deadline on
     Start machines             capacity = parallelism
 
@@ -86,6 +89,7 @@ class Place:
     permission_set: str = ""  # a user-assigned identity id, used as is
     tags: tuple[tuple[str, str], ...] = ()
     version: int = 1
+    own_group: bool = True  # False: the user's resource_group, never deleted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +103,7 @@ class Place:
             "permission_set": self.permission_set,
             "tags": dict(self.tags),
             "version": self.version,
+            "own_group": self.own_group,
         }
 
     @classmethod
@@ -115,6 +120,7 @@ class Place:
             permission_set=str(e.get("permission_set") or ""),
             tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
             version=int(e.get("version", 1)),
+            own_group=bool(e.get("own_group", True)),
         )
 
     @property
@@ -169,7 +175,7 @@ class Backend:
             account, container, prefix, own = names.storage_account, names.container, "", True
         place = Place(
             subscription_id(),
-            names.resource_group,
+            spec.resource_group or names.resource_group,
             location,
             account,
             container,
@@ -177,6 +183,7 @@ class Backend:
             own,
             spec.permission_set,
             spec.tags,
+            own_group=not spec.resource_group,
         )
         now = time.time()
         return TaskRef(
@@ -199,13 +206,16 @@ class Backend:
     def storage_steps(self, ref: TaskRef) -> list[Step]:
         az, place = Azure(_sub(ref)), Place.from_ref(ref)
         rg = place.group
-        steps = [
-            Step(
-                "Create resource group",
-                lambda: group.create(az, rg, place.location, _tags(ref)),
-                Made.of("resource_group", group=rg),
-            )
-        ]
+        if place.own_group:
+            steps = [
+                Step(
+                    "Create resource group",
+                    lambda: group.create(az, rg, place.location, _tags(ref)),
+                    Made.of("resource_group", group=rg),
+                )
+            ]
+        else:  # the user's: only checked, never recorded, so never deleted
+            steps = [Step(f"Check resource group {rg}", lambda: group.check(az, rg))]
         if place.own_storage:
             steps += [
                 Step(
@@ -286,7 +296,7 @@ class Backend:
 
         def make_leave() -> None:
             identity.grant_leave(
-                az, names, place.group_id, place.group_id, the_identity().principal_id
+                az, names, place.group_id, place.scale_set_id(names), the_identity().principal_id
             )
 
         def make_backstop() -> None:
@@ -318,6 +328,11 @@ class Backend:
         rg = made.get("group", place.group)
         kind = made.kind
         if kind == "resource_group":
+            if not place.own_group or rg.lower() != names.resource_group.lower():
+                raise IterativeError(
+                    f"resource group {rg} is not this task's own; it is never deleted "
+                    "(was this state edited?)"
+                )
             group.delete(az, rg)
         elif kind == "storage_account":
             storage.delete_account(az, rg, made.get("account"))
@@ -335,7 +350,7 @@ class Backend:
         elif kind == "scale_set":
             scale_set.delete(az, rg, names.scale_set)
         elif kind == "leave_role":
-            identity.revoke_leave(az, names, place.group_id, place.group_id)
+            identity.revoke_leave(az, names, place.group_id, place.scale_set_id(names))
         elif kind == "backstop":
             backstop.delete(az, rg, names.backstop)
         elif kind == "machines":
@@ -347,7 +362,7 @@ class Backend:
         """Azure tasks always recorded what they made; this is the same list, derived."""
         place = Place.from_ref(ref)
         rg = place.group
-        made = [Made.of("resource_group", group=rg)]
+        made = [Made.of("resource_group", group=rg)] if place.own_group else []
         if place.own_storage:
             made += [
                 Made.of("storage_account", group=rg, account=place.account),
@@ -416,7 +431,7 @@ class Backend:
         return out
 
     def events(self, ref: TaskRef) -> list[Event]:
-        az, place = Azure(_sub(ref)), Place.from_ref(ref)
+        az, names, place = Azure(_sub(ref)), Names(ref.task_id), Place.from_ref(ref)
         since = datetime.fromtimestamp(ref.created, tz=timezone.utc) - timedelta(minutes=5)
         flt = (
             f"eventTimestamp ge '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}' and "
@@ -428,6 +443,8 @@ class Backend:
             return []
         out = []
         for e in found:
+            if not place.own_group and not _of_task(str(e.resource_id or ""), names, place):
+                continue  # another tenant of the user's resource group
             operation = str(getattr(e.operation_name, "value", "") or "").lower()
             status = str(getattr(e.status, "value", "") or "")
             kind = "error" if status == "Failed" else EVENT_KINDS.get(operation)
@@ -461,6 +478,15 @@ class Backend:
             except NotFound:
                 pass
         wait_until(lambda: not remaining(), "the task's VMs to be gone", deadline=STOP_DEADLINE)
+
+
+def _of_task(resource_id: str, names: Names, place: Place) -> bool:
+    """Whether an object is the task's: named from its id (a scale set's VMs carry the
+    scale set's name, cut to 50 characters) or its storage account."""
+    name = resource_id.rstrip("/").rsplit("/", 1)[-1].lower()
+    return name.startswith(names.base.lower()[:50]) or (
+        place.own_storage and name == place.account.lower()
+    )
 
 
 def _vm_size(vm: Any) -> str:
