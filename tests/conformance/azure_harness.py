@@ -40,12 +40,7 @@ class AzureHarness:
         "Schedule deadline backstop",
         "Start machines",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "the bootstrap does not yet end a VM whose agent install fails (the gap issue 9 "
-            "closes for AWS); the backstop stops it at the deadline"
-        ),
-    }
+    xfail: dict[str, str] = {}
 
     def __init__(self, cloud: Cloud, simulator: MachineSimulator) -> None:
         self.cloud, self.simulator = cloud, simulator

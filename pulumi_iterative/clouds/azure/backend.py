@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -51,6 +51,7 @@ from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import Azure, call, wait_until
+from .ending import machine_ending
 from .names import Names, blob_root, container_id, key, remote_env, resource_id, tags
 from .resources import backstop, group, identity, network, scale_set, storage
 
@@ -379,7 +380,13 @@ class Backend:
         """A released version from PyPI; an unreleased one from the task's container,
         fetched with the VM's managed identity (no URL, token or key in custom data).
         Either way without its dependencies: the machine gets rclone, azure-identity and
-        azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs."""
+        azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs.
+        A failed boot stores why and removes its VM from the scale set (`ending`)."""
+        names, place = Names(ref.task_id), Place.from_ref(ref)
+        ending = machine_ending(ref, place.scale_set_id(names))
+        return replace(self._install(ref), ending=ending)
+
+    def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("azure")
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
