@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pulumi_iterative import lifecycle
+from pulumi_iterative.clouds import get_backend
 from pulumi_iterative.clouds.azure.api import Azure
 from pulumi_iterative.clouds.azure.names import Names, resource_id
 from pulumi_iterative.clouds.azure.permissions import caller_actions, caller_role_json
@@ -117,6 +118,13 @@ def test_a_second_task_in_the_same_group_cannot_be_removed_by_the_first_ones_mac
     fake._check_action(principal, action, mine)  # its own: allowed
     with pytest.raises(Exception, match=r"does not have authorization"):
         fake._check_action(principal, action, other)
+    # the group's other tenants' activity is not this task's events
+    theirs = resource_id(SUBSCRIPTION, TEAM, "Microsoft.Compute/virtualMachines", "their-vm")
+    fake._log(theirs, "Microsoft.Compute/virtualMachines/write", "Failed", "their quota")
+    fake._log(mine, "Microsoft.Compute/virtualMachines/write", "Failed", "our quota")
+    messages = [e.message for e in get_backend("azure").events(first)]
+    assert "our quota" in messages and "their quota" not in messages
+    assert not [m for m in messages if Names(second.task_id).scale_set in m]  # nor the other's
     lifecycle.delete(first)
     assert leftovers(azure_cloud, first.task_id) == []
     assert fake.find("Microsoft.Compute/virtualMachineScaleSets")[0]["id"].lower() == other.lower()
