@@ -67,7 +67,7 @@ def test_a_failed_install_stores_why_and_the_vm_removes_itself(
     status = wait_status(_Harness(azure_simulator), ref, lambda s: s.done, "the failed status")  # type: ignore[arg-type]
     assert status.state == State.FAILED, azure_simulator.report()
     (boot,) = status.machines
-    assert "installing the agent" in boot.reason and "not importable" in boot.reason
+    assert "installing the agent" in boot.reason and "/nonexistent/python3" in boot.reason
     assert "/nonexistent/python3" in "".join(status.logs.values())  # its own output
     assert len(azure_simulator.machines) == 1
     lifecycle.delete(ref)
