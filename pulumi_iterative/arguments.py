@@ -223,6 +223,16 @@ ARGUMENTS: tuple[Argument, ...] = (
         "GCP: a service account email; Azure: a user-assigned managed identity resource id)",
         stack_config="value",
     ),
+    Argument(
+        "resource_group",
+        "str",
+        "",
+        "**azure only**: an existing resource group to make the task's objects in (named "
+        "and tagged from the task id), for a platform team that hands one out. It is never "
+        "deleted; delete removes only what the task made",
+        stack_config="value",
+        default_doc="none (a resource group per task)",
+    ),
     Argument("tags", "map", {}, "tags on every cloud object", stack_config="merge", flag="--tag"),
     Argument(
         "name",

@@ -77,6 +77,7 @@ class TaskSpec:
     secret_environment: tuple[tuple[str, str], ...] = ()
     storage: StorageSpec = field(default_factory=StorageSpec)
     permission_set: str = default("permission_set")
+    resource_group: str = default("resource_group")  # azure: an existing group to work in
     tags: tuple[tuple[str, str], ...] = ()
     name: str = default("name")
     preempt_interval: float = default("preempt_interval")  # local cloud: rehearsed preemptions
@@ -221,6 +222,10 @@ class _Parser:
                 "expected a string (an instance profile ARN, service account email or identity id)",
             )
             permission_set = ""
+        resource_group = self.get("resource_group", default("resource_group"))
+        if not isinstance(resource_group, str):
+            self.err("resource_group", "expected a string: the name of an existing resource group")
+            resource_group = ""
         tags = self.string_map("tags", allow_glob=False)
         name = self.get("name", default("name"))
         if not isinstance(name, str) or (name and not _TASK_NAME.match(name)):
@@ -270,6 +275,7 @@ class _Parser:
             secret_environment=secret_environment,
             storage=storage,
             permission_set=permission_set,
+            resource_group=resource_group.strip(),
             tags=tags,
             name=name,
             preempt_interval=float(preempt_interval or 0.0),

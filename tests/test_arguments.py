@@ -96,6 +96,7 @@ CHANGES = {
     "storage.container_opts": {"k": "v"},
     "storage.checkpoint_interval": 3,
     "permission_set": "arn:aws:iam::123456789012:instance-profile/x",
+    "resource_group": "ml-team",
     "tags": {"team": "ml"},
     "name": "train",
     "preempt_interval": 30,
@@ -125,6 +126,8 @@ def test_a_change_replaces_or_updates_as_declared(
     (new_raw["storage"] if arg.group == "storage" else new_raw)[arg.field] = CHANGES[name]
     if name == "cloud":
         new_raw["region"] = "us-east"
+    if name == "resource_group":
+        new_raw["cloud"] = "azure"  # the one cloud that takes it (the others refuse it)
     if name == "budget":
         new_raw["notional_price"] = 0.5  # a budget needs a price; local is free without one
     checked = provider.check({}, new_raw)

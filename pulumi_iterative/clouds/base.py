@@ -137,14 +137,17 @@ class CloudCatalog:
     prices: PriceSheet | None = None
 
 
-def real_cloud_rules(spec: TaskSpec, *, notional_price: bool = False) -> list[FieldError]:
+def real_cloud_rules(
+    spec: TaskSpec, *, notional_price: bool = False, resource_group: bool = False
+) -> list[FieldError]:
     """The rules every cloud but `local` shares (each cloud's rules.py calls this).
 
     `notional_price`: the cloud has no public price (k8s: the cluster's own machines), so
-    a user may state what a machine hour costs them."""
+    a user may state what a machine hour costs them. `resource_group`: the cloud takes
+    an existing resource group to work in (azure)."""
     from ..errors import FieldError
 
-    errors = []
+    errors = [] if resource_group else resource_group_refused(spec)
     if spec.preempt_interval:
         errors.append(
             FieldError(
@@ -162,6 +165,21 @@ def real_cloud_rules(spec: TaskSpec, *, notional_price: bool = False) -> list[Fi
             )
         )
     return errors
+
+
+def resource_group_refused(spec: TaskSpec) -> list[FieldError]:
+    """`resource_group` on a cloud that has none (every cloud but azure)."""
+    from ..errors import FieldError
+
+    if not spec.resource_group:
+        return []
+    return [
+        FieldError(
+            "resource_group",
+            f"is for cloud 'azure' only (an existing Azure resource group); cloud "
+            f"{spec.cloud!r} makes its own objects from the task id: remove it",
+        )
+    ]
 
 
 class Backend(Protocol):

@@ -160,13 +160,20 @@ def azure_simulator(azure_cloud: Cloud, tmp_path: Path) -> Iterator[MachineSimul
 def leftovers(cloud: Cloud, task_id: str) -> list[str]:
     """Every object of the task still in the fake Resource Manager or in azurite."""
     names = Names(task_id)
-    marks = (task_id, names.base.lower(), names.storage_account, names.leave_role)
+    marks = (
+        task_id,
+        names.base.lower(),
+        names.storage_account,
+        names.leave_role,
+        names.machines_role,
+    )
     found = [
         f"{r['type']} {r['id']}"
         for rid, r in cloud.arm.fake.resources.items()
         if any(m in rid for m in marks)
         or task_id in json.dumps(r.get("tags") or {})
         or names.leave_role_name in json.dumps(r.get("properties") or {})
+        or names.machines_role_name in json.dumps(r.get("properties") or {})
     ]
     service = cloud.blob.service()
     for container in service.list_containers():

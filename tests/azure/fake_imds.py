@@ -4,7 +4,7 @@ Like the real one, every request must carry `Metadata: true` (else 400) and come
 without an X-Forwarded-For header. It serves what the agent, azure-identity and
 the machine side use:
 - `/metadata/instance/compute`: the VM's name, resource group, subscription, scale
-  set, zone;
+  set, zone (and each as text, `/metadata/instance/compute/name?format=text`);
 - `/metadata/identity/oauth2/token`: a token of the VM's *managed identity* (granted
   by the fake Resource Manager for that identity's principal: never the caller's);
 - `/metadata/scheduledevents`: empty until `preempt()`, then a `Preempt` event
@@ -45,10 +45,12 @@ class FakeImds:
                 return None
 
             def reply(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
+                text = isinstance(body, str)  # a leaf asked with format=text
+                data = (body if text else json.dumps(body)).encode()
                 imds.requests.append((self.path, code))
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                kind = "text/plain" if text else "application/json"
+                self.send_header("Content-Type", f"{kind}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -106,6 +108,12 @@ class FakeImds:
     def lookup(self, path: str, query: dict[str, str]) -> tuple[int, Any] | None:
         if path == "/metadata/instance/compute":
             return 200, self.compute
+        if path.startswith("/metadata/instance/compute/"):
+            # one field, which IMDS serves only as text
+            if query.get("format") != "text":
+                return 400, {"error": "Bad request. A leaf is served with format=text only"}
+            found = self.compute.get(path.rsplit("/", 1)[1])
+            return None if found is None else (200, str(found))
         if path == "/metadata/instance":
             return 200, {"compute": self.compute, "network": {"interface": []}}
         if path == "/metadata/scheduledevents":

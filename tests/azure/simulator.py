@@ -14,7 +14,10 @@ process gets what an Azure VM has, plus pointers at the emulators:
 - SSL_CERT_FILE/REQUESTS_CA_BUNDLE: trust in azurite's self-signed certificate;
 - PULUMI_ITERATIVE_ARM_ENDPOINT: the fake Resource Manager (loopback only);
 - HOME: the VM's own folder;
-- PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch.
+- PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch;
+- PATH starting with a folder whose `shutdown` and `poweroff` only note, in the VM's
+  `powered-off` file, that it powered itself off (a stopped Azure VM stays billed:
+  `powered_off` tells a test it happened).
 
 A VM that the fake deletes (scale-in, leaving, eviction, group deletion) gets
 SIGTERM, then SIGKILL after a grace. A thread plays autoscale: it applies the
@@ -56,6 +59,10 @@ class SimVm:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def powered_off(self) -> bool:
+        return (self.folder / "powered-off").exists()
+
     def console(self) -> str:
         try:
             return (self.folder / "console.log").read_text(errors="replace")
@@ -67,6 +74,15 @@ class MachineSimulator:
     def __init__(self, arm: FakeArm, root: Path, *, python: str, path: str) -> None:
         self.arm, self.root, self.python, self.path = arm, root, python, path
         self.root.mkdir(parents=True, exist_ok=True)
+        # `shutdown` and `poweroff` only note that the VM powered itself off (the tests
+        # may run as root: the host must never go down).
+        self.bin = self.root / "bin"
+        self.bin.mkdir(exist_ok=True)
+        for command in ("shutdown", "poweroff"):
+            stub = self.bin / command
+            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
+            stub.chmod(0o755)
+        self.path = os.pathsep.join([str(self.bin), path])
         self.machines: dict[str, SimVm] = {}  # VM name -> process
         self.errors: list[str] = []
         self.issued: list[str] = []  # every token handed to a VM's identity

@@ -10,7 +10,13 @@ import pytest
 
 from pulumi_iterative.clouds.azure import catalog
 from pulumi_iterative.clouds.azure.api import Azure, AzureError
-from pulumi_iterative.clouds.azure.names import LEAVE_GROUP_ACTIONS, Names, resource_id, tags
+from pulumi_iterative.clouds.azure.names import (
+    LEAVE_ACTIONS,
+    LEAVE_GROUP_ACTIONS,
+    Names,
+    resource_id,
+    tags,
+)
 from pulumi_iterative.clouds.azure.resources import (
     backstop,
     group,
@@ -22,6 +28,8 @@ from pulumi_iterative.clouds.azure.resources import (
 from tests.azure.conftest import Arm
 from tests.azure.fake_arm import SUBSCRIPTION
 
+ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
+ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
 NAMES = Names("train-abcdefgh12")
 LOCATION = "eastus"
 TAGS = tags(NAMES.task_id, {"team": "ml"})
@@ -77,16 +85,26 @@ def test_identity_gets_blob_data_on_its_container_and_leave_on_its_scale_set(
     group_id = resource_id(SUBSCRIPTION, rg)
     vmss = resource_id(SUBSCRIPTION, rg, "Microsoft.Compute/virtualMachineScaleSets", "ss")
     identity.grant_leave(az, NAMES, group_id, vmss, made.principal_id)
+    identity.grant_leave(az, NAMES, group_id, vmss, made.principal_id)  # again: done
     assignments = arm.fake.find("Microsoft.Authorization/roleAssignments")
-    scopes = sorted(a["properties"]["scope"] for a in assignments)
-    assert scopes == sorted([container, vmss])  # nothing wider than these two
-    role = arm.fake.find("Microsoft.Authorization/roleDefinitions")[0]["properties"]
-    assert role["assignableScopes"] == [group_id]
-    assert sorted(role["permissions"][0]["actions"]) == sorted(LEAVE_GROUP_ACTIONS)
+    by_role = {a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1]: a for a in assignments}
+    assert sorted(a["properties"]["scope"] for a in assignments) == sorted(
+        [container, vmss, group_id]
+    )
+    roles = {r["name"]: r["properties"] for r in arm.fake.find(ROLE_DEFINITIONS)}
+    assert all(r["assignableScopes"] == [group_id] for r in roles.values())
+    # removing instances: on the scale set alone; on the group, nothing but reading VMs
+    assert by_role[NAMES.leave_role]["properties"]["scope"] == vmss
+    assert roles[NAMES.leave_role]["permissions"][0]["actions"] == list(LEAVE_ACTIONS)
+    assert by_role[NAMES.machines_role]["properties"]["scope"] == group_id
+    assert roles[NAMES.machines_role]["permissions"][0]["actions"] == [
+        "Microsoft.Compute/virtualMachines/read"
+    ]
     assert all(a.startswith("Microsoft.Compute/") for a in LEAVE_GROUP_ACTIONS)
     identity.revoke_leave(az, NAMES, group_id, vmss)
     identity.revoke_leave(az, NAMES, group_id, vmss)
-    assert not arm.fake.find("Microsoft.Authorization/roleDefinitions")
+    assert not arm.fake.find(ROLE_DEFINITIONS)
+    assert [a["properties"]["scope"] for a in arm.fake.find(ROLE_ASSIGNMENTS)] == [container]
     identity.delete(az, rg, NAMES.identity)
     identity.delete(az, rg, NAMES.identity)
 

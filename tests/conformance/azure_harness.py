@@ -3,6 +3,10 @@ simulated from the custom data stored in the scale set."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +21,7 @@ from pulumi_iterative.status import State
 from pulumi_iterative.task import TaskRef
 from tests.azure.conftest import Cloud, leftovers, stored
 from tests.azure.simulator import MachineSimulator, running
+from tests.conformance.harness import SHUTDOWN_SKEW
 
 
 class AzureHarness:
@@ -36,16 +41,7 @@ class AzureHarness:
         "Schedule deadline backstop",
         "Start machines",
     )
-    xfail = {
-        "broken_install_ends_the_machine_and_says_why": (
-            "the bootstrap does not yet end a VM whose agent install fails (the gap issue 9 "
-            "closes for AWS); the backstop stops it at the deadline"
-        ),
-        "a_script_ending_on_the_notice_is_interrupted_whatever_its_code": (
-            "issue 15 (point 1): this harness has no take_away yet (Azure's notice is a "
-            "Preempt scheduled event); the agent's rule is cloud-free and holds elsewhere"
-        ),
-    }
+    xfail: dict[str, str] = {}
 
     def __init__(self, cloud: Cloud, simulator: MachineSimulator) -> None:
         self.cloud, self.simulator = cloud, simulator
@@ -71,6 +67,23 @@ class AzureHarness:
         (machine,) = [m for m in status.latest if m.index == index and m.state == State.RUNNING]
         self.simulator.kill(machine.instance)
         self.cloud.arm.fake.evict(machine.instance)
+        return machine.instance
+
+    def take_away(self, ref: TaskRef, index: int) -> str:
+        """Azure's spot eviction with notice: Scheduled Events post a `Preempt` event for
+        the VM, the shutdown reaches the script first (SHUTDOWN_SKEW), then the VM is
+        evicted (deleted: SIGTERM to what is left, SIGKILL after a grace) and spot
+        restore brings a new one."""
+        status = lifecycle.read(ref, with_logs=False)
+        (machine,) = [m for m in status.latest if m.index == index and m.state == State.RUNNING]
+        sim = self.simulator.machines[machine.instance]
+        self.cloud.arm.fake.announce_eviction(machine.instance)
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pgid = int((sim.folder / "pulumi-iterative" / "script.pgid").read_text())
+            os.killpg(pgid, signal.SIGTERM)
+        time.sleep(SHUTDOWN_SKEW)  # the shutdown reached the script first
+        with contextlib.suppress(KeyError):  # the VM may have left its scale set meanwhile
+            self.cloud.arm.fake.evict(machine.instance)
         return machine.instance
 
     def running_machines(self, ref: TaskRef) -> list[str]:

@@ -4,6 +4,8 @@ Steps, each recording the object it makes (lifecycle.py adds the workdir upload 
 the task definition after the storage steps); delete removes those records:
 
     Create resource group      pulumi-iterative-<task id>, tagged; everything below lives in it
+                               (with resource_group: a check that the user's group exists;
+                               it is never recorded, so never deleted)
     Create storage account     HTTPS only, TLS 1.2, no public access, no shared keys; or,
                                with storage.container, a check of the user's container
                                (the task lives under <prefix>/<task id>; never deleted)
@@ -16,8 +18,9 @@ the task definition after the storage steps); delete removes those records:
     Create network             a security group with no inbound rule, a vnet and subnet
     Create scale set           Flexible, across the zones, spot or on-demand, custom data
                                = the bootstrap, capacity 0
-    Let machines leave         a custom role (read the scale set, delete instances) for
-                               the identity, in the task's resource group only
+    Let machines leave         custom roles for the identity: read the scale set and
+                               delete its instances (on the scale set alone), read VMs
+                               (on the resource group, where Flexible VMs live)
     Schedule deadline backstop an autoscale setting: capacity 0 from the deadline on
     Start machines             capacity = parallelism
 
@@ -31,7 +34,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -48,6 +51,7 @@ from .. import machine_requirements
 from ..base import Made
 from . import catalog
 from .api import Azure, call, wait_until
+from .ending import machine_ending
 from .names import Names, blob_root, container_id, key, remote_env, resource_id, tags
 from .resources import backstop, group, identity, network, scale_set, storage
 
@@ -86,6 +90,7 @@ class Place:
     permission_set: str = ""  # a user-assigned identity id, used as is
     tags: tuple[tuple[str, str], ...] = ()
     version: int = 1
+    own_group: bool = True  # False: the user's resource_group, never deleted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +104,7 @@ class Place:
             "permission_set": self.permission_set,
             "tags": dict(self.tags),
             "version": self.version,
+            "own_group": self.own_group,
         }
 
     @classmethod
@@ -115,6 +121,7 @@ class Place:
             permission_set=str(e.get("permission_set") or ""),
             tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
             version=int(e.get("version", 1)),
+            own_group=bool(e.get("own_group", True)),
         )
 
     @property
@@ -169,7 +176,7 @@ class Backend:
             account, container, prefix, own = names.storage_account, names.container, "", True
         place = Place(
             subscription_id(),
-            names.resource_group,
+            spec.resource_group or names.resource_group,
             location,
             account,
             container,
@@ -177,6 +184,7 @@ class Backend:
             own,
             spec.permission_set,
             spec.tags,
+            own_group=not spec.resource_group,
         )
         now = time.time()
         return TaskRef(
@@ -199,13 +207,16 @@ class Backend:
     def storage_steps(self, ref: TaskRef) -> list[Step]:
         az, place = Azure(_sub(ref)), Place.from_ref(ref)
         rg = place.group
-        steps = [
-            Step(
-                "Create resource group",
-                lambda: group.create(az, rg, place.location, _tags(ref)),
-                Made.of("resource_group", group=rg),
-            )
-        ]
+        if place.own_group:
+            steps = [
+                Step(
+                    "Create resource group",
+                    lambda: group.create(az, rg, place.location, _tags(ref)),
+                    Made.of("resource_group", group=rg),
+                )
+            ]
+        else:  # the user's: only checked, never recorded, so never deleted
+            steps = [Step(f"Check resource group {rg}", lambda: group.check(az, rg))]
         if place.own_storage:
             steps += [
                 Step(
@@ -286,7 +297,7 @@ class Backend:
 
         def make_leave() -> None:
             identity.grant_leave(
-                az, names, place.group_id, place.group_id, the_identity().principal_id
+                az, names, place.group_id, place.scale_set_id(names), the_identity().principal_id
             )
 
         def make_backstop() -> None:
@@ -318,6 +329,11 @@ class Backend:
         rg = made.get("group", place.group)
         kind = made.kind
         if kind == "resource_group":
+            if not place.own_group or rg.lower() != names.resource_group.lower():
+                raise IterativeError(
+                    f"resource group {rg} is not this task's own; it is never deleted "
+                    "(was this state edited?)"
+                )
             group.delete(az, rg)
         elif kind == "storage_account":
             storage.delete_account(az, rg, made.get("account"))
@@ -335,7 +351,7 @@ class Backend:
         elif kind == "scale_set":
             scale_set.delete(az, rg, names.scale_set)
         elif kind == "leave_role":
-            identity.revoke_leave(az, names, place.group_id, place.group_id)
+            identity.revoke_leave(az, names, place.group_id, place.scale_set_id(names))
         elif kind == "backstop":
             backstop.delete(az, rg, names.backstop)
         elif kind == "machines":
@@ -347,7 +363,7 @@ class Backend:
         """Azure tasks always recorded what they made; this is the same list, derived."""
         place = Place.from_ref(ref)
         rg = place.group
-        made = [Made.of("resource_group", group=rg)]
+        made = [Made.of("resource_group", group=rg)] if place.own_group else []
         if place.own_storage:
             made += [
                 Made.of("storage_account", group=rg, account=place.account),
@@ -364,7 +380,13 @@ class Backend:
         """A released version from PyPI; an unreleased one from the task's container,
         fetched with the VM's managed identity (no URL, token or key in custom data).
         Either way without its dependencies: the machine gets rclone, azure-identity and
-        azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs."""
+        azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs.
+        A failed boot stores why and removes its VM from the scale set (`ending`)."""
+        names, place = Names(ref.task_id), Place.from_ref(ref)
+        ending = machine_ending(ref, place.scale_set_id(names))
+        return replace(self._install(ref), ending=ending)
+
+    def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("azure")
         if agent_wheel.released():
             return Install.pip(f"pulumi-iterative=={__version__}", venv=VENV, deps=deps)
@@ -420,15 +442,22 @@ class Backend:
             gone = gone_machines(_activity(ref))
         except NotFound:
             gone = []
+        place = Place.from_ref(ref)
+        if not place.own_group:  # a shared group: only this task's VMs are its cost
+            names = Names(ref.task_id)
+            gone = [m for m in gone if _of_task(m.id, names, place)]
         return out + [m for m in gone if m.id not in listed]
 
     def events(self, ref: TaskRef) -> list[Event]:
+        names, place = Names(ref.task_id), Place.from_ref(ref)
         try:
             found = _activity(ref)
         except NotFound:
             return []
         out = []
         for e in found:
+            if not place.own_group and not _of_task(str(e.resource_id or ""), names, place):
+                continue  # another tenant of the user's resource group
             operation = str(getattr(e.operation_name, "value", "") or "").lower()
             status = str(getattr(e.status, "value", "") or "")
             kind = "error" if status == "Failed" else EVENT_KINDS.get(operation)
@@ -462,6 +491,15 @@ class Backend:
             except NotFound:
                 pass
         wait_until(lambda: not remaining(), "the task's VMs to be gone", deadline=STOP_DEADLINE)
+
+
+def _of_task(resource_id: str, names: Names, place: Place) -> bool:
+    """Whether an object is the task's: named from its id (a scale set's VMs carry the
+    scale set's name, cut to 50 characters) or its storage account."""
+    name = resource_id.rstrip("/").rsplit("/", 1)[-1].lower()
+    return name.startswith(names.base.lower()[:50]) or (
+        place.own_storage and name == place.account.lower()
+    )
 
 
 def _vm_size(vm: Any) -> str:

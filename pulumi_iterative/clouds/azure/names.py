@@ -22,13 +22,16 @@ TASK_TAG = "pulumi-iterative-task"  # on every object the task makes
 SUBNET = "machines"
 # Storage Blob Data Contributor, a built-in role: read, write and delete blobs.
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-# What a machine's identity may do in its task's resource group: see the scale set and
-# its VMs (to tell a replaced machine's index is free) and remove instances (itself).
-LEAVE_GROUP_ACTIONS = (
+# What a machine's identity may do to its scale set (assigned on the scale set alone):
+# see it and remove instances (itself).
+LEAVE_ACTIONS = (
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/delete/action",
-    "Microsoft.Compute/virtualMachines/read",
 )
+# Flexible scale set VMs are resources of the group, not of the scale set: seeing them
+# (to tell a replaced machine's index is free) is a read on the resource group.
+SEE_MACHINES_ACTIONS = ("Microsoft.Compute/virtualMachines/read",)
+LEAVE_GROUP_ACTIONS = LEAVE_ACTIONS + SEE_MACHINES_ACTIONS  # every compute action a VM has
 BLOB_EMULATOR_ENV = "PULUMI_ITERATIVE_BLOB_ENDPOINT"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _NAMESPACE = uuid.UUID("5b0c7f1e-8a34-4d7e-9a51-3f1e2b6a9c01")  # role GUIDs of this package
@@ -87,8 +90,17 @@ class Names:
     def leave_role_name(self) -> str:
         return f"{PREFIX} leave group {self.task_id}"
 
+    @property
+    def machines_role(self) -> str:
+        """The GUID of the task's custom role (read the VMs of its resource group)."""
+        return str(uuid.uuid5(_NAMESPACE, f"{self.task_id}/role/see-machines"))
+
+    @property
+    def machines_role_name(self) -> str:
+        return f"{PREFIX} see machines {self.task_id}"
+
     def assignment(self, what: str) -> str:
-        """The GUID of one of the task's role assignments ("blob", "leave")."""
+        """The GUID of one of the task's role assignments ("blob", "leave", "see")."""
         return str(uuid.uuid5(_NAMESPACE, f"{self.task_id}/assignment/{what}"))
 
 

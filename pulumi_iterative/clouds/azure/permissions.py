@@ -64,21 +64,45 @@ CALLER_DATA_ACTIONS = (
 )
 
 
-def caller_role(subscription: str = "<subscription id>") -> dict[str, Any]:
+# Only a task that makes its own resource group needs these (not with `resource_group`).
+OWN_GROUP_ACTIONS = (
+    "Microsoft.Resources/subscriptions/resourceGroups/write",
+    "Microsoft.Resources/subscriptions/resourceGroups/delete",
+)
+
+
+def caller_actions(resource_group: str = "") -> tuple[str, ...]:
+    """The actions a caller needs: all of them, or, in a resource group they were given,
+    all but making and deleting groups."""
+    if not resource_group:
+        return CALLER_ACTIONS
+    return tuple(a for a in CALLER_ACTIONS if a not in OWN_GROUP_ACTIONS)
+
+
+def caller_role(
+    subscription: str = "<subscription id>", resource_group: str = ""
+) -> dict[str, Any]:
     """The custom role to create (`az role definition create --role-definition @role.json`)
-    and assign to whoever runs tasks."""
+    and assign to whoever runs tasks: at the subscription, or, for tasks that all use
+    `resource_group`, at that resource group alone."""
+    scope = f"/subscriptions/{subscription}"
+    name, where = "pulumi-iterative task runner", ""
+    if resource_group:
+        scope += f"/resourceGroups/{resource_group}"
+        name += f" in {resource_group}"
+        where = f" in the resource group {resource_group}"
     return {
-        "Name": "pulumi-iterative task runner",
+        "Name": name,
         "IsCustom": True,
         "Description": "Create, watch and delete pulumi-iterative tasks (Spot VMs in a scale "
-        "set, Blob storage, a task-scoped managed identity)",
-        "Actions": list(CALLER_ACTIONS),
+        f"set, Blob storage, a task-scoped managed identity){where}",
+        "Actions": list(caller_actions(resource_group)),
         "NotActions": [],
         "DataActions": list(CALLER_DATA_ACTIONS),
         "NotDataActions": [],
-        "AssignableScopes": [f"/subscriptions/{subscription}"],
+        "AssignableScopes": [scope],
     }
 
 
-def caller_role_json() -> str:
-    return json.dumps(caller_role(), indent=1)
+def caller_role_json(resource_group: str = "") -> str:
+    return json.dumps(caller_role(resource_group=resource_group), indent=1)

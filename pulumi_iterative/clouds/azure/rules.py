@@ -17,11 +17,23 @@ PERMISSION_SET = re.compile(
     re.IGNORECASE,
 )
 ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+# Azure's rule: 1-90 letters, digits, underscores, hyphens, periods and parentheses,
+# not ending in a period.
+RESOURCE_GROUP = re.compile(r"^[\w().-]{0,89}[\w()-]$")
 CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 def validate(spec: TaskSpec) -> list[FieldError]:
-    errors = real_cloud_rules(spec)
+    errors = real_cloud_rules(spec, resource_group=True)
+    if spec.resource_group and not RESOURCE_GROUP.match(spec.resource_group):
+        errors.append(
+            FieldError(
+                "resource_group",
+                f"{spec.resource_group!r} is not a resource group name: 1-90 letters, digits, "
+                "underscores, hyphens, periods and parentheses, not ending in a period "
+                "(the name, not its /subscriptions/... id)",
+            )
+        )
     if spec.storage.container_opts:
         errors.append(
             FieldError(

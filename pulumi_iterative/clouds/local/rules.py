@@ -1,4 +1,5 @@
-"""The local cloud accepts every spec the generic parser accepts."""
+"""The local cloud accepts every spec the generic parser accepts, but for the
+arguments of one real cloud (`resource_group`)."""
 
 from __future__ import annotations
 
@@ -10,4 +11,6 @@ if TYPE_CHECKING:
 
 
 def validate(spec: TaskSpec) -> list[FieldError]:
-    return []
+    from ..base import resource_group_refused
+
+    return resource_group_refused(spec)

@@ -32,7 +32,41 @@ boot_end() {  # take this machine out of its group for good and power it off
   :
 }
 BOOT_INDEX=-1  # the ending sets it where the cloud gives the machine its index (k8s)
-
+az_imds() {  # <path and query>: the Instance Metadata Service (loopback in simulators)
+  imds="${PULUMI_ITERATIVE_IMDS_ENDPOINT:-http://169.254.169.254}"
+  curl -sf -m 5 -H 'Metadata: true' "${imds%/}$1"
+}
+az_token() {  # <resource>: an access token of this VM's managed identity
+  az_imds "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=$1" |
+    sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p'
+}
+AZ_CA="${SSL_CERT_FILE:-}"
+boot_upload() {
+  tok="$(az_token https://storage.azure.com/)" && [ -n "$tok" ] || return 1
+  curl -sf -m 30 ${AZ_CA:+--cacert "$AZ_CA"} -H "Authorization: Bearer $tok" \
+    -H 'x-ms-version: 2023-11-03' -H 'x-ms-blob-type: BlockBlob' \
+    -T "$1" https://pi0123456789abcdef012345.blob.core.windows.net/pulumi-iterative-train-abcdefgh12"/$2" >/dev/null
+}
+boot_end() {
+  arm=https://management.azure.com
+  case "${PULUMI_ITERATIVE_ARM_ENDPOINT:-}" in
+    http://127.0.0.1:*|http://localhost:*) arm="${PULUMI_ITERATIVE_ARM_ENDPOINT%/}" ;;
+  esac
+  delay=2
+  until vm="$(az_imds '/metadata/instance/compute/name?api-version=2021-02-01&format=text')" &&
+      [ -n "$vm" ] && tok="$(az_token https://management.azure.com/)" && [ -n "$tok" ] &&
+      curl -sf -m 30 -X POST -H "Authorization: Bearer $tok" \
+        -H 'Content-Type: application/json' --data "{\"instanceIds\": [\"$vm\"]}" \
+        "$arm"'/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/pulumi-iterative-train-abcdefgh12/providers/Microsoft.Compute/virtualMachineScaleSets/pulumi-iterative-train-abcdefgh12/delete?api-version=2026-04-01' >/dev/null; do
+    if [ "$delay" -gt 32 ]; then
+      echo "could not leave the scale set: powering off (billed until the deadline backstop)"
+      break
+    fi
+    echo "leaving the scale set failed; again in ${delay}s"
+    sleep "$delay"; delay=$((delay * 2))
+  done
+  shutdown -h now || poweroff
+}
 case "$BOOT_INDEX" in -1) ;; ''|*[!0-9]*) BOOT_INDEX=-1 ;; esac  # a JSON number
 
 json_text() {  # one line, safe inside a JSON string

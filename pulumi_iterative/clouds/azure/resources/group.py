@@ -1,10 +1,11 @@
-"""The task's resource group: everything else of the task lives in it."""
+"""The task's resource group: everything else of the task lives in it (its own, or one
+the user named with `resource_group`, which is only checked and never deleted)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ....errors import NotFound
+from ....errors import IterativeError, NotFound
 from ..api import Azure, call, gone
 
 
@@ -25,6 +26,16 @@ def exists(az: Azure, name: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def check(az: Azure, name: str) -> None:
+    """The user's resource group exists (and the caller can read it)."""
+    if not exists(az, name):
+        raise IterativeError(
+            f"resource_group {name!r} does not exist in subscription {az.subscription} (or "
+            "your login cannot read it): create it, or ask whoever hands out groups, or drop "
+            "resource_group to let the task make its own"
+        )
 
 
 def delete(az: Azure, name: str) -> None:

@@ -4,7 +4,9 @@ It gets two roles and nothing else:
 - Storage Blob Data Contributor on the task's container only (read and write blobs);
 - a custom role on the task's scale set only: read it and remove instances from it
   (Azure RBAC cannot scope to "this VM", so this is the least that lets a machine
-  leave its group; the same as AWS's terminate-in-own-group).
+  leave its group; the same as AWS's terminate-in-own-group);
+- a custom role on the resource group to read VMs (a Flexible scale set's VMs belong
+  to the group), to tell which machines are still alive.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from ....errors import NotFound
 from ..api import Azure, call, gone
-from ..names import BLOB_DATA_CONTRIBUTOR, LEAVE_GROUP_ACTIONS, Names
+from ..names import BLOB_DATA_CONTRIBUTOR, LEAVE_ACTIONS, SEE_MACHINES_ACTIONS, Names
 
 ROLE_RETRY = ("PrincipalNotFound",)  # a new identity takes a while to replicate
 
@@ -92,35 +94,71 @@ def grant_blob(az: Azure, names: Names, container_id: str, principal: str) -> No
     )
 
 
-def leave_role_body(names: Names, scope: str) -> dict[str, object]:
+def role_body(
+    name: str, description: str, actions: tuple[str, ...], scope: str
+) -> dict[str, object]:
     return {
         "properties": {
-            "roleName": names.leave_role_name,
-            "description": f"pulumi-iterative task {names.task_id}: leave its own scale set",
+            "roleName": name,
+            "description": description,
             "type": "CustomRole",
-            "permissions": [{"actions": list(LEAVE_GROUP_ACTIONS), "notActions": []}],
+            "permissions": [{"actions": list(actions), "notActions": []}],
             "assignableScopes": [scope],
         }
     }
 
 
-def grant_leave(az: Azure, names: Names, group_id: str, scale_set_id: str, principal: str) -> None:
-    """The custom role (defined in, and assignable only within, the task's resource
-    group) and its assignment to the machines' identity on the scale set alone."""
+def leave_role_body(names: Names, scope: str) -> dict[str, object]:
+    return role_body(
+        names.leave_role_name,
+        f"pulumi-iterative task {names.task_id}: leave its own scale set",
+        LEAVE_ACTIONS,
+        scope,
+    )
+
+
+def machines_role_body(names: Names, scope: str) -> dict[str, object]:
+    return role_body(
+        names.machines_role_name,
+        f"pulumi-iterative task {names.task_id}: see the VMs of its scale set",
+        SEE_MACHINES_ACTIONS,
+        scope,
+    )
+
+
+def _role(az: Azure, group_id: str, guid: str, body: dict[str, object], what: str) -> str:
     try:
-        role = call(az.authorization.role_definitions.get, group_id, names.leave_role)
+        return str(call(az.authorization.role_definitions.get, group_id, guid).id)
     except NotFound:
-        role = call(
-            az.authorization.role_definitions.create_or_update,
-            group_id,
-            names.leave_role,
-            leave_role_body(names, group_id),
-            what="define the leave-group role",
+        made = call(
+            az.authorization.role_definitions.create_or_update, group_id, guid, body, what=what
         )
-    assign(az, scale_set_id, names.assignment("leave"), str(role.id), principal)
+        return str(made.id)
+
+
+def grant_leave(az: Azure, names: Names, group_id: str, scale_set_id: str, principal: str) -> None:
+    """Two custom roles, defined in and assignable only within the resource group: remove
+    instances from the scale set (assigned on the scale set alone) and read VMs (on the
+    group, where a Flexible scale set's VMs live). In a resource group the user named,
+    other scale sets there stay out of the machines' reach."""
+    leave = _role(
+        az, group_id, names.leave_role, leave_role_body(names, group_id), "define the leave role"
+    )
+    see = _role(
+        az,
+        group_id,
+        names.machines_role,
+        machines_role_body(names, group_id),
+        "define the see-machines role",
+    )
+    assign(az, scale_set_id, names.assignment("leave"), leave, principal)
+    assign(az, group_id, names.assignment("see"), see, principal)
 
 
 def revoke_leave(az: Azure, names: Names, group_id: str, scale_set_id: str) -> None:
     """Role definitions outlive their resource group in Azure: removed explicitly."""
     unassign(az, scale_set_id, names.assignment("leave"))
+    unassign(az, group_id, names.assignment("leave"))  # where earlier versions assigned it
+    unassign(az, group_id, names.assignment("see"))
     gone(az.authorization.role_definitions.delete, group_id, names.leave_role)
+    gone(az.authorization.role_definitions.delete, group_id, names.machines_role)
