@@ -153,7 +153,7 @@ def create(
         on_prepared(ref)
     with contextlib.ExitStack() as sessions:
         steps = _steps(backend, ref, spec, progress, sessions)
-        made = run_steps(steps, lambda m: backend.remove(ref, m), cancelled)
+        made = run_steps(steps, lambda m: backend.remove(ref, m), cancelled=cancelled)
     return replace(ref, made=made)
 
 

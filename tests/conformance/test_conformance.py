@@ -234,7 +234,11 @@ def test_failure_at_every_create_step_leaves_nothing(
     for k, failing in enumerate(harness.steps, start=1):
 
         def sabotaged(
-            steps: list[Step], remove: Remove, failing: str = failing
+            steps: list[Step],
+            remove: Remove,
+            cancelled: Callable[[], bool] | None = None,
+            *,
+            failing: str = failing,
         ) -> tuple[Made, ...]:
             seen.append(tuple(s.name for s in steps))
 
@@ -245,7 +249,9 @@ def test_failure_at_every_create_step_leaves_nothing(
 
                 return Step(step.name, do, step.made)
 
-            return real([broken(s) if s.name == failing else s for s in steps], remove)
+            return real(
+                [broken(s) if s.name == failing else s for s in steps], remove, cancelled
+            )
 
         monkeypatch.setattr(lifecycle, "run_steps", sabotaged)
         task_id = new_task_id("rollback")
