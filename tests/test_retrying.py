@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from pulumi_iterative import retrying
+from pulumi_iterative.errors import NotFound, missing_is_done
 from pulumi_iterative.retrying import Clock, Transient, Verdict
 
 
@@ -164,3 +165,24 @@ def test_wait_until_returns_as_soon_as_the_condition_holds() -> None:
     )
     assert time.slept == pytest.approx([0.1, 0.2])
     assert answers == []
+
+
+def test_a_gone_made_from_a_call_treats_not_found_as_done_and_nothing_else() -> None:
+    deleted: list[str] = []
+
+    def call(fn: Callable[[str], None], name: str) -> None:
+        fn(name)
+
+    def delete(name: str) -> None:
+        if name == "absent":
+            raise NotFound(f"{name}: no such thing")
+        if name == "locked":
+            raise CloudError(f"{name}: in use", "InUse")
+        deleted.append(name)
+
+    gone = missing_is_done(call)
+    assert gone(delete, "present") is None
+    assert gone(delete, "absent") is None
+    with pytest.raises(CloudError, match="locked: in use"):
+        gone(delete, "locked")
+    assert deleted == ["present"]

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 
 from ... import retrying
-from ...errors import IterativeError, NotFound
+from ...errors import IterativeError, NotFound, missing_is_done
 from .names import TASK_TAG, endpoint_override
 
 T = TypeVar("T")
@@ -147,12 +147,7 @@ def call(
     return retrying.retry(lambda: fn(**kwargs), classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def wait_until(

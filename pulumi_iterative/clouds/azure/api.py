@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ... import retrying
-from ...errors import IterativeError, NotFound
+from ...errors import IterativeError, NotFound, missing_is_done
 
 T = TypeVar("T")
 
@@ -170,12 +170,7 @@ def call(
     return retrying.retry(attempt, classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def wait_until(

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ... import retrying
-from ...errors import IterativeError, NotFound
+from ...errors import IterativeError, NotFound, missing_is_done
 from .names import ENDPOINT_ENV
 
 log = logging.getLogger(__name__)
@@ -204,12 +204,7 @@ def _wait(operation: Any, name: str) -> None:
         raise
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def exists_ok(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:

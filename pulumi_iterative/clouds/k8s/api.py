@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ... import retrying
-from ...errors import IterativeError, NotFound
+from ...errors import IterativeError, NotFound, missing_is_done
 
 T = TypeVar("T")
 
@@ -358,12 +358,7 @@ def call(fn: Callable[..., T], /, *args: Any, deadline: float = DEADLINE, **kwar
     return retrying.retry(lambda: fn(*args, **kwargs), classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def created(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:
