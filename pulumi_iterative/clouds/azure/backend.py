@@ -49,6 +49,7 @@ from ...storage import AGENT_DIR, Rclone, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
+from ..place import PlaceRecord
 from . import catalog
 from .api import Azure, call, wait_until
 from .ending import machine_ending
@@ -77,7 +78,7 @@ EVENT_KINDS = {
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The Azure part of a TaskRef: where the task's objects live (non-secret)."""
 
     subscription: str
@@ -92,37 +93,9 @@ class Place:
     version: int = 1
     own_group: bool = True  # False: the user's resource_group, never deleted
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subscription": self.subscription,
-            "group": self.group,
-            "location": self.location,
-            "account": self.account,
-            "container": self.container,
-            "prefix": self.prefix,
-            "own_storage": self.own_storage,
-            "permission_set": self.permission_set,
-            "tags": dict(self.tags),
-            "version": self.version,
-            "own_group": self.own_group,
-        }
-
     @classmethod
     def from_ref(cls, ref: TaskRef) -> Place:
-        e = ref.extra
-        return cls(
-            subscription=str(e["subscription"]),
-            group=str(e["group"]),
-            location=str(e.get("location") or ref.region),
-            account=str(e["account"]),
-            container=str(e["container"]),
-            prefix=str(e.get("prefix") or ""),
-            own_storage=bool(e.get("own_storage")),
-            permission_set=str(e.get("permission_set") or ""),
-            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
-            version=int(e.get("version", 1)),
-            own_group=bool(e.get("own_group", True)),
-        )
+        return cls.from_extra(ref.extra, prefix="", location=ref.region)
 
     @property
     def group_id(self) -> str:
