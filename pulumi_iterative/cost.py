@@ -79,6 +79,13 @@ class Pricing:
             return None
         return self.budget / (top * self.parallelism) * 3600.0
 
+    def stop_by_seconds(self) -> float | None:
+        """Seconds after create by which every machine must be told to stop for the spend
+        to stay within the budget: its lasting time less the time it takes to stop (the
+        machines bill through their shutdown). None without a budget or a price."""
+        lasts = self.budget_seconds()
+        return None if lasts is None else max(0.0, lasts - self.stop_seconds)
+
     def check_every(self) -> float:
         """Seconds between the agent's budget checks (see BUDGET_STEP)."""
         lasts = self.budget_seconds()
@@ -206,12 +213,13 @@ class Estimate:
             f"up to the {duration(self.timeout)} timeout: {money(self.up_to_timeout, cur)} "
             f"({p.describe()})"
         ]
-        lasts = p.budget_seconds()
+        stop_by = p.stop_by_seconds()
         if p.budget:
-            if lasts is not None and lasts < self.timeout:
+            if stop_by is not None and stop_by < self.timeout:
                 lines.append(
                     f"budget {money(p.budget, cur)}: stops the task after about "
-                    f"{duration(lasts)} of all machines running, before its timeout"
+                    f"{duration(stop_by)} of all machines running (leaving "
+                    f"{duration(p.stop_seconds)} to stop), before its timeout"
                 )
             else:
                 lines.append(f"budget {money(p.budget, cur)}: more than the timeout can spend")

@@ -64,10 +64,11 @@ def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> N
     assert "3 x t3.medium in us-east-1" in found.lines()[0]
     assert "2h timeout" in found.lines()[0] and "aws/vms.csv @ e385a0d3 of " in found.lines()[0]
     assert found.warnings == ()
-    # A budget that runs out before the timeout says when.
+    # A budget that runs out before the timeout says when: earlier by the time to stop
+    # (AWS: 30 s), which the machines bill too.
     budget = 3 * on_demand * 0.5  # half an hour of three machines
     lines = cost.estimate(spec(machine="s", parallelism=3, timeout="2h", budget=budget)).lines()
-    assert "after about 30m00s" in lines[1]
+    assert "after about 29m30s of all machines running (leaving 30s to stop)" in lines[1]
 
 
 def test_spot_above_on_demand_is_warned_about() -> None:
@@ -246,8 +247,16 @@ def test_the_budget_check_counts_the_time_it_takes_to_stop() -> None:
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:
     ref = TaskRef("t", "aws", "us-east-1", {}, 2, 1000.0, 1000.0 + 86400)
     assert ref.backstop_at == ref.deadline
-    with_budget = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=1.0).to_dict()})
-    assert with_budget.backstop_at == pytest.approx(1250.0)
+    # 1.0 at 2 x 7.2/h lasts 250 s; the machines bill 50 s more while they stop, so the
+    # backstop tells them to stop 50 s earlier and the spend at the end is the budget.
+    pricing = _pricing(budget=1.0, stop_seconds=50.0)
+    with_budget = TaskRef.from_dict({**ref.to_dict(), "pricing": pricing.to_dict()})
+    assert with_budget.backstop_at == pytest.approx(1200.0)
+    billed = with_budget.backstop_at - ref.created + pricing.stop_seconds
+    assert 2 * 7.2 * billed / 3600 == pytest.approx(pricing.budget)
+    # A budget shorter than the time to stop: stop at once, never before create.
+    tiny = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=0.01).to_dict()})
+    assert tiny.backstop_at == ref.created
     generous = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=1e6).to_dict()})
     assert generous.backstop_at == ref.deadline
 
