@@ -10,6 +10,7 @@ import pytest
 
 from pulumi_iterative import cost
 from pulumi_iterative.clouds.aws.prices import HOURLY
+from pulumi_iterative.clouds.base import Price
 from pulumi_iterative.errors import SpecError
 from pulumi_iterative.records import BootReport
 from pulumi_iterative.spec import parse_spec
@@ -37,8 +38,16 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
     assert cost.pricing_for(spec(machine="m+t4", spot=typical / 2)).rate == typical / 2
     assert cost.pricing_for(spec(machine="m+t4", spot=typical * 2)).rate == typical
     # Live prices asked at create replace the snapshot's typical spot price.
-    live = cost.pricing_for(spec(machine="m+t4", spot=0), {"g4dn.xlarge": 0.123}, "live")
-    assert (live.rate, live.source, live.date) == (0.123, "live", "")
+    fresh = {"g4dn.xlarge": Price(None, 0.123)}
+    live = cost.pricing_for(spec(machine="m+t4", spot=0), fresh, "live", "2026-12-03")
+    assert (live.rate, live.source, live.date) == (0.123, "live", "2026-12-03")
+    assert live.on_demand == {"g4dn.xlarge": on_demand}  # the list had no such figure
+    # A spot-only list leaves an on-demand task on the snapshot, source and date too.
+    kept = cost.pricing_for(spec(machine="m+t4"), fresh, "live", "2026-12-03")
+    assert kept == cost.pricing_for(spec(machine="m+t4"))
+    # A live on-demand figure prices an on-demand task.
+    both = {"g4dn.xlarge": Price(0.5, 0.1)}
+    assert cost.pricing_for(spec(machine="m+t4"), both, "live", "d").rate == 0.5
     # Fallback types are priced too; the ceiling is the dearest of them (budget math).
     m = cost.pricing_for(spec(machine="m"))
     assert m.types == ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge")

@@ -22,6 +22,7 @@ CASES = {
         "PULUMI_ITERATIVE_ARM_ENDPOINT": url,
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
         "IDENTITY_ENDPOINT": url,
+        "PULUMI_ITERATIVE_AZURE_PRICES_ENDPOINT": url,  # the live price list: create only
     },
 }
 
