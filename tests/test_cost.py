@@ -55,12 +55,12 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
 
 
 def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
-    p = cost.pricing_for(spec(machine="xl+a100", region="eu-west"))
+    p = cost.pricing_for(spec(machine="xl+a100", region="eu-north"))
     assert not p.known and p.rate is None and p.ceiling is None
-    (line,) = cost.estimate(spec(machine="xl+a100", region="eu-west")).lines()
-    assert "p4d.24xlarge in eu-west-1: no price known" in line
+    (line,) = cost.estimate(spec(machine="xl+a100", region="eu-north")).lines()
+    assert "p4d.24xlarge in eu-north-1: no price known" in line
     with pytest.raises(SpecError) as err:
-        spec(machine="xl+a100", budget=10)
+        spec(machine="xl+a100", region="eu-north", budget=10)
     assert err.value.errors[0].field == "budget"
     assert "no price is known for p4d.24xlarge" in err.value.errors[0].message
 
