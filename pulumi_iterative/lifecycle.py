@@ -173,7 +173,14 @@ def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pr
         log.warning("live prices unavailable from %s (%s); using the snapshot", source, exc)
         return cost.pricing_for(spec)
     today = datetime.now(timezone.utc).date().isoformat()
-    return cost.pricing_for(spec, live, f"{source} at create", today)
+    pricing = cost.pricing_for(spec, live, f"{source} at create", today)
+    if pricing.rate is not None:  # the figure the task is billed at, and where it came from
+        log.info(
+            "price: %s/h per machine (%s)",
+            cost.money(pricing.rate, pricing.currency),
+            pricing.describe(),
+        )
+    return pricing
 
 
 @dataclass(frozen=True)

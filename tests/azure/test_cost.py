@@ -103,7 +103,10 @@ def test_the_fake_refuses_a_filter_the_real_api_would_not_understand() -> None:
 
 
 def test_live_prices_win_over_the_snapshot_at_create(
-    azure_cloud: Cloud, retail_prices: FakeRetailPrices, workdir: Path
+    azure_cloud: Cloud,
+    retail_prices: FakeRetailPrices,
+    workdir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     spec = _spec(workdir, spot=0)
     region = catalog.resolve_region("azure", spec.region)
@@ -117,9 +120,13 @@ def test_live_prices_win_over_the_snapshot_at_create(
         meter(second, region, 0.222),
         meter(second, region, 0.0333, sku_suffix=" Spot"),
     ]
-    ref = lifecycle.create(spec)
+    with caplog.at_level(logging.INFO, logger="pulumi_iterative.lifecycle"):
+        ref = lifecycle.create(spec)
     pricing = cost.Pricing.from_dict(ref.pricing)
     assert pricing.hourly == {first: live_spot, second: 0.0333}
+    # The create says which figure it bills at, where it came from and when.
+    said = f"price: {cost.money(live_spot, 'USD')}/h per machine (spot; Azure Retail Prices"
+    assert said in caplog.text and f"at create of {_today()})" in caplog.text
     assert pricing.on_demand == {first: 0.111, second: 0.222}
     assert pricing.source == "Azure Retail Prices API at create" and pricing.date == _today()
     assert f"Azure Retail Prices API at create of {_today()}" in pricing.describe()
