@@ -42,7 +42,7 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
+from ..base import Made, Price
 from ..place import PlaceRecord
 from . import access, pricing
 from .api import Aws, AwsError, call, tag_list, wait_until
@@ -304,10 +304,13 @@ class Backend:
             for i in group.task_instances(aws, ref.task_id)
         ]
 
-    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, float]:
+    live_price_source = "AWS spot price history"
+    live_on_demand = False  # spot only: on-demand tasks are priced from the snapshot
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
         """The current spot price of each type: the highest over the region's zones (the
         group may launch in any of them). Asked at create only."""
-        return pricing.spot_prices(Aws(region), types)
+        return {t: Price(None, p) for t, p in pricing.spot_prices(Aws(region), types).items()}
 
     def events(self, ref: TaskRef) -> list[Event]:
         aws, names = Aws(ref.region), Names(ref.task_id)

@@ -48,9 +48,9 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Rclone, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
+from ..base import Made, Price
 from ..place import PlaceRecord
-from . import catalog
+from . import catalog, retail
 from .api import Azure, call, wait_until
 from .ending import machine_ending
 from .names import Names, blob_root, container_id, key, remote_env, resource_id, tags
@@ -377,6 +377,16 @@ class Backend:
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
+
+    # --- prices ------------------------------------------------------------------------------
+
+    live_price_source = retail.SOURCE
+    live_on_demand = True  # the list has both figures, for every region (the EU ones too)
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
+        """Each size's Linux on-demand and spot price in the region, from Azure's public
+        Retail Prices API (no sign-in). Asked at create only."""
+        return retail.vm_prices(region, types)
 
     # --- what the group sees -----------------------------------------------------------------
 

@@ -51,9 +51,9 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
+from ..base import Made, Price
 from ..place import PlaceRecord
-from . import catalog
+from . import billing, catalog
 from .api import SCOPES, default_project, endpoint, wait_until
 from .ending import machine_ending
 from .names import Names, gcs_root, key, remote_env, storage_api
@@ -367,6 +367,16 @@ class Backend:
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
+
+    # --- prices ------------------------------------------------------------------------------
+
+    live_price_source = billing.SOURCE
+    live_on_demand = True  # the catalog has both figures
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
+        """Each type's on-demand and spot price in the region, from Compute Engine's SKUs
+        in the Cloud Billing Catalog (its vCPU, memory and GPU rates). Asked at create only."""
+        return billing.machine_prices(region, types)
 
     # --- what the group sees -----------------------------------------------------------------
 
