@@ -348,8 +348,11 @@ def spend(
     cloud: Iterable[CloudMachine] | None,
     *,
     now: float,
+    done: bool = True,
 ) -> Spend:
-    """Every boot's billed time and price; the cloud's own times win over the agent's."""
+    """Every boot's billed time and price; the cloud's own times win over the agent's.
+    `done`: the task has ended; until then the figure is not final even when no machine
+    bills yet (a queued task whose machines have not launched)."""
     machines = {m.id: m for m in (cloud or ())}
     billed: set[str] = set()  # an instance is billed once, whatever number of reports
     out: list[BootCost] = []
@@ -400,7 +403,11 @@ def spend(
             continue
         seconds = _billed(pricing, _first(m.ended, now) - m.launched, m.ended is not None)
         out.append(_boot(pricing, m.id, None, m.id, m, seconds, "cloud", m.ended is None))
-    final = not any(b.running for b in out) and not any(m.alive for m in machines.values())
+    final = (
+        done
+        and not any(b.running for b in out)
+        and not any(m.alive for m in machines.values())
+    )
     return Spend(pricing.currency, pricing.basis, tuple(out), final)
 
 

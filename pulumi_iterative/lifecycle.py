@@ -237,7 +237,13 @@ def read(ref: TaskRef, *, with_logs: bool = True) -> TaskStatus:
         tuple(events),
         status.addresses,
         logs,
-        cost.spend(cost.Pricing.from_dict(ref.pricing), found.boots, machines, now=now),
+        cost.spend(
+            cost.Pricing.from_dict(ref.pricing),
+            found.boots,
+            machines,
+            now=now,
+            done=status.done,
+        ),
     )
 
 

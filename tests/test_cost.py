@@ -326,3 +326,10 @@ def test_a_cloud_without_a_price_list_says_so(monkeypatch: pytest.MonkeyPatch) -
         spec(budget=1)
     spent = cost.spend(p, [BootReport("0-a", 0, "a", "i-1", "succeeded", 0.0, 5.0)], [], now=9)
     assert spent.total is None and "no price known" in spent.summary()
+
+
+def test_a_task_not_yet_done_has_no_final_figure_even_before_any_machine_bills() -> None:
+    """Queued, its machines not launched yet: nothing bills, but the figure will change."""
+    pricing = cost.Pricing(currency="USD", basis="on-demand")
+    assert not cost.spend(pricing, [], [], now=1.0, done=False).final
+    assert cost.spend(pricing, [], [], now=1.0, done=True).final
