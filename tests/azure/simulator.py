@@ -166,8 +166,10 @@ class MachineSimulator:
         folder = self.root / vm.name
         folder.mkdir(parents=True, exist_ok=True)
         custom_data = base64.b64decode(vm.custom_data).decode() if vm.custom_data else ""
+        # A simulated VM has no systemd, even on a host that runs it (a CI runner): the
+        # agent is supervised inline by the bootstrap, never installed as a unit.
         script = folder / "custom-data"
-        script.write_text(custom_data)
+        script.write_text(custom_data.replace("/run/systemd/system", str(folder / "no-systemd")))
         env = {
             "PATH": self.path,
             "LANG": "C.UTF-8",
