@@ -270,7 +270,9 @@ class Backend:
             template.create_template(project, body)
 
         def make_group() -> None:
-            body = group.group_body(names, project, ref.region, place.zone, machines)
+            body = group.group_body(
+                names, project, ref.region, place.zone, machines, spot=spec.is_spot
+            )
             group.create_group(project, ref.region, body)
 
         def make_firewall() -> None:
