@@ -109,7 +109,7 @@ class MachineSimulator:
             with self.lock:
                 if what == "created" and self.started:
                     self._boot(vm)
-                elif what == "deleted" and vm.name in self.machines:
+                elif what in ("deleted", "deallocated") and vm.name in self.machines:
                     machine = self.machines[vm.name]
                     machine.deleted_at = time.time()
                     self._signal(machine, signal.SIGTERM)  # the OS shutting down
