@@ -79,6 +79,13 @@ class Pricing:
             return None
         return self.budget / (top * self.parallelism) * 3600.0
 
+    def stop_by_seconds(self) -> float | None:
+        """Seconds after create by which every machine must be told to stop for the spend
+        to stay within the budget: its lasting time less the time it takes to stop (the
+        machines bill through their shutdown). None without a budget or a price."""
+        lasts = self.budget_seconds()
+        return None if lasts is None else max(0.0, lasts - self.stop_seconds)
+
     def check_every(self) -> float:
         """Seconds between the agent's budget checks (see BUDGET_STEP)."""
         lasts = self.budget_seconds()
@@ -113,10 +120,14 @@ class Pricing:
 
 
 def pricing_for(
-    spec: TaskSpec, live: Mapping[str, float] | None = None, live_source: str = ""
+    spec: TaskSpec,
+    live: Mapping[str, Price] | None = None,
+    live_source: str = "",
+    live_date: str = "",
 ) -> Pricing:
-    """The task's prices from its cloud's snapshot; `live` spot prices (type -> price per
-    hour, asked of the cloud at create) replace the snapshot's typical ones."""
+    """The task's prices from its cloud's snapshot; `live` prices (type -> Price, asked of
+    the cloud at create) replace the snapshot's figures they have. The source and date
+    are the live list's when any figure the task is billed at came from it."""
     from . import catalog
 
     cat = catalog.cloud_catalog(spec.cloud)
@@ -142,18 +153,27 @@ def pricing_for(
         return plan(basis="unknown", source=why)
     on_demand: dict[str, float] = {}
     hourly: dict[str, float] = {}
+    used_live = used_snapshot = False
     for t in types:
-        price = sheet.price(region, t) or Price(None, None)
+        snapshot = sheet.price(region, t) or Price(None, None)
+        fresh = (live or {}).get(t) or Price(None, None)
+        price = Price(
+            fresh.on_demand if fresh.on_demand is not None else snapshot.on_demand,
+            fresh.spot if fresh.spot is not None else snapshot.spot,
+        )
         if price.on_demand is not None:
             on_demand[t] = price.on_demand
         if not spec.is_spot:
             if price.on_demand is not None:
                 hourly[t] = price.on_demand
+                used_live |= fresh.on_demand is not None
+                used_snapshot |= fresh.on_demand is None
             continue
-        typical = (live or {}).get(t, price.spot)
-        if typical is not None:
+        if price.spot is not None:
             # The market price is paid, never more than the maximum the user set.
-            hourly[t] = min(typical, spec.spot) if spec.spot > 0 else typical
+            hourly[t] = min(price.spot, spec.spot) if spec.spot > 0 else price.spot
+            used_live |= fresh.spot is not None
+            used_snapshot |= fresh.spot is None
     if spec.cloud == "local":
         basis = "free"
     elif not spec.is_spot:
@@ -161,8 +181,10 @@ def pricing_for(
     else:
         basis = "spot" if spec.spot <= 0 else f"spot (max {spec.spot:g})"
     source, date = sheet.source, sheet.date
-    if live:
-        source, date = live_source or "the cloud's live prices", ""
+    if used_live:
+        source, date = live_source or "the cloud's live prices", live_date
+        if used_snapshot:  # a fallback type the live list lacks
+            source += f" (some types from {sheet.source} of {sheet.date})"
     return plan(
         hourly=hourly,
         on_demand=on_demand,
@@ -206,12 +228,13 @@ class Estimate:
             f"up to the {duration(self.timeout)} timeout: {money(self.up_to_timeout, cur)} "
             f"({p.describe()})"
         ]
-        lasts = p.budget_seconds()
+        stop_by = p.stop_by_seconds()
         if p.budget:
-            if lasts is not None and lasts < self.timeout:
+            if stop_by is not None and stop_by < self.timeout:
                 lines.append(
                     f"budget {money(p.budget, cur)}: stops the task after about "
-                    f"{duration(lasts)} of all machines running, before its timeout"
+                    f"{duration(stop_by)} of all machines running (leaving "
+                    f"{duration(p.stop_seconds)} to stop), before its timeout"
                 )
             else:
                 lines.append(f"budget {money(p.budget, cur)}: more than the timeout can spend")

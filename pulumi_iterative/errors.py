@@ -6,7 +6,12 @@ Nothing here imports Pulumi or a cloud SDK.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec
+
+P = ParamSpec("P")
 
 
 class IterativeError(Exception):
@@ -34,6 +39,17 @@ class SpecError(IterativeError):
 
 class NotFound(IterativeError):
     """A cloud object (or task) does not exist. Delete paths treat it as done."""
+
+
+def missing_is_done(call: Callable[P, object]) -> Callable[P, None]:
+    """A cloud's `call` made into its `gone`: a delete where NotFound means done."""
+
+    def gone(*args: P.args, **kwargs: P.kwargs) -> None:
+        """A delete where "not found" means done."""
+        with contextlib.suppress(NotFound):
+            call(*args, **kwargs)
+
+    return gone
 
 
 class StepFailed(IterativeError):

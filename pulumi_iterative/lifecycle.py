@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, agent_wheel, catalog, cost, logsegments, reportnames, sync
@@ -158,18 +159,28 @@ def create(
 
 
 def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pricing:
-    """The snapshot's prices, with the cloud's live spot prices where it offers them (asked
+    """The snapshot's prices, with the cloud's live prices where it offers them (asked
     here, at create, never at preview). Without them the snapshot stands."""
     live_prices = getattr(backend, "live_prices", None)  # optional in the contract
-    if live_prices is None or not spec.is_spot or spec.notional_price:
+    on_demand_too = bool(getattr(backend, "live_on_demand", False))
+    if live_prices is None or spec.notional_price or not (spec.is_spot or on_demand_too):
         return cost.pricing_for(spec)
     types = catalog.resolve_machine(spec.cloud, spec.machine).types
+    source = str(getattr(backend, "live_price_source", "") or f"{spec.cloud} live prices")
     try:
         live = dict(live_prices(ref.region, types))
-    except Exception as exc:  # a price is worth a log line, not a failed create
-        log.warning("live prices unavailable (%s); using the snapshot", exc)
+    except Exception as exc:  # a price is worth a warning, never a failed create
+        log.warning("live prices unavailable from %s (%s); using the snapshot", source, exc)
         return cost.pricing_for(spec)
-    return cost.pricing_for(spec, live, f"{spec.cloud} live spot prices at create")
+    today = datetime.now(timezone.utc).date().isoformat()
+    pricing = cost.pricing_for(spec, live, f"{source} at create", today)
+    if pricing.rate is not None:  # the figure the task is billed at, and where it came from
+        log.info(
+            "price: %s/h per machine (%s)",
+            cost.money(pricing.rate, pricing.currency),
+            pricing.describe(),
+        )
+    return pricing
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,12 @@ class TaskRef:
     @property
     def backstop_at(self) -> float:
         """When the cloud-side backstop must stop the machines: the timeout's deadline, or
-        sooner when the budget runs out first (every machine billing from create)."""
+        sooner when the budget runs out first (every machine billing from create), early
+        enough that the machines' shutdown is paid from the budget too."""
         from .cost import Pricing
 
-        lasts = Pricing.from_dict(self.pricing).budget_seconds()
-        return self.deadline if lasts is None else min(self.deadline, self.created + lasts)
+        stop_by = Pricing.from_dict(self.pricing).stop_by_seconds()
+        return self.deadline if stop_by is None else min(self.deadline, self.created + stop_by)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

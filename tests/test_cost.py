@@ -10,6 +10,7 @@ import pytest
 
 from pulumi_iterative import cost
 from pulumi_iterative.clouds.aws.prices import HOURLY
+from pulumi_iterative.clouds.base import Price
 from pulumi_iterative.errors import SpecError
 from pulumi_iterative.records import BootReport
 from pulumi_iterative.spec import parse_spec
@@ -37,8 +38,16 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
     assert cost.pricing_for(spec(machine="m+t4", spot=typical / 2)).rate == typical / 2
     assert cost.pricing_for(spec(machine="m+t4", spot=typical * 2)).rate == typical
     # Live prices asked at create replace the snapshot's typical spot price.
-    live = cost.pricing_for(spec(machine="m+t4", spot=0), {"g4dn.xlarge": 0.123}, "live")
-    assert (live.rate, live.source, live.date) == (0.123, "live", "")
+    fresh = {"g4dn.xlarge": Price(None, 0.123)}
+    live = cost.pricing_for(spec(machine="m+t4", spot=0), fresh, "live", "2026-12-03")
+    assert (live.rate, live.source, live.date) == (0.123, "live", "2026-12-03")
+    assert live.on_demand == {"g4dn.xlarge": on_demand}  # the list had no such figure
+    # A spot-only list leaves an on-demand task on the snapshot, source and date too.
+    kept = cost.pricing_for(spec(machine="m+t4"), fresh, "live", "2026-12-03")
+    assert kept == cost.pricing_for(spec(machine="m+t4"))
+    # A live on-demand figure prices an on-demand task.
+    both = {"g4dn.xlarge": Price(0.5, 0.1)}
+    assert cost.pricing_for(spec(machine="m+t4"), both, "live", "d").rate == 0.5
     # Fallback types are priced too; the ceiling is the dearest of them (budget math).
     m = cost.pricing_for(spec(machine="m"))
     assert m.types == ("m7i.2xlarge", "m6i.2xlarge", "m5.2xlarge")
@@ -46,12 +55,12 @@ def test_on_demand_spot_and_a_maximum_price_come_from_the_snapshot() -> None:
 
 
 def test_a_price_not_in_the_snapshot_is_unknown_never_guessed() -> None:
-    p = cost.pricing_for(spec(machine="xl+a100", region="eu-west"))
+    p = cost.pricing_for(spec(machine="xl+a100", region="eu-north"))
     assert not p.known and p.rate is None and p.ceiling is None
-    (line,) = cost.estimate(spec(machine="xl+a100", region="eu-west")).lines()
-    assert "p4d.24xlarge in eu-west-1: no price known" in line
+    (line,) = cost.estimate(spec(machine="xl+a100", region="eu-north")).lines()
+    assert "p4d.24xlarge in eu-north-1: no price known" in line
     with pytest.raises(SpecError) as err:
-        spec(machine="xl+a100", budget=10)
+        spec(machine="xl+a100", region="eu-north", budget=10)
     assert err.value.errors[0].field == "budget"
     assert "no price is known for p4d.24xlarge" in err.value.errors[0].message
 
@@ -64,10 +73,11 @@ def test_the_estimate_is_per_hour_times_parallelism_and_up_to_the_timeout() -> N
     assert "3 x t3.medium in us-east-1" in found.lines()[0]
     assert "2h timeout" in found.lines()[0] and "aws/vms.csv @ e385a0d3 of " in found.lines()[0]
     assert found.warnings == ()
-    # A budget that runs out before the timeout says when.
+    # A budget that runs out before the timeout says when: earlier by the time to stop
+    # (AWS: 30 s), which the machines bill too.
     budget = 3 * on_demand * 0.5  # half an hour of three machines
     lines = cost.estimate(spec(machine="s", parallelism=3, timeout="2h", budget=budget)).lines()
-    assert "after about 30m00s" in lines[1]
+    assert "after about 29m30s of all machines running (leaving 30s to stop)" in lines[1]
 
 
 def test_spot_above_on_demand_is_warned_about() -> None:
@@ -246,8 +256,16 @@ def test_the_budget_check_counts_the_time_it_takes_to_stop() -> None:
 def test_the_backstop_moves_earlier_when_the_budget_is_the_nearer_limit() -> None:
     ref = TaskRef("t", "aws", "us-east-1", {}, 2, 1000.0, 1000.0 + 86400)
     assert ref.backstop_at == ref.deadline
-    with_budget = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=1.0).to_dict()})
-    assert with_budget.backstop_at == pytest.approx(1250.0)
+    # 1.0 at 2 x 7.2/h lasts 250 s; the machines bill 50 s more while they stop, so the
+    # backstop tells them to stop 50 s earlier and the spend at the end is the budget.
+    pricing = _pricing(budget=1.0, stop_seconds=50.0)
+    with_budget = TaskRef.from_dict({**ref.to_dict(), "pricing": pricing.to_dict()})
+    assert with_budget.backstop_at == pytest.approx(1200.0)
+    billed = with_budget.backstop_at - ref.created + pricing.stop_seconds
+    assert 2 * 7.2 * billed / 3600 == pytest.approx(pricing.budget)
+    # A budget shorter than the time to stop: stop at once, never before create.
+    tiny = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=0.01).to_dict()})
+    assert tiny.backstop_at == ref.created
     generous = TaskRef.from_dict({**ref.to_dict(), "pricing": _pricing(budget=1e6).to_dict()})
     assert generous.backstop_at == ref.deadline
 

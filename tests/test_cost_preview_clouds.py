@@ -22,6 +22,7 @@ CASES = {
         "PULUMI_ITERATIVE_ARM_ENDPOINT": url,
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
         "IDENTITY_ENDPOINT": url,
+        "PULUMI_ITERATIVE_AZURE_PRICES_ENDPOINT": url,  # the live price list: create only
     },
 }
 
@@ -53,7 +54,11 @@ def test_preview_shows_the_estimate_and_calls_no_cloud(cloud: str, tmp_path: Pat
             messages = server.stderr_text()
         assert f"estimate: 2 x {first} in {region} at {cost.money(price.spot, 'USD')}/h" in messages
         assert f"up to the 10h timeout: {cost.money(price.spot * 2 * 10, 'USD')}" in messages
-        assert f"budget {cost.money(budget, 'USD')}: stops the task after about 5h" in messages
+        # The budget lasts 5h; the machines are told to stop earlier by the time to stop.
+        stop_by = cost.duration(5 * 3600 - cat.prices.stop_seconds)
+        assert f"budget {cost.money(budget, 'USD')}: stops the task after about {stop_by} " in (
+            messages
+        )
         assert listener.connections == 0
     finally:
         listener.close()

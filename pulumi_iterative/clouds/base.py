@@ -271,8 +271,12 @@ class Backend(Protocol):
     #
     #   def live_prices(self, region: str, types: tuple[str, ...]) -> Mapping[str, Price]:
     #       """Current prices of these native types in this native region, asked of the
-    #       cloud (AWS: spot price history). Called at create only, never at preview;
-    #       a failure falls back to the snapshot."""
+    #       cloud (AWS: spot price history; Azure: the Retail Prices API). A figure it
+    #       lacks is None and the snapshot's stands. Called at create only, never at
+    #       preview; a failure is a warning and the snapshot stands."""
+    #
+    #   live_price_source: str   # names the list in the output ("... at create" + date)
+    #   live_on_demand: bool     # its on-demand figures count too (else: spot tasks only)
     #
     # The cloud-side backstop goes at `ref.backstop_at`: the sooner of the timeout and
     # the time the budget runs out if every machine bills from create (see cost.py).

@@ -98,8 +98,9 @@ def test_preview_shows_the_estimate_and_calls_no_cloud(
 def test_live_spot_prices_are_asked_at_create_only(moto: Moto, workdir: Path) -> None:
     types = ("t3.medium", "t3a.medium")
     live = Backend().live_prices("us-east-1", types)
-    # moto's spot price history: one price per zone offering the type
-    assert set(live) == set(types) and all(p > 0 for p in live.values())
+    # moto's spot price history: one price per zone offering the type (spot only)
+    assert set(live) == set(types)
+    assert all(p.spot and p.spot > 0 and p.on_demand is None for p in live.values())
     spec = parse_spec(
         {"cloud": "aws", "machine": "s", "spot": 0, "script": "true", "storage": {}},
         check_paths=False,
@@ -109,10 +110,12 @@ def test_live_spot_prices_are_asked_at_create_only(moto: Moto, workdir: Path) ->
     )  # preview: the snapshot
     ref = lifecycle.create(spec)
     pricing = cost.Pricing.from_dict(ref.pricing)
-    assert pricing.hourly == live and pricing.source == "aws live spot prices at create"
+    assert pricing.hourly == {t: p.spot for t, p in live.items()}
+    assert pricing.source == "AWS spot price history at create"
+    assert pricing.date == datetime.now(timezone.utc).date().isoformat()
     # The machines' budget check reads the same prices from the task definition.
     definition = lifecycle.rclone_for(ref).cat(Remote.from_dict(ref.remote).path(TASK_FILE))
-    assert b'"source": "aws live spot prices at create"' in definition
+    assert b'"source": "AWS spot price history at create"' in definition
     lifecycle.delete(ref)
     assert leftovers(moto, ref.task_id) == []
 

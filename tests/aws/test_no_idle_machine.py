@@ -9,8 +9,6 @@ boot's own output stored as its log.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +20,12 @@ from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.storage import AGENT_DIR
 from pulumi_iterative.task import TaskRef
+from tests import failed_boots
 from tests.aws.conftest import Moto, leftovers
 from tests.aws.fault_proxy import FaultProxy
 from tests.aws.simulator import MachineSimulator
 
 WORK = "#!/bin/sh\nmkdir -p results\necho done > results/out.txt\n"
-
-
-def _stub(folder: Path, name: str, body: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(0o755)
 
 
 def _create(workdir: Path) -> TaskRef:
@@ -79,31 +71,8 @@ def _ended(moto: Moto, sim: MachineSimulator, ref: TaskRef) -> None:
 @pytest.fixture
 def real_install(
     simulator: MachineSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """The bootstrap's real install path (no skip switch), with /opt moved into tmp and
-    the OS's commands stubbed in a folder first on PATH; returns that folder."""
-    monkeypatch.setattr(agent_wheel, "released", lambda: False)
-    stubs = tmp_path / "stubs"
-    stubs.mkdir()
-    simulator.python = ""
-    simulator.moved = {"/opt/": f"{tmp_path}/opt/"}
-    simulator.path_prefix.insert(0, str(stubs))
-    yield stubs
-
-
-# A python3 whose venv holds a real interpreter (boto3 included) and a pip that
-# installs nothing but says so; $PIP_FAILS makes pip fail like a broken index.
-PYTHON3 = f"""\
-if [ "$1" = -c ]; then exit 0; fi
-if [ "$1" = -m ] && [ "$2" = venv ]; then
-  mkdir -p "$3/bin"
-  ln -sf {sys.executable} "$3/bin/python"
-  printf '#!/bin/sh\\ncase "$*" in *boto3*) exit 0;; esac\\n%s\\n' "$PIP_LINE" >"$3/bin/pip"
-  chmod +x "$3/bin/pip"
-  exit 0
-fi
-exit 1
-"""
+) -> Path:
+    return failed_boots.real_install(simulator, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -122,13 +91,7 @@ def test_failed_install_ends_the_machine_and_says_why(
     real_install: Path,
     workdir: Path,
 ) -> None:
-    if path == "apt":
-        _stub(real_install, "python3", "exit 1\n")
-        _stub(real_install, "apt-get", 'echo "E: Unable to fetch some archives"; exit 100\n')
-    else:
-        _stub(real_install, "python3", PYTHON3)
-        fails = "echo 'ERROR: No matching distribution found'; exit 1"
-        simulator.extra_env["PIP_LINE"] = fails if path == "pip" else "exit 0"
+    failed_boots.break_install(real_install, simulator, path, preinstalled="*boto3*")
     ref = _create(workdir)
     if path == "fetch":  # the wheel is not where the machine looks (a lost object)
         place = Place.from_ref(ref)
@@ -154,25 +117,7 @@ def test_agent_killed_ends_the_machine_and_its_report_says_why(
     moto: Moto, simulator: MachineSimulator, tmp_path: Path, workdir: Path
 ) -> None:
     """The OOM killer takes the agent after it reported: its own report turns failed."""
-    wrapper = tmp_path / "python"
-    _stub(
-        tmp_path,
-        "python",
-        f"""\
-case "$*" in
-  *pulumi_iterative.agent*--boot-dir*)
-    boot_dir="$(echo "$*" | sed 's/.*--boot-dir //')"
-    {sys.executable} "$@" &
-    agent=$!
-    while [ ! -s "$boot_dir/crash-report.path" ]; do sleep 0.1; done
-    kill -9 "$agent"
-    wait "$agent"
-    ;;
-  *) exec {sys.executable} "$@" ;;
-esac
-""",
-    )
-    simulator.python = str(wrapper)
+    simulator.python = str(failed_boots.oom_killed_agent(tmp_path))
     ref = _create(workdir)
     simulator.start()
     status = simulator.wait_status(ref, lambda s: s.state == State.FAILED, timeout=90)

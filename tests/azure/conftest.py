@@ -22,9 +22,11 @@ import pytest
 
 from pulumi_iterative import registry
 from pulumi_iterative.clouds.azure.names import Names
+from pulumi_iterative.clouds.azure.retail import ENDPOINT_ENV
 from pulumi_iterative.storage import TASK_FILE
 from tests.azure.azurite import Azurite, jwt
 from tests.azure.fake_arm import CALLER, SUBSCRIPTION, TENANT, FakeArm
+from tests.azure.fake_retail_prices import FakeRetailPrices
 from tests.azure.simulator import MachineSimulator
 
 
@@ -78,8 +80,22 @@ def arm_polls() -> int:
 
 
 @pytest.fixture
+def retail_prices(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRetailPrices]:
+    """Azure's public price list, empty unless a test fills it (then the snapshot stands):
+    a create never reaches out to the real one."""
+    fake = FakeRetailPrices([])
+    monkeypatch.setenv(ENDPOINT_ENV, fake.endpoint)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
 def arm(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arm_polls: int, iterative_home: Path
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    arm_polls: int,
+    iterative_home: Path,
+    retail_prices: FakeRetailPrices,
 ) -> Iterator[Arm]:
     fake = FakeArm(polls=arm_polls)
     token, storage_token = fake.grant(), jwt(CALLER)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 
 from tests.aws.conftest import moto, moto_server, simulator
-from tests.azure.conftest import arm, arm_polls, azure_cloud, azure_simulator, azurite_server, blob
+from tests.azure.conftest import (
+    arm,
+    arm_polls,
+    azure_cloud,
+    azure_simulator,
+    azurite_server,
+    blob,
+    retail_prices,
+)
 from tests.conformance.aws_harness import aws_harness
 from tests.conformance.azure_harness import azure_harness
 from tests.conformance.gcp_harness import gcp_harness
@@ -37,6 +45,7 @@ __all__ = [
     "local_harness",
     "moto",
     "moto_server",
+    "retail_prices",
     "simulator",
 ]
 

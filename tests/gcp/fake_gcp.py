@@ -2,7 +2,8 @@
 
 No emulator exists for these APIs, so this one is held to Google's own API
 descriptions (tests/gcp/discovery.py): every request is routed by the official
-discovery documents of compute.v1, iam.v1 and cloudresourcemanager.v1, and one
+discovery documents of compute.v1, iam.v1, cloudresourcemanager.v1 and cloudbilling.v1
+(the price catalog, fake_billing.py), and one
 whose method, path, query parameter or body field (at any depth) they do not
 define gets HTTP 400 in Google's error shape. Answers are checked against the
 method's response schema too, so the fake cannot drift from the API either.
@@ -96,12 +97,19 @@ class Failure:
 
 class FakeGcp:
     def __init__(self) -> None:
-        self.discovery = Discovery("compute.v1", "iam.v1", "cloudresourcemanager.v1")
+        self.discovery = Discovery(
+            "compute.v1", "iam.v1", "cloudresourcemanager.v1", "cloudbilling.v1"
+        )
         self.lock = threading.RLock()
         self.requests: list[Call] = []
         self.failures: dict[str, list[Failure]] = {}
         self.reset()
-        from tests.gcp import fake_compute, fake_iam, fake_mig  # noqa: F401  (register handlers)
+        from tests.gcp import (  # noqa: F401  (register handlers)
+            fake_billing,
+            fake_compute,
+            fake_iam,
+            fake_mig,
+        )
 
         gcp = self
 
@@ -156,6 +164,7 @@ class FakeGcp:
             self.policy: dict[str, Any] = {"version": 1, "bindings": [], "etag": "BwYAAAAAAAA="}
             self.images = _images()
             self.tokens: dict[str, str] = {}  # machine access token -> service account email
+            self.skus: list[dict[str, Any]] = []  # the billing catalog's Compute Engine SKUs
 
     def close(self) -> None:
         self.stopping.set()

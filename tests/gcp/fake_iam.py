@@ -89,6 +89,9 @@ CALLER_NEEDS = {
     "cloudresourcemanager.projects.getIamPolicy": "resourcemanager.projects.getIamPolicy",
     "cloudresourcemanager.projects.setIamPolicy": "resourcemanager.projects.setIamPolicy",
 }
+# Methods any signed-in principal may call: the public price catalog (its docs list no
+# IAM permission; the project only needs the API enabled).
+NEEDS_NO_PERMISSION = frozenset({"cloudbilling.services.skus.list"})
 STORAGE_NEEDS = {
     "storage.buckets.insert": "storage.buckets.create",
     "storage.buckets.get": "storage.buckets.get",

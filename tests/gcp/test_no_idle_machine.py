@@ -12,8 +12,6 @@ and the leave call (`deleteInstances` on its own instance, which lowers the targ
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from pulumi_iterative.storage import AGENT_DIR
 from pulumi_iterative.task import TaskRef
+from tests import failed_boots
 from tests.gcp.conftest import Gcp, leftovers
 from tests.gcp.fake_gcs import GcsRequest
 from tests.gcp.fake_mig import REPAIR_DELAY, reconcile_all
@@ -34,13 +33,6 @@ WORK = "#!/bin/sh\nmkdir -p results\necho done > results/out.txt\n"
 LEAVE = "compute.regionInstanceGroupManagers.deleteInstances"
 POWERED_OFF = "compute.instances.guestTerminate"
 INSTALL_FAILED = "bootstrap failed while installing the agent"
-
-
-def _stub(folder: Path, name: str, body: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(0o755)
 
 
 def _create(workdir: Path) -> TaskRef:
@@ -133,31 +125,8 @@ def _boot_report(gcp: Gcp, ref: TaskRef, machine: SimMachine) -> dict[str, objec
 @pytest.fixture
 def real_install(
     gcp_simulator: MachineSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """The bootstrap's real install path (no skip switch), with /opt moved into tmp and
-    the OS's commands stubbed in a folder first on PATH; returns that folder."""
-    monkeypatch.setattr(agent_wheel, "released", lambda: False)
-    stubs = tmp_path / "stubs"
-    stubs.mkdir()
-    gcp_simulator.python = ""
-    gcp_simulator.moved = {"/opt/": f"{tmp_path}/opt/"}
-    gcp_simulator.path_prefix.insert(0, str(stubs))
-    yield stubs
-
-
-# A python3 whose venv holds a real interpreter (the wheel's fetch is stdlib Python) and
-# a pip that installs nothing; $PIP_LINE makes it fail like a broken index.
-PYTHON3 = f"""\
-if [ "$1" = -c ]; then exit 0; fi
-if [ "$1" = -m ] && [ "$2" = venv ]; then
-  mkdir -p "$3/bin"
-  ln -sf {sys.executable} "$3/bin/python"
-  printf '#!/bin/sh\\n%s\\n' "$PIP_LINE" >"$3/bin/pip"
-  chmod +x "$3/bin/pip"
-  exit 0
-fi
-exit 1
-"""
+) -> Path:
+    return failed_boots.real_install(gcp_simulator, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -177,13 +146,7 @@ def test_failed_install_ends_the_machine_and_says_why(
     workdir: Path,
 ) -> None:
     simulator = gcp_simulator
-    if path == "apt":
-        _stub(real_install, "python3", "exit 1\n")
-        _stub(real_install, "apt-get", 'echo "E: Unable to fetch some archives"; exit 100\n')
-    else:
-        _stub(real_install, "python3", PYTHON3)
-        fails = "echo 'ERROR: No matching distribution found'; exit 1"
-        simulator.extra_env["PIP_LINE"] = fails if path == "pip" else "exit 0"
+    failed_boots.break_install(real_install, simulator, path)
     ref = _create(workdir)
     if path == "fetch":  # the wheel is not where the machine looks (a lost object)
         place = Place.from_ref(ref)
@@ -212,25 +175,7 @@ def test_agent_killed_ends_the_machine_and_its_report_says_why(
 ) -> None:
     """The OOM killer takes the agent after it reported: its own report turns failed."""
     simulator = gcp_simulator
-    wrapper = tmp_path / "python"
-    _stub(
-        tmp_path,
-        "python",
-        f"""\
-case "$*" in
-  *pulumi_iterative.agent*--boot-dir*)
-    boot_dir="$(echo "$*" | sed 's/.*--boot-dir //')"
-    {sys.executable} "$@" &
-    agent=$!
-    while [ ! -s "$boot_dir/crash-report.path" ]; do sleep 0.1; done
-    kill -9 "$agent"
-    wait "$agent"
-    ;;
-  *) exec {sys.executable} "$@" ;;
-esac
-""",
-    )
-    simulator.python = str(wrapper)
+    simulator.python = str(failed_boots.oom_killed_agent(tmp_path))
     ref = _create(workdir)
     simulator.start()
     _ended(gcp, simulator, ref)

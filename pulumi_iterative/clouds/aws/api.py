@@ -12,11 +12,8 @@ endpoint override `AWS_ENDPOINT_URL` (an emulator) is honoured by boto3 itself.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
@@ -32,10 +29,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ...errors import IterativeError, NotFound
+from ... import retrying
+from ...errors import IterativeError, NotFound, missing_is_done
 from .names import TASK_TAG, endpoint_override
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -99,10 +95,6 @@ def iam_not_yet(code: str, message: str) -> bool:
     return code == "ValidationError" and "Invalid IAM Instance Profile" in message
 
 
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
-
-
 class AwsError(IterativeError):
     """AWS refused a request; `code` is its error code ("" for connection failures)."""
 
@@ -136,53 +128,33 @@ def call(
     code for (IAM propagation: see IAM_NOT_YET).
     """
     extra = frozenset(retry)
-    end = time.monotonic() + deadline
-    attempt = 0
-    while True:
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            code = error_code(exc)
-            op = exc.operation_name
-            message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-            if code not in extra and code in NOT_FOUND:
-                raise NotFound(f"{op}: {code}: {message}") from exc
-            transient = code in extra or code in TRANSIENT or _status(exc) >= 500
-            if not (transient or (retry_when is not None and retry_when(code, message))):
-                raise AwsError(f"{op}: {code}: {message}", code) from exc
-            failure: Exception = exc
-            what = f"{op}: {code}"
-        except CONNECTION_ERRORS as exc:
-            failure, what, code = exc, f"{type(exc).__name__}: {exc}", ""
-        attempt += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay > end:
-            raise AwsError(
-                f"{what} (still failing after {attempt} attempts in {deadline:g}s)", code
-            ) from failure
-        log.debug("retrying in %.1fs after %s", delay, what)
-        time.sleep(delay)
+
+    def classify(exc: Exception) -> retrying.Verdict:
+        if isinstance(exc, CONNECTION_ERRORS):
+            return retrying.Transient(f"{type(exc).__name__}: {exc}", AwsError)
+        if not isinstance(exc, ClientError):
+            return exc
+        code = error_code(exc)
+        op = exc.operation_name
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        if code not in extra and code in NOT_FOUND:
+            return NotFound(f"{op}: {code}: {message}")
+        transient = code in extra or code in TRANSIENT or _status(exc) >= 500
+        if not (transient or (retry_when is not None and retry_when(code, message))):
+            return AwsError(f"{op}: {code}: {message}", code)
+        return retrying.Transient(f"{op}: {code}", lambda said: AwsError(said, code))
+
+    return retrying.retry(lambda: fn(**kwargs), classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def wait_until(
     condition: Callable[[], bool], what: str, *, deadline: float, first: float = 1.0
 ) -> None:
     """Poll condition with capped, jittered backoff; AwsError when the deadline passes."""
-    end = time.monotonic() + deadline
-    delay = first
-    while not condition():
-        if time.monotonic() + delay > end:
-            raise AwsError(f"timed out after {deadline:g}s waiting for {what}")
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(BACKOFF_CAP, delay * 2)
+    retrying.wait_until(condition, what, deadline=deadline, first=first, timed_out=AwsError)
 
 
 # What decides a client's endpoint and credentials: a client is reused only while

@@ -32,7 +32,6 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ... import __version__, agent_wheel, catalog
 from ...agent.bootstrap import Install
@@ -43,7 +42,8 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
+from ..base import Made, Price
+from ..place import PlaceRecord
 from . import access, pricing
 from .api import Aws, AwsError, call, tag_list, wait_until
 from .names import Names, key, remote_env, s3_root
@@ -73,7 +73,7 @@ def _activity_kind(description: str, status: str) -> str:
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The AWS part of a TaskRef: where the task's objects live (non-secret)."""
 
     bucket: str
@@ -83,27 +83,9 @@ class Place:
     tags: tuple[tuple[str, str], ...] = ()
     version: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "prefix": self.prefix,
-            "own_bucket": self.own_bucket,
-            "permission_set": self.permission_set,
-            "tags": dict(self.tags),
-            "version": self.version,
-        }
-
     @classmethod
     def from_ref(cls, ref: TaskRef) -> Place:
-        e = ref.extra
-        return cls(
-            bucket=str(e["bucket"]),
-            prefix=str(e.get("prefix") or ""),
-            own_bucket=bool(e.get("own_bucket")),
-            permission_set=str(e.get("permission_set") or ""),
-            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
-            version=int(e.get("version", 1)),
-        )
+        return cls.from_extra(ref.extra, prefix="")
 
 
 class Backend:
@@ -322,10 +304,13 @@ class Backend:
             for i in group.task_instances(aws, ref.task_id)
         ]
 
-    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, float]:
+    live_price_source = "AWS spot price history"
+    live_on_demand = False  # spot only: on-demand tasks are priced from the snapshot
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
         """The current spot price of each type: the highest over the region's zones (the
         group may launch in any of them). Asked at create only."""
-        return pricing.spot_prices(Aws(region), types)
+        return {t: Price(None, p) for t, p in pricing.spot_prices(Aws(region), types).items()}
 
     def events(self, ref: TaskRef) -> list[Event]:
         aws, names = Aws(ref.region), Names(ref.task_id)

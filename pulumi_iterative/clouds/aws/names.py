@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ... import remotes
+
 PREFIX = "pulumi-iterative"
 TASK_TAG = "pulumi-iterative:task"  # on every object the task makes
 IAM_PATH = f"/{PREFIX}/"  # roles and profiles live here: callers can scope IAM to it
@@ -63,19 +65,15 @@ class Names:
 
 def s3_root(bucket: str, prefix: str) -> str:
     """The rclone on-the-fly remote for a bucket and key prefix."""
-    return f":s3:{bucket}/{prefix}" if prefix else f":s3:{bucket}"
+    return remotes.root("s3", bucket, prefix)
 
 
 def split_root(root: str) -> tuple[str, str]:
     """`:s3:bucket/pre/fix` -> ("bucket", "pre/fix")."""
-    if not root.startswith(":s3:"):
-        raise ValueError(f"{root!r} is not an S3 remote")
-    bucket, _, prefix = root[len(":s3:") :].partition("/")
-    return bucket, prefix.strip("/")
+    return remotes.split(root, "s3", "an S3 remote")
 
 
-def key(prefix: str, *parts: str) -> str:
-    return "/".join(p.strip("/") for p in (prefix, *parts) if p)
+key = remotes.key
 
 
 def endpoint_override(environ: Mapping[str, str] | None = None) -> str:

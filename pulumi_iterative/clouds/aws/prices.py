@@ -13,9 +13,9 @@ tools/price_sheet.py (a test checks that it still is):
   ones (`Backend.live_prices`, DescribeSpotPriceHistory) and uses these only when it
   cannot.
 
-Not priced ("no price known", never guessed): p4d.24xlarge and p5.48xlarge (not read
-here), t3a.medium in eu-north-1 and G6 in eu-west-1 (the catalog has no such rows:
-AWS does not offer them there).
+Not priced ("no price known", never guessed): t3a.medium and p4d.24xlarge in
+eu-north-1, G6 and p5.48xlarge in eu-west-1 (the catalog has no such rows: AWS does
+not offer them there).
 Refresh: download the newest vms.csv and run
 `python -m tools.price_sheet aws --csv vms.csv --source '<repo path @ commit>' --write
 --excerpt tools/data/aws_vms_excerpt.csv`, then bump DATE and COMMIT.
@@ -53,6 +53,7 @@ HOURLY: dict[str, dict[str, tuple[float, float | None]]] = {
         "m7i.16xlarge": (3.4272, 1.1669),
         "m7i.2xlarge": (0.4284, 0.1471),
         "m7i.8xlarge": (1.7136, 0.563),
+        "p5.48xlarge": (58.8928, 20.2439),
         "t3.medium": (0.0432, 0.0166),
     },
     "eu-west-1": {
@@ -72,6 +73,7 @@ HOURLY: dict[str, dict[str, tuple[float, float | None]]] = {
         "m7i.16xlarge": (3.5952, 1.7456),
         "m7i.2xlarge": (0.4494, 0.2257),
         "m7i.8xlarge": (1.7976, 0.8476),
+        "p4d.24xlarge": (23.71569, 11.548),
         "t3.medium": (0.0456, 0.0219),
         "t3a.medium": (0.0408, 0.02),
     },
@@ -96,6 +98,8 @@ HOURLY: dict[str, dict[str, tuple[float, float | None]]] = {
         "m7i.16xlarge": (3.2256, 1.2041),
         "m7i.2xlarge": (0.4032, 0.1564),
         "m7i.8xlarge": (1.6128, 0.8133),
+        "p4d.24xlarge": (21.957642, 12.4991),
+        "p5.48xlarge": (55.04, 47.2054),
         "t3.medium": (0.0416, 0.0159),
         "t3a.medium": (0.0376, 0.0136),
     },
@@ -120,6 +124,8 @@ HOURLY: dict[str, dict[str, tuple[float, float | None]]] = {
         "m7i.16xlarge": (3.2256, 1.3526),
         "m7i.2xlarge": (0.4032, 0.1813),
         "m7i.8xlarge": (1.6128, 0.6908),
+        "p4d.24xlarge": (21.95764, 9.53),
+        "p5.48xlarge": (55.04, 21.7228),
         "t3.medium": (0.0416, 0.0179),
         "t3a.medium": (0.0376, 0.0155),
     },

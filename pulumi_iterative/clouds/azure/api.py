@@ -22,18 +22,15 @@ read from this process's environment and never stored in a task.
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ...errors import IterativeError, NotFound
-
-log = logging.getLogger(__name__)
+from ... import retrying
+from ...errors import IterativeError, NotFound, missing_is_done
 
 T = TypeVar("T")
 
@@ -81,8 +78,6 @@ CAPACITY = frozenset(
     }
 )
 DEADLINE = 300.0  # seconds a call keeps retrying transient errors
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
 POLL_INTERVAL = 5  # seconds between LRO polls when ARM sends no Retry-After
 
 
@@ -140,62 +135,49 @@ def call(
 
     label = what or getattr(fn, "__name__", "call")
     end = time.monotonic() + deadline
-    attempt = 0
-    while True:
-        try:
-            result = fn(*args, **kwargs)
-            if hasattr(result, "result") and hasattr(result, "done"):  # a poller
-                poller = result
-                result = poller.result(timeout=max(1.0, end - time.monotonic()))
-                if not poller.done():
-                    raise AzureError(f"{label}: not finished after {deadline:g}s", "Timeout")
-            return result
-        except HttpResponseError as exc:
-            code, status = error_code(exc)
-            message = _message(exc)
-            if (status == 404 or code in NOT_FOUND) and code not in retry:
-                raise NotFound(f"{label}: {code or status}: {message}") from exc
-            transient = (
-                code in retry
-                or code in TRANSIENT
-                or status in (408, 429)
-                or (status >= 500 and code not in CAPACITY)
-            )
-            if not transient:
-                raise AzureError(f"{label}: {code or status}: {message}", code, status) from exc
-            failure: Exception = exc
-            said = f"{label}: {code or status}"
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            failure, said, code, status = exc, f"{label}: {type(exc).__name__}: {exc}", "", 0
-        attempt += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay > end:
-            raise AzureError(
-                f"{said} (still failing after {attempt} attempts in {deadline:g}s)", code, status
-            ) from failure
-        log.debug("retrying in %.1fs after %s", delay, said)
-        time.sleep(delay)
+
+    def attempt() -> T:
+        result = fn(*args, **kwargs)
+        if hasattr(result, "result") and hasattr(result, "done"):  # a poller
+            poller = result
+            result = poller.result(timeout=max(1.0, end - time.monotonic()))
+            if not poller.done():
+                raise AzureError(f"{label}: not finished after {deadline:g}s", "Timeout")
+        return result
+
+    def classify(exc: Exception) -> retrying.Verdict:
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            said = f"{label}: {type(exc).__name__}: {exc}"
+            return retrying.Transient(said, AzureError)
+        if not isinstance(exc, HttpResponseError):
+            return exc
+        code, status = error_code(exc)
+        message = _message(exc)
+        if (status == 404 or code in NOT_FOUND) and code not in retry:
+            return NotFound(f"{label}: {code or status}: {message}")
+        transient = (
+            code in retry
+            or code in TRANSIENT
+            or status in (408, 429)
+            or (status >= 500 and code not in CAPACITY)
+        )
+        if not transient:
+            return AzureError(f"{label}: {code or status}: {message}", code, status)
+        return retrying.Transient(
+            f"{label}: {code or status}", lambda said: AzureError(said, code, status)
+        )
+
+    return retrying.retry(attempt, classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def wait_until(
     condition: Callable[[], bool], what: str, *, deadline: float, first: float = 1.0
 ) -> None:
     """Poll condition with capped, jittered backoff; AzureError when the deadline passes."""
-    end = time.monotonic() + deadline
-    delay = first
-    while not condition():
-        if time.monotonic() + delay > end:
-            raise AzureError(f"timed out after {deadline:g}s waiting for {what}")
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(BACKOFF_CAP, delay * 2)
+    retrying.wait_until(condition, what, deadline=deadline, first=first, timed_out=AzureError)
 
 
 def emulator_endpoint(environ: dict[str, str] | None = None) -> str:

@@ -48,8 +48,9 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Rclone, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
-from . import catalog
+from ..base import Made, Price
+from ..place import PlaceRecord
+from . import catalog, retail
 from .api import Azure, call, wait_until
 from .ending import machine_ending
 from .names import Names, blob_root, container_id, key, remote_env, resource_id, tags
@@ -77,7 +78,7 @@ EVENT_KINDS = {
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The Azure part of a TaskRef: where the task's objects live (non-secret)."""
 
     subscription: str
@@ -92,37 +93,9 @@ class Place:
     version: int = 1
     own_group: bool = True  # False: the user's resource_group, never deleted
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subscription": self.subscription,
-            "group": self.group,
-            "location": self.location,
-            "account": self.account,
-            "container": self.container,
-            "prefix": self.prefix,
-            "own_storage": self.own_storage,
-            "permission_set": self.permission_set,
-            "tags": dict(self.tags),
-            "version": self.version,
-            "own_group": self.own_group,
-        }
-
     @classmethod
     def from_ref(cls, ref: TaskRef) -> Place:
-        e = ref.extra
-        return cls(
-            subscription=str(e["subscription"]),
-            group=str(e["group"]),
-            location=str(e.get("location") or ref.region),
-            account=str(e["account"]),
-            container=str(e["container"]),
-            prefix=str(e.get("prefix") or ""),
-            own_storage=bool(e.get("own_storage")),
-            permission_set=str(e.get("permission_set") or ""),
-            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
-            version=int(e.get("version", 1)),
-            own_group=bool(e.get("own_group", True)),
-        )
+        return cls.from_extra(ref.extra, prefix="", location=ref.region)
 
     @property
     def group_id(self) -> str:
@@ -407,6 +380,16 @@ class Backend:
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
+
+    # --- prices ------------------------------------------------------------------------------
+
+    live_price_source = retail.SOURCE
+    live_on_demand = True  # the list has both figures, for every region (the EU ones too)
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
+        """Each size's Linux on-demand and spot price in the region, from Azure's public
+        Retail Prices API (no sign-in). Asked at create only."""
+        return retail.vm_prices(region, types)
 
     # --- what the group sees -----------------------------------------------------------------
 

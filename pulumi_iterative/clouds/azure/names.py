@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ... import remotes
+
 PREFIX = "pulumi-iterative"
 TASK_TAG = "pulumi-iterative-task"  # on every object the task makes
 SUBNET = "machines"
@@ -126,19 +128,15 @@ def container_id(subscription: str, group: str, account: str, container: str) ->
 
 def blob_root(container: str, prefix: str) -> str:
     """The rclone on-the-fly remote for a container and key prefix."""
-    return f":azureblob:{container}/{prefix}" if prefix else f":azureblob:{container}"
+    return remotes.root("azureblob", container, prefix)
 
 
 def split_root(root: str) -> tuple[str, str]:
     """`:azureblob:container/pre/fix` -> ("container", "pre/fix")."""
-    if not root.startswith(":azureblob:"):
-        raise ValueError(f"{root!r} is not an Azure Blob remote")
-    container, _, prefix = root[len(":azureblob:") :].partition("/")
-    return container, prefix.strip("/")
+    return remotes.split(root, "azureblob", "an Azure Blob remote")
 
 
-def key(prefix: str, *parts: str) -> str:
-    return "/".join(p.strip("/") for p in (prefix, *parts) if p)
+key = remotes.key
 
 
 def blob_emulator(environ: Mapping[str, str] | None = None) -> str:

@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ...errors import IterativeError, NotFound
+from ... import retrying
+from ...errors import IterativeError, NotFound, missing_is_done
 from .names import ENDPOINT_ENV
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,6 @@ IAM = "https://iam.googleapis.com/"
 CRM = "https://cloudresourcemanager.googleapis.com/"
 DEADLINE = 120.0  # seconds a call keeps retrying transient errors
 OPERATION_TIMEOUT = 600.0  # a compute operation (an instance group's, say) may take minutes
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -164,39 +161,31 @@ def call(
     from google.api_core import exceptions
 
     extra = frozenset(retry)
-    end = time.monotonic() + deadline
-    attempt = 0
     name = getattr(fn, "__name__", "call")
-    while True:
-        try:
-            result = fn(*args, **kwargs)
-            if hasattr(result, "result") and hasattr(result, "done"):  # an ExtendedOperation
-                _wait(result, name)
-            return result
-        except exceptions.GoogleAPICallError as exc:
+
+    def attempt() -> T:
+        result = fn(*args, **kwargs)
+        if hasattr(result, "result") and hasattr(result, "done"):  # an ExtendedOperation
+            _wait(result, name)
+        return result
+
+    def classify(exc: Exception) -> retrying.Verdict:
+        if isinstance(exc, exceptions.GoogleAPICallError):
             status = int(exc.code or 0)
             if status == 404 and 404 not in extra:
-                raise NotFound(f"{name}: {exc.message}") from exc
+                return NotFound(f"{name}: {exc.message}")
             if not (status in extra or _is_transient(exc)):
-                raise GcpError(f"{name}: {status} {exc.message}", status) from exc
-            failure: Exception = exc
-            what = f"{name}: {status}"
-        except GcpError as exc:  # from a call() inside fn: already classified
+                return GcpError(f"{name}: {status} {exc.message}", status)
+            return retrying.Transient(f"{name}: {status}", lambda said: GcpError(said, status))
+        if isinstance(exc, GcpError):  # from a call() inside fn: already classified
             if exc.status not in extra:
-                raise
-            failure, what, status = exc, str(exc), exc.status
-        except Exception as exc:
-            if not _is_transient(exc):
-                raise
-            failure, what, status = exc, f"{type(exc).__name__}: {exc}", 0
-        attempt += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay > end:
-            raise GcpError(
-                f"{what} (still failing after {attempt} attempts in {deadline:g}s)", status
-            ) from failure
-        log.debug("retrying in %.1fs after %s", delay, what)
-        time.sleep(delay)
+                return exc
+            return retrying.Transient(str(exc), lambda said: GcpError(said, exc.status))
+        if not _is_transient(exc):
+            return exc
+        return retrying.Transient(f"{type(exc).__name__}: {exc}", GcpError)
+
+    return retrying.retry(attempt, classify=classify, deadline=deadline)
 
 
 def _wait(operation: Any, name: str) -> None:
@@ -215,12 +204,7 @@ def _wait(operation: Any, name: str) -> None:
         raise
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def exists_ok(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:
@@ -237,10 +221,4 @@ def wait_until(
     condition: Callable[[], bool], what: str, *, deadline: float, first: float = 0.5
 ) -> None:
     """Poll condition with capped, jittered backoff; GcpError when the deadline passes."""
-    end = time.monotonic() + deadline
-    delay = first
-    while not condition():
-        if time.monotonic() + delay > end:
-            raise GcpError(f"timed out after {deadline:g}s waiting for {what}")
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(BACKOFF_CAP, delay * 2)
+    retrying.wait_until(condition, what, deadline=deadline, first=first, timed_out=GcpError)

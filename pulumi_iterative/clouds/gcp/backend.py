@@ -51,8 +51,9 @@ from ...steps import Step
 from ...storage import AGENT_DIR, Remote
 from ...task import TaskRef
 from .. import machine_requirements
-from ..base import Made
-from . import catalog
+from ..base import Made, Price
+from ..place import PlaceRecord
+from . import billing, catalog
 from .api import SCOPES, default_project, endpoint, wait_until
 from .ending import machine_ending
 from .names import Names, gcs_root, key, remote_env, storage_api
@@ -100,7 +101,7 @@ def _when(stamp: str) -> float:
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The GCP part of a TaskRef: where the task's objects live (non-secret)."""
 
     project: str
@@ -113,33 +114,9 @@ class Place:
     tags: tuple[tuple[str, str], ...] = ()
     version: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "project": self.project,
-            "bucket": self.bucket,
-            "prefix": self.prefix,
-            "own_bucket": self.own_bucket,
-            "zone": self.zone,
-            "permission_set": self.permission_set,
-            "network": self.network,
-            "tags": dict(self.tags),
-            "version": self.version,
-        }
-
     @classmethod
     def from_ref(cls, ref: TaskRef) -> Place:
-        e = ref.extra
-        return cls(
-            project=str(e["project"]),
-            bucket=str(e["bucket"]),
-            prefix=str(e.get("prefix") or ""),
-            own_bucket=bool(e.get("own_bucket")),
-            zone=str(e.get("zone") or ""),
-            permission_set=str(e.get("permission_set") or ""),
-            network=str(e.get("network") or NETWORK),
-            tags=tuple(sorted((str(k), str(v)) for k, v in dict(e.get("tags") or {}).items())),
-            version=int(e.get("version", 1)),
-        )
+        return cls.from_extra(ref.extra, prefix="")
 
     def member(self, task_id: str) -> str:
         """The machines' identity as IAM names it."""
@@ -395,6 +372,16 @@ class Backend:
             ]
         )
         return Install.pip(dest, venv=VENV, fetch=fetch, deps=deps, wheel_from_bucket=True)
+
+    # --- prices ------------------------------------------------------------------------------
+
+    live_price_source = billing.SOURCE
+    live_on_demand = True  # the catalog has both figures
+
+    def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
+        """Each type's on-demand and spot price in the region, from Compute Engine's SKUs
+        in the Cloud Billing Catalog (its vCPU, memory and GPU rates). Asked at create only."""
+        return billing.machine_prices(region, types)
 
     # --- what the group sees -----------------------------------------------------------------
 

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ... import remotes
+
 PREFIX = "pulumi-iterative"
 TASK_LABEL = "pulumi-iterative-task"  # on every object the task makes that takes labels
 # One project-level custom role, shared by every task's machines: leave one's own group.
@@ -85,19 +87,15 @@ def group_resource(project: str, region: str, group: str) -> str:
 
 def gcs_root(bucket: str, prefix: str) -> str:
     """The rclone on-the-fly remote for a bucket and object prefix."""
-    return f":gcs:{bucket}/{prefix}" if prefix else f":gcs:{bucket}"
+    return remotes.root("gcs", bucket, prefix)
 
 
 def split_root(root: str) -> tuple[str, str]:
     """`:gcs:bucket/pre/fix` -> ("bucket", "pre/fix")."""
-    if not root.startswith(":gcs:"):
-        raise ValueError(f"{root!r} is not a GCS remote")
-    bucket, _, prefix = root[len(":gcs:") :].partition("/")
-    return bucket, prefix.strip("/")
+    return remotes.split(root, "gcs", "a GCS remote")
 
 
-def key(prefix: str, *parts: str) -> str:
-    return "/".join(p.strip("/") for p in (prefix, *parts) if p)
+key = remotes.key
 
 
 def storage_emulator(environ: Mapping[str, str] | None = None) -> str:

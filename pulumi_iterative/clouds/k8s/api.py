@@ -24,12 +24,9 @@ import base64
 import contextlib
 import hashlib
 import json
-import logging
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,15 +35,13 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ...errors import IterativeError, NotFound
-
-log = logging.getLogger(__name__)
+from ... import retrying
+from ...errors import IterativeError, NotFound, missing_is_done
 
 T = TypeVar("T")
 
 DEADLINE = 120.0  # seconds a call keeps retrying transient errors
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
+POLL_CAP = 5.0  # seconds between wait_until's polls at the most: pods change fast
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 # Where a pod's service account token, CA and namespace are mounted (tests point it
 # at a folder of their own).
@@ -341,41 +336,29 @@ def call(fn: Callable[..., T], /, *args: Any, deadline: float = DEADLINE, **kwar
     """fn(*args, **kwargs) with errors classified once and transient ones retried."""
     from kubernetes.client.exceptions import ApiException
 
-    end = time.monotonic() + deadline
-    attempt = 0
     what = getattr(fn, "__name__", "call")
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as exc:
+
+    def classify(exc: Exception) -> retrying.Verdict:
+        if isinstance(exc, ApiException):
             body = _status_body(exc)
             reason = str(body.get("reason") or "")
             message = str(body.get("message") or exc.reason or exc)
             status = int(exc.status or 0)
             if status == 404:
-                raise NotFound(f"{what}: {message}") from exc
+                return NotFound(f"{what}: {message}")
             if status not in TRANSIENT_STATUS:
-                raise K8sError(f"{what}: {reason or status}: {message}", reason, status) from exc
-            failure: BaseException = exc
-            said = f"{what}: {reason or status}"
-        except _connection_errors() as exc:
-            failure, said, status, reason = exc, f"{what}: {type(exc).__name__}: {exc}", 0, ""
-        attempt += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay > end:
-            raise K8sError(
-                f"{said} (still failing after {attempt} attempts in {deadline:g}s)", reason, status
-            ) from failure
-        log.debug("retrying in %.1fs after %s", delay, said)
-        time.sleep(delay)
+                return K8sError(f"{what}: {reason or status}: {message}", reason, status)
+            return retrying.Transient(
+                f"{what}: {reason or status}", lambda said: K8sError(said, reason, status)
+            )
+        if isinstance(exc, _connection_errors()):
+            return retrying.Transient(f"{what}: {type(exc).__name__}: {exc}", K8sError)
+        return exc
+
+    return retrying.retry(lambda: fn(*args, **kwargs), classify=classify, deadline=deadline)
 
 
-def gone(fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
-    """A delete where "not found" means done."""
-    try:
-        call(fn, *args, **kwargs)
-    except NotFound:
-        pass
+gone = missing_is_done(call)
 
 
 def created(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:
@@ -392,10 +375,6 @@ def wait_until(
     condition: Callable[[], bool], what: str, *, deadline: float, first: float = 0.2
 ) -> None:
     """Poll condition with capped, jittered backoff; K8sError when the deadline passes."""
-    end = time.monotonic() + deadline
-    delay = first
-    while not condition():
-        if time.monotonic() + delay > end:
-            raise K8sError(f"timed out after {deadline:g}s waiting for {what}")
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(5.0, delay * 2)
+    retrying.wait_until(
+        condition, what, deadline=deadline, first=first, cap=POLL_CAP, timed_out=K8sError
+    )

@@ -33,7 +33,6 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ... import __version__, agent_wheel
 from ...agent.bootstrap import Install
@@ -45,6 +44,7 @@ from ...storage import Rclone, Remote
 from ...task import TaskRef
 from .. import machine_requirements
 from ..base import Made
+from ..place import PlaceRecord
 from . import catalog, transfer
 from .api import K8sError, Kube, Target, call, cluster_identity, namespace_of, wait_until
 from .machine import INDEX_ENV
@@ -83,7 +83,7 @@ TAGS_ANNOTATION = "pulumi-iterative/tags"
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The k8s part of a TaskRef (`extra`): where the task lives, all plain strings."""
 
     context: str
@@ -99,26 +99,9 @@ class Place:
     ca: str = ""
     version: int = 2
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["secret_env"] = list(self.secret_env)
-        return out
-
     @classmethod
     def from_ref(cls, ref: TaskRef) -> Place:
-        e = ref.extra
-        return cls(
-            context=str(e.get("context") or ""),
-            namespace=str(e["namespace"]),
-            container=str(e.get("container") or ""),
-            permission_set=str(e.get("permission_set") or ""),
-            storage_class=str(e.get("storage_class") or ""),
-            size_gb=int(e.get("size_gb") or claim.DEFAULT_SIZE_GB),
-            secret_env=tuple(e.get("secret_env") or ()),
-            server=str(e.get("server") or ""),
-            ca=str(e.get("ca") or ""),
-            version=int(e.get("version") or 1),
-        )
+        return cls.from_extra(ref.extra, context="", version=1)
 
     def kube(self) -> Kube:
         return Kube(self.target())

@@ -18,7 +18,6 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ...agent.bootstrap import Install
 from ...errors import IterativeError
@@ -29,23 +28,17 @@ from ...steps import Step
 from ...storage import Remote
 from ...task import TaskRef
 from ..base import Made
+from ..place import PlaceRecord
 
 ALIVE = {"running": True, "preempting": True, "stopping": True}  # native state -> alive
 
 
 @dataclass(frozen=True)
-class Place:
+class Place(PlaceRecord):
     """The local part of a TaskRef: the folder of the task's machine group."""
 
     group: str
     version: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "version": self.version}
-
-    @classmethod
-    def from_ref(cls, ref: TaskRef) -> Place:
-        return cls(group=str(ref.extra["group"]), version=int(ref.extra.get("version", 1)))
 
 
 class Backend:

@@ -18,11 +18,21 @@ if [ "$MODE" != supervise ]; then
   BOOT_STARTED="$(date +%s)"
 fi
 BOOT_LOG="$BOOT_DIR/boot.log"
-# Everything this script and the agent print also goes to the boot's log.
-mkfifo "$BOOT_DIR/out.$$"
-tee -a "$BOOT_LOG" <"$BOOT_DIR/out.$$" &
-exec >"$BOOT_DIR/out.$$" 2>&1
-rm -f "$BOOT_DIR/out.$$"
+exec 3>&1  # the console
+log_to_both() {  # everything printed from here on also goes to the boot's log
+  mkfifo "$BOOT_DIR/out.$$"
+  tee -a "$BOOT_LOG" <"$BOOT_DIR/out.$$" >&3 &
+  TEE_PID=$!
+  exec >"$BOOT_DIR/out.$$" 2>&1
+  rm -f "$BOOT_DIR/out.$$"
+}
+settle_log() {  # the log holds all that was said (tee wrote it out), then log anew
+  exec >&3 2>&3
+  n=0  # a child left holding the old pipe keeps tee alive: wait 5 s at most
+  while kill -0 "$TEE_PID" 2>/dev/null && [ "$n" -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+  log_to_both
+}
+log_to_both
 
 # --- how this cloud stores a file in the task's bucket and ends a machine -------
 boot_upload() {  # boot_upload <local file> <path under the task's remote>
@@ -74,6 +84,7 @@ on_exit() {
     143) exit 143 ;;  # the machine is being taken away: the group replaces it
     3) echo "the agent could not leave the group; ending the machine" ;;
     *)
+      settle_log  # the failing command's last words are the reason
       last="$(grep -v '^$' "$BOOT_LOG" 2>/dev/null | tail -n 1)"
       echo "$FAILURE (exit $code); ending the machine"
       say_why "$FAILURE (exit $code): $last"
