@@ -137,6 +137,10 @@ ACTIONS: dict[tuple[str, str], tuple[str, Callable[[], type] | None]] = {
         "2026-04-01",
         _models(COMPUTE, "VirtualMachineScaleSetVMInstanceRequiredIDs"),
     ),
+    ("microsoft.compute/virtualmachinescalesets", "deallocate"): (
+        "2026-04-01",
+        _models(COMPUTE, "VirtualMachineScaleSetVMInstanceIDs"),
+    ),
     ("microsoft.storage/storageaccounts", "listkeys"): ("2026-09-01", None),
 }
 ACTIVITY_LOG_API = "2015-04-01"
@@ -889,6 +893,8 @@ class FakeArm(ScaleSetSimulation):
                     found["sku"]["capacity"] = max(0, int(found["sku"]["capacity"]) - len(wanted))
 
             return self._start_operation(resource_id, None, "delete", None, remove, 202)
+        if kind_key == "microsoft.compute/virtualmachinescalesets" and action == "deallocate":
+            return self._deallocate(resource_id, model, record)
         if kind_key == "microsoft.storage/storageaccounts" and action == "listkeys":
             raise ArmError(
                 409,

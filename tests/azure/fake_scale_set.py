@@ -4,7 +4,9 @@ A mixin of FakeArm (fake_arm.py): VMs for the scale set's capacity, each with th
 disk, NIC and public address ARM makes for it (removed with the VM per
 `deleteOption`), scale-in, evictions with spot restore, refused allocations, and
 autoscale's fixed-date profiles; every change written to the activity log the
-monitor client reads.
+monitor client reads. Deallocating VMs (the scale set's `deallocate` action) shuts
+them down and keeps them, counted in the capacity (no replacement), shown as
+`PowerState/deallocated`: no compute billed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Vm:
     identities: list[str]
     priority: str
     created: float = field(default_factory=time.time)
+    power: str = "running"  # or "deallocated"
 
 
 class ScaleSetSimulation:
@@ -247,7 +250,56 @@ class ScaleSetSimulation:
                     return vm
         raise KeyError(name)
 
+    def _deallocate(
+        self, scale_set_id: str, model: Callable[[], type] | None, record: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Deallocate the named VMs of the scale set (all of them without `instanceIds`),
+        as a long-running operation: each is shut down and kept, not replaced."""
+        self._check(model, record.body or {}, create=True)  # type: ignore[attr-defined]
+        wanted = [i.lower() for i in (record.body or {}).get("instanceIds") or []]
+        with self.lock:
+            members = {
+                v.name.lower(): v
+                for v in self.vms.values()
+                if v.scale_set.lower() == scale_set_id.lower()
+            }
+            missing = [i for i in wanted if i not in members]
+            if missing:
+                raise ArmError(
+                    400, "InvalidParameter", f"The instance ids {missing} are not in the scale set."
+                )
+        chosen = [members[i] for i in wanted] if wanted else list(members.values())
+
+        def deallocate() -> None:
+            with self.lock:
+                for vm in chosen:
+                    if vm.id.lower() not in self.vms or vm.power == "deallocated":
+                        continue
+                    vm.power = "deallocated"
+                    self._log(
+                        vm.id,
+                        "Microsoft.Compute/virtualMachines/deallocate/action",
+                        "Succeeded",
+                        "",
+                    )
+            for vm in chosen:
+                for listener in list(self.listeners):
+                    listener("deallocated", vm)
+
+        return self._start_operation(  # type: ignore[attr-defined,no-any-return]
+            scale_set_id, None, "delete", None, deallocate, 202
+        )
+
     def _instance_view(self, vm: dict[str, Any]) -> dict[str, Any]:
+        seen = self.vms.get(str(vm.get("id", "")).lower())
+        if seen is not None and seen.power == "deallocated":
+            power = {
+                "code": "PowerState/deallocated",
+                "level": "Info",
+                "displayStatus": "VM deallocated",
+            }
+        else:
+            power = {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}
         return {
             "statuses": [
                 {
@@ -255,7 +307,7 @@ class ScaleSetSimulation:
                     "level": "Info",
                     "displayStatus": "Provisioning succeeded",
                 },
-                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
+                power,
             ]
         }
 

@@ -109,7 +109,7 @@ class MachineSimulator:
             with self.lock:
                 if what == "created" and self.started:
                     self._boot(vm)
-                elif what == "deleted" and vm.name in self.machines:
+                elif what in ("deleted", "deallocated") and vm.name in self.machines:
                     machine = self.machines[vm.name]
                     machine.deleted_at = time.time()
                     self._signal(machine, signal.SIGTERM)  # the OS shutting down
@@ -166,8 +166,10 @@ class MachineSimulator:
         folder = self.root / vm.name
         folder.mkdir(parents=True, exist_ok=True)
         custom_data = base64.b64decode(vm.custom_data).decode() if vm.custom_data else ""
+        # A simulated VM has no systemd, even on a host that runs it (a CI runner): the
+        # agent is supervised inline by the bootstrap, never installed as a unit.
         script = folder / "custom-data"
-        script.write_text(custom_data)
+        script.write_text(custom_data.replace("/run/systemd/system", str(folder / "no-systemd")))
         env = {
             "PATH": self.path,
             "LANG": "C.UTF-8",

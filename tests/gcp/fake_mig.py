@@ -13,9 +13,12 @@ already past) it records the error for `listErrors` and tries again later, as
 GCE does. The template's `scheduling.terminationTime` deletes an instance at
 that time whatever runs on it (the backstop). An instance whose OS powers off
 (`guest_shutdown`) is stopped (TERMINATED, `compute.instances.guestTerminate`):
-no vCPU or memory billed; a group repairs a stopped member by recreating it
-(`compute.instances.repair.recreateInstance`) after REPAIR_DELAY, as a MIG's default
-`instanceLifecyclePolicy.defaultActionOnFailure: REPAIR` does.
+no vCPU or memory billed. What a group does with such a failed member is its
+`instanceLifecyclePolicy.defaultActionOnFailure`, as on GCE: REPAIR (the default)
+recreates a stopped member (`compute.instances.repair.recreateInstance`) after
+REPAIR_DELAY, and makes a named member deleted outside the group (a preempted spot
+machine) again; DO_NOTHING leaves a stopped member stopped and does not make a
+deleted one again (its per-instance config stays, unfulfilled).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ MACHINE_TYPES = {
 }  # fmt: skip
 ERROR_REPEAT = 5.0  # seconds before the same failure is recorded again
 REPAIR_DELAY = 2.0  # seconds a stopped member stays TERMINATED before its group repairs it
+FAILURES = ("preempted", "terminationTime")  # deletes the group did not ask for
 OPERATION_TYPES = {  # why an instance is deleted -> the operation GCE logs
     "preempted": "compute.instances.preempted",
     "repair": "compute.instances.repair.recreateInstance",
@@ -71,6 +75,11 @@ class Group:
         return f"{self.region}/{self.name}"
 
     @property
+    def repairs(self) -> bool:
+        policy = self.body.get("instanceLifecyclePolicy") or {}
+        return policy.get("defaultActionOnFailure", "REPAIR") == "REPAIR"
+
+    @property
     def self_link(self) -> str:
         return link(f"regions/{self.region}/instanceGroupManagers/{self.name}")
 
@@ -88,6 +97,11 @@ def begin_delete(gcp: FakeGcp, instance: dict[str, Any], why: str) -> None:
     if instance["status"] != "TERMINATED":  # a stopped one stopped billing already
         instance["lastStopTimestamp"] = now_rfc3339()  # billing ends as it stops
     instance["status"] = "STOPPING"
+    group = gcp.groups.get(instance.get("_group") or "")
+    if why in FAILURES and group is not None and not group.repairs:
+        config = group.configs.get(instance["name"])
+        if config is not None:
+            config["_unrepaired"] = True  # failed, and this group does not make it again
     zone = short(instance["zone"])
     op_type = OPERATION_TYPES.get(why, "delete")
     user = "system" if why in ("preempted", "terminationTime", "repair") else ""
@@ -147,7 +161,8 @@ def reconcile_all(gcp: FakeGcp) -> None:
             begin_delete(gcp, instance, "terminationTime")
         elif (
             not instance.get("_deleting")
-            and instance.get("_group")
+            and instance.get("_group") in gcp.groups
+            and gcp.groups[instance["_group"]].repairs
             and instance["status"] == "TERMINATED"
             and instance["_stopped_at"] + REPAIR_DELAY <= now
         ):
@@ -160,8 +175,8 @@ def reconcile(gcp: FakeGcp, group: Group) -> None:
     mine = members(gcp, group)
     alive = [i for i in mine if not i.get("_deleting")]
     names = {i["name"] for i in mine}
-    for name in group.configs:
-        if name not in names:
+    for name, config in group.configs.items():
+        if name not in names and not config.get("_unrepaired"):
             create(gcp, group, name, alive)
     unnamed = [i for i in alive if i["name"] not in group.configs]
     for _ in range(max(0, group.target - len(group.configs) - len(unnamed))):

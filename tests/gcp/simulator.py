@@ -14,7 +14,8 @@ machine has, plus pointers at the emulators:
   the task's remote settings, stored at create;
 - HOME: the machine's own folder (the agent's home is under it);
 - PULUMI_ITERATIVE_AGENT_PYTHON: the bootstrap's documented skip switch (with
-  `python=""` the real install path runs instead; `moved` relocates its /opt folders);
+  `python=""` the real install path runs instead; `moved` relocates its /opt folders;
+  the machine has no systemd, so the agent is supervised inline, never a unit);
 - PATH starting with a folder whose `shutdown` and `poweroff` only note that the
   machine powered itself off: GCE then stops the instance (fake_mig.guest_shutdown).
 
@@ -42,6 +43,7 @@ from tests.gcp.fake_metadata import FakeMetadata
 from tests.gcp.fake_mig import guest_shutdown
 
 SHUTDOWN_GRACE = 20.0
+SYSTEMD_RUNNING = "/run/systemd/system"  # the bootstrap's test for "systemd is PID 1"
 TICK = 0.1
 
 
@@ -156,6 +158,9 @@ class MachineSimulator:
         )
         folder = self.root / f"{seen['name']}-{seen['id']}"
         folder.mkdir(parents=True, exist_ok=True)
+        # A simulated machine has no systemd, even on a host that runs it (a CI runner):
+        # the real install path then supervises the agent inline, as the bootstrap says.
+        script = script.replace(SYSTEMD_RUNNING, str(folder / "no-systemd"))
         (folder / "startup-script").write_text(script)
         env = {
             "PATH": ":".join([*self.path_prefix, os.environ.get("PATH", "/usr/bin:/bin")]),

@@ -57,7 +57,7 @@ def make_template(gcp: Gcp, name: str = "t1", *, spot: bool = True, **scheduling
     )
 
 
-def make_group(gcp: Gcp, name: str = "g1", template: str = "t1") -> None:
+def make_group(gcp: Gcp, name: str = "g1", template: str = "t1", on_failure: str = "") -> None:
     resource = compute_v1.InstanceGroupManager(
         name=name,
         base_instance_name=name,
@@ -67,6 +67,10 @@ def make_group(gcp: Gcp, name: str = "g1", template: str = "t1") -> None:
             instance_redistribution_type="NONE"
         ),
     )
+    if on_failure:
+        resource.instance_lifecycle_policy = compute_v1.InstanceGroupManagerInstanceLifecyclePolicy(
+            default_action_on_failure=on_failure
+        )
     api.call(
         api.compute("RegionInstanceGroupManagers").insert,
         project=gcp.project,
@@ -326,3 +330,66 @@ def test_instance_flexibility_needs_a_shape_other_than_even(gcp: Gcp) -> None:
     body["distributionPolicy"] = {"targetShape": "BALANCED"}
     api.call(api.rest, "POST", api.COMPUTE, path, body)
     assert gcp.fake.groups[f"{REGION}/g3"].zones == ("us-east1-b", "us-east1-c", "us-east1-d")
+
+
+def _age_the_stop(gcp: Gcp, seconds: float) -> None:
+    """As if the stopped members had been stopped `seconds` earlier, then one controller
+    pass: no waiting on the repair delay."""
+    from tests.gcp.fake_mig import reconcile_all
+
+    with gcp.fake.lock:
+        for instance in gcp.fake.instances.values():
+            if instance.get("_stopped_at"):
+                instance["_stopped_at"] -= seconds
+        reconcile_all(gcp.fake)
+
+
+@pytest.mark.parametrize("on_failure", ["", "REPAIR", "DO_NOTHING"])
+def test_a_powered_off_member_is_repaired_only_where_the_group_repairs(
+    gcp: Gcp, on_failure: str
+) -> None:
+    """GCE's instanceLifecyclePolicy: by default (REPAIR) a member stopped from inside
+    (a guest power-off) is recreated; with DO_NOTHING it stays stopped, and a preempted
+    spot member is not made again either."""
+    from tests.gcp.fake_mig import REPAIR_DELAY, guest_shutdown
+
+    make_template(gcp)
+    make_group(gcp, on_failure=on_failure)
+    create_named(gcp, "g1-0", "g1-1")
+    first = {m.name: m for m in wait_for(lambda: len(managed(gcp)) == 2 and managed(gcp), "two")}
+    assert guest_shutdown(gcp.fake, str(first["g1-0"].id))
+    _age_the_stop(gcp, REPAIR_DELAY + 1)
+    gcp.fake.preempt("g1-1")
+    if on_failure == "DO_NOTHING":
+        _age_the_stop(gcp, 60)
+        (stopped,) = wait_for(lambda: managed(gcp) if len(managed(gcp)) == 1 else [], "g1-1 gone")
+        assert stopped.name == "g1-0" and stopped.id == first["g1-0"].id
+        assert stopped.instance_status == "TERMINATED"
+        assert (
+            migs().get(project=gcp.project, region=REGION, instance_group_manager="g1").target_size
+            == 2
+        )
+        return
+
+    def remade() -> list[compute_v1.ManagedInstance]:
+        now = {m.name: m for m in managed(gcp)}
+        fresh = [
+            m for name, m in now.items()
+            if m.id != first[name].id and m.instance_status == "RUNNING"
+        ]  # fmt: skip
+        return fresh if len(fresh) == 2 else []
+
+    assert {m.name for m in wait_for(remade, "both made again")} == {"g1-0", "g1-1"}
+    with gcp.fake.lock:
+        repaired = [
+            op["targetLink"].rsplit("/", 1)[1]
+            for op in gcp.fake.operations.values()
+            if op["operationType"] == "compute.instances.repair.recreateInstance"
+        ]
+    assert repaired == ["g1-0"]  # the preempted one was made again, not "repaired"
+
+
+def test_an_unknown_action_on_failure_is_refused(gcp: Gcp) -> None:
+    make_template(gcp)
+    with pytest.raises(api.GcpError, match="defaultActionOnFailure"):
+        make_group(gcp, on_failure="RESTART")

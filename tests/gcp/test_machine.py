@@ -29,7 +29,9 @@ def machine(
     email = identity.create_account(gcp.project, NAMES)
     template.create_template(gcp.project, body(gcp, machine="e2-medium"))
     group.create_group(
-        gcp.project, REGION, group.group_body(NAMES, gcp.project, REGION, "", ("e2-medium",))
+        gcp.project,
+        REGION,
+        group.group_body(NAMES, gcp.project, REGION, "", ("e2-medium",), spot=True),
     )
     group.start(gcp.project, REGION, NAMES, 2)
     deadline = time.monotonic() + 30

@@ -26,6 +26,7 @@ from pulumi_iterative.task import TaskRef
 from tests import failed_boots
 from tests.gcp.conftest import Gcp, leftovers
 from tests.gcp.fake_gcs import GcsRequest
+from tests.gcp.fake_mig import REPAIR_DELAY, reconcile_all
 from tests.gcp.simulator import MachineSimulator, SimMachine
 
 WORK = "#!/bin/sh\nmkdir -p results\necho done > results/out.txt\n"
@@ -223,7 +224,8 @@ def test_when_leaving_is_refused_the_machine_powers_off(
 ) -> None:
     """The task succeeds but its machine may not leave (403, for good): the agent says
     so, the bootstrap asks once more (a refusal is not retried) and powers the machine
-    off, which stops it: no vCPU or memory billed."""
+    off, which stops it: no vCPU or memory billed. A standard task's group does not
+    repair a stopped member, so it stays stopped: no machine boots again to loop."""
     simulator = gcp_simulator
     gcp.fake.fail(LEAVE, code=403, message="Required 'compute.instanceGroupManagers.update'")
     gcp.fake.fail(LEAVE, code=403, message="Required 'compute.instanceGroupManagers.update'")
@@ -231,8 +233,18 @@ def test_when_leaving_is_refused_the_machine_powers_off(
     simulator.start()
     first = simulator.wait_for(lambda: list(simulator.machines.values()), "a machine")[0]
     simulator.wait_for(lambda: _powered_off(gcp, first), "the machine to power off", 120)
-    # GCE stopped it (billing for vCPU and memory ended); its group then repairs it.
+    # GCE stopped it (billing for vCPU and memory ended); its group leaves it stopped,
+    # however long after (aged here, then one pass of the group's controller).
     assert first.powered_off and not first.running
+    with gcp.fake.lock:
+        for instance in gcp.fake.instances.values():
+            instance["_stopped_at"] = instance.get("_stopped_at", 0) - 10 * REPAIR_DELAY
+        reconcile_all(gcp.fake)
+        stopped = [(i["name"], i["status"]) for i in gcp.fake.instances.values()]
+        ops = [op["operationType"] for op in gcp.fake.operations.values()]
+    assert stopped == [(first.name, "TERMINATED")]
+    assert "compute.instances.repair.recreateInstance" not in ops
+    assert list(simulator.machines) == [first.key]
     console = first.console()
     assert "the agent could not leave the group; ending the machine" in console
     assert "refused: HTTP 403" in console and "again in" not in console

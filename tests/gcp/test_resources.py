@@ -140,10 +140,15 @@ def test_template_is_spot_shielded_and_pinned_to_an_image(gcp: Gcp) -> None:
 def test_group_starts_named_instances_and_says_what_it_sees(gcp: Gcp) -> None:
     identity.create_account(gcp.project, NAMES)
     template.create_template(gcp.project, body(gcp, machine="n2-standard-8", spot=False))
-    made = group.group_body(NAMES, gcp.project, REGION, "", ("n2-standard-8", "e2-standard-8"))
+    made = group.group_body(
+        NAMES, gcp.project, REGION, "", ("n2-standard-8", "e2-standard-8"), spot=False
+    )
     assert set(made["instanceFlexibilityPolicy"]["instanceSelections"]) == {"choice-0", "choice-1"}
     group.create_group(gcp.project, REGION, made)
     group.create_group(gcp.project, REGION, made)
+    # A standard task's group leaves a member that powered itself off stopped (no loop).
+    policy = group.read_group(gcp.project, REGION, NAMES).instance_lifecycle_policy
+    assert policy.default_action_on_failure == "DO_NOTHING"
     assert count(gcp, "compute.regionInstanceGroupManagers.insert") == 1
     group.start(gcp.project, REGION, NAMES, 2)
     group.start(gcp.project, REGION, NAMES, 2)  # a re-run asks for nothing twice
@@ -167,7 +172,9 @@ def test_group_starts_named_instances_and_says_what_it_sees(gcp: Gcp) -> None:
 
 
 def test_zone_pins_the_group(gcp: Gcp) -> None:
-    made = group.group_body(NAMES, gcp.project, REGION, "us-east1-c", ("g2-standard-8",))
+    made = group.group_body(NAMES, gcp.project, REGION, "us-east1-c", ("g2-standard-8",), spot=True)
+    # A spot task's group makes a preempted machine again: it repairs.
+    assert made["instanceLifecyclePolicy"] == {"defaultActionOnFailure": "REPAIR"}
     assert made["distributionPolicy"] == {
         "targetShape": "BALANCED",
         "zones": [{"zone": "zones/us-east1-c"}],

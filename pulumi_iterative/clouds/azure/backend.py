@@ -354,10 +354,13 @@ class Backend:
         fetched with the VM's managed identity (no URL, token or key in custom data).
         Either way without its dependencies: the machine gets rclone, azure-identity and
         azure-storage-blob (its index claims), not Pulumi or the Resource Manager SDKs.
-        A failed boot stores why and removes its VM from the scale set (`ending`)."""
+        A failed boot stores why and removes its VM from the scale set (`ending`). The
+        agent runs as its own systemd unit (`service`), out of cloud-init's final stage
+        (`KillMode=process`): a deallocate or restart stops it with SIGTERM while the
+        network is up; a spot eviction's Preempt event (30 s) is the agent's own notice."""
         names, place = Names(ref.task_id), Place.from_ref(ref)
         ending = machine_ending(ref, place.scale_set_id(names))
-        return replace(self._install(ref), ending=ending)
+        return replace(self._install(ref), ending=ending, service=True)
 
     def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("azure")

@@ -29,6 +29,9 @@ BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 LEAVE_ACTIONS = (
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/delete/action",
+    # A VM that cannot leave deallocates itself through its scale set instead: a stopped
+    # VM is billed, a deallocated one is not. Scoped to the scale set like the leave.
+    "Microsoft.Compute/virtualMachineScaleSets/deallocate/action",
 )
 # Flexible scale set VMs are resources of the group, not of the scale set: seeing them
 # (to tell a replaced machine's index is free) is a read on the resource group.

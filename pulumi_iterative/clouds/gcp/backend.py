@@ -247,7 +247,9 @@ class Backend:
             template.create_template(project, body)
 
         def make_group() -> None:
-            body = group.group_body(names, project, ref.region, place.zone, machines)
+            body = group.group_body(
+                names, project, ref.region, place.zone, machines, spot=spec.is_spot
+            )
             group.create_group(project, ref.region, body)
 
         def make_firewall() -> None:
@@ -344,10 +346,13 @@ class Backend:
         with the machine's own identity (no URL, token or key in the startup script).
         Either way without its dependencies: the machine gets rclone and google-auth,
         not Pulumi and not the compute client library. A failed boot stores why and
-        ends its machine (`ending`: leave the group, else power off)."""
+        ends its machine (`ending`: leave the group, else power off). The agent runs as
+        its own systemd unit (`service`): GCE's stop or spot preemption is an ACPI power
+        button (30 s of notice for spot), and the unit is stopped with SIGTERM while the
+        network is up, instead of in the startup-script service's last kill."""
         place = Place.from_ref(ref)
         ending = machine_ending(ref, place.bucket, place.prefix, place.project)
-        return replace(self._install(ref), ending=ending)
+        return replace(self._install(ref), ending=ending, service=True)
 
     def _install(self, ref: TaskRef) -> Install:
         deps = machine_requirements("gcp")

@@ -57,19 +57,34 @@ boot_upload() {
     -H 'x-ms-version: 2023-11-03' -H 'x-ms-blob-type: BlockBlob' \
     -T "$1" https://pi0123456789abcdef012345.blob.core.windows.net/pulumi-iterative-train-abcdefgh12"/$2" >/dev/null
 }
-boot_end() {
+az_scale_set() {  # <action>: POST it on this task's scale set, for this VM only
   arm=https://management.azure.com
   case "${PULUMI_ITERATIVE_ARM_ENDPOINT:-}" in
     http://127.0.0.1:*|http://localhost:*) arm="${PULUMI_ITERATIVE_ARM_ENDPOINT%/}" ;;
   esac
+  vm="$(az_imds '/metadata/instance/compute/name?api-version=2021-02-01&format=text')" &&
+    [ -n "$vm" ] && tok="$(az_token https://management.azure.com/)" && [ -n "$tok" ] &&
+    curl -sf -m 30 -X POST -H "Authorization: Bearer $tok" \
+      -H 'Content-Type: application/json' --data "{\"instanceIds\": [\"$vm\"]}" \
+      "$arm"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/pulumi-iterative-train-abcdefgh12/providers/Microsoft.Compute/virtualMachineScaleSets/pulumi-iterative-train-abcdefgh12"/$1?api-version=2026-04-01" >/dev/null
+}
+boot_end() {
   delay=2
-  until vm="$(az_imds '/metadata/instance/compute/name?api-version=2021-02-01&format=text')" &&
-      [ -n "$vm" ] && tok="$(az_token https://management.azure.com/)" && [ -n "$tok" ] &&
-      curl -sf -m 30 -X POST -H "Authorization: Bearer $tok" \
-        -H 'Content-Type: application/json' --data "{\"instanceIds\": [\"$vm\"]}" \
-        "$arm"'/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/pulumi-iterative-train-abcdefgh12/providers/Microsoft.Compute/virtualMachineScaleSets/pulumi-iterative-train-abcdefgh12/delete?api-version=2026-04-01' >/dev/null; do
+  until az_scale_set delete; do
     if [ "$delay" -gt 32 ]; then
-      echo "could not leave the scale set: powering off (billed until the deadline backstop)"
+      echo "could not leave the scale set: deallocating this VM (no compute billed)"
+      tries=0
+      until az_scale_set deallocate; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 3 ]; then
+          echo "could not deallocate: powering off (billed until the deadline backstop)"
+          shutdown -h now || poweroff
+          return
+        fi
+        sleep 5
+      done
+      sleep 300  # Azure shuts this VM down and deallocates it meanwhile
+      echo "not deallocated after 300s: powering off"
       break
     fi
     echo "leaving the scale set failed; again in ${delay}s"
@@ -154,7 +169,7 @@ fi
     echo "the agent is not importable by $AGENT_PYTHON"
     exit 127
   }
-  if false && [ -z "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ] && [ -d /run/systemd/system ]; then
+  if true && [ -z "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ] && [ -d /run/systemd/system ]; then
     # The agent as its own unit: on stop or shutdown it gets SIGTERM while the
     # network is still up, and time for a last checkpoint.
     FAILURE="bootstrap failed while starting the agent's service"

@@ -166,7 +166,7 @@ fi
     echo "the agent is not importable by $AGENT_PYTHON"
     exit 127
   }
-  if false && [ -z "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ] && [ -d /run/systemd/system ]; then
+  if true && [ -z "${PULUMI_ITERATIVE_AGENT_PYTHON:-}" ] && [ -d /run/systemd/system ]; then
     # The agent as its own unit: on stop or shutdown it gets SIGTERM while the
     # network is still up, and time for a last checkpoint.
     FAILURE="bootstrap failed while starting the agent's service"

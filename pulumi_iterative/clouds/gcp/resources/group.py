@@ -9,6 +9,16 @@ A machine that is done leaves with `deleteInstances`, which lowers the target si
 so the group reaches zero at the last machine. With more than one machine type in
 the catalog, the group's instance flexibility policy lets it fall back to the
 others when the first has no capacity.
+
+What the group does with a member that stops or is deleted outside it (GCE calls it a
+failed VM) depends on spot. A machine that may not leave powers itself off; a group
+that repairs (`instanceLifecyclePolicy.defaultActionOnFailure: REPAIR`, GCE's
+default) recreates it, it boots, cannot leave, powers off again: a loop billed until
+the backstop. So a standard task's group does not repair (`DO_NOTHING`): a powered-off
+member stays stopped (no vCPU or memory billed), and GCE's own `automaticRestart`
+(instance template) still brings a machine back after a host failure. A spot task's
+group must repair: that is how a preempted machine comes back; there a machine that
+may not leave loops until the backstop (README: "Machines that cannot leave").
 """
 
 from __future__ import annotations
@@ -28,8 +38,18 @@ def _client() -> Any:
     return compute("RegionInstanceGroupManagers")
 
 
+REPAIR = "REPAIR"  # a stopped or deleted member is made again: spot machines come back
+DO_NOTHING = "DO_NOTHING"  # a member that powered itself off stays stopped
+
+
 def group_body(
-    names: Names, project: str, region: str, zone: str, machines: tuple[str, ...]
+    names: Names,
+    project: str,
+    region: str,
+    zone: str,
+    machines: tuple[str, ...],
+    *,
+    spot: bool,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": names.group,
@@ -40,6 +60,7 @@ def group_body(
         # Named instances in a regional group need this, and proactive redistribution
         # would delete a working machine to even out the zones.
         "updatePolicy": {"instanceRedistributionType": "NONE"},
+        "instanceLifecyclePolicy": {"defaultActionOnFailure": REPAIR if spot else DO_NOTHING},
     }
     # BALANCED: spread over the zones as far as capacity allows (EVEN would wait for a
     # full zone); needed for instance flexibility, and allowed with named instances.
