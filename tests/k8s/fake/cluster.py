@@ -34,7 +34,7 @@ One loop thread reconciles everything after each change (or every tick):
   FailureTarget), Suspended; events SuccessfulCreate, FailedCreate, Completed,
   BackoffLimitExceeded, DeadlineExceeded.
 - **Garbage collector**: Foreground, Background and Orphan propagation by
-  ownerReferences; PVCs in use stay (pvc-protection) until their pods are gone; a bound
+  ownerReferences (Jobs' pods; Secrets and ConfigMaps owned by a pod that is gone); PVCs in use stay (pvc-protection) until their pods are gone; a bound
   PVC is a folder under the cluster's root, removed with the claim.
 """
 
@@ -339,6 +339,18 @@ class Cluster:
         ]
 
     def _collect_garbage(self) -> None:
+        pod_uids = {p["metadata"]["uid"] for p in self.store.iter_kind(PODS)}
+        for plural in ("secrets", "configmaps"):
+            kind = BY_PLURAL[plural]
+            for obj in self.store.iter_kind(kind):
+                owners = [
+                    r
+                    for r in obj["metadata"].get("ownerReferences") or []
+                    if r.get("kind") == "Pod"
+                ]
+                if owners and not any(r.get("uid") in pod_uids for r in owners):
+                    meta = obj["metadata"]
+                    self.store.remove(kind, meta["namespace"], meta["name"])
         live_uids = {j["metadata"]["uid"] for j in self.store.iter_kind(JOBS)}
         for pod in self.store.iter_kind(PODS):
             owners = [

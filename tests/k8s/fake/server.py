@@ -427,10 +427,15 @@ class _Handler(BaseHTTPRequestHandler):
         address = self.api.cluster.pod_address(route.namespace, route.name)
         port = int(route.port or 80)
         conn = http.client.HTTPConnection(address, port, timeout=300)
+        # As the API server's proxy (no UseLocationHost): the caller's Host header goes on
+        # to the pod, Authorization does not; the path is decoded, then escaped again as
+        # Go escapes a path; a trailing slash stays.
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["Host"] = f"{address}:{port}"
-        query = urllib.parse.urlsplit(self.path).query
-        target = "/" + route.rest + (f"?{query}" if query else "")
+        split = urllib.parse.urlsplit(self.path)
+        rest = urllib.parse.quote(route.rest, safe="/$&+,:;=@")
+        if split.path.endswith("/") and route.rest and not rest.endswith("/"):
+            rest += "/"
+        target = "/" + rest + (f"?{split.query}" if split.query else "")
         try:
             conn.request(
                 self.command,
