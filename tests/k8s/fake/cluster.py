@@ -34,7 +34,8 @@ One loop thread reconciles everything after each change (or every tick):
   FailureTarget), Suspended; events SuccessfulCreate, FailedCreate, Completed,
   BackoffLimitExceeded, DeadlineExceeded.
 - **Garbage collector**: Foreground, Background and Orphan propagation by
-  ownerReferences (Jobs' pods; Secrets and ConfigMaps owned by a pod that is gone); PVCs in use stay (pvc-protection) until their pods are gone; a bound
+  ownerReferences (Jobs' pods; Secrets and ConfigMaps owned by a pod that is gone);
+  PVCs in use stay (pvc-protection) until their pods are gone; a bound
   PVC is a folder under the cluster's root, removed with the claim.
 """
 
