@@ -48,7 +48,7 @@ from ..base import Made
 from . import catalog, transfer
 from .api import K8sError, Kube, Target, call, cluster_identity, namespace_of, wait_until
 from .machine import INDEX_ENV
-from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
+from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, SCRATCH_DIR, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
 from .rules import CONTAINER, SECRET_OPTION
 
@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 BACKSTOP_GRACE = 60  # after the deadline: the agent's own timeout handling goes first
 STOP_DEADLINE = job.GRACE_SECONDS + 120.0
 CLAIM_GONE_DEADLINE = 300.0
-VENV = "/opt/pulumi-iterative"
+# in the scratch emptyDir: the pods run as a non-root user (restricted Pod Security)
+VENV = f"{POD_HOME}/{SCRATCH_DIR}/venv"
 # Kubernetes event reason -> our event kind
 EVENT_KINDS = {
     "SuccessfulCreate": "launch",
@@ -424,12 +425,17 @@ class Backend:
 
 def pod_ending(place: Place) -> str:
     """How a pod stores a failed boot's report and log before (or without) the agent:
-    a copy into the mounted volume (an object store needs the agent's rclone, which a
-    failed install may lack: that boot leaves only its pod log). Its index is the
-    Job's, so status waits for the Job's retry of it. Ending is exiting: the bootstrap
-    exits non-zero, the pod fails, and the Job retries or fails the index."""
+    a copy into the mounted volume. An object store needs the agent's rclone, which a
+    failed install may lack: there the report goes to the container log, whose end is
+    the pod's termination message (`FallbackToLogsOnError`), which status reads
+    (`events`). Its index is the Job's, so status waits for the Job's retry of it.
+    Ending is exiting: the bootstrap exits non-zero, the pod fails, and the Job retries
+    or fails the index."""
     if place.container:
-        upload = "  return 1  # the object store is reached with the agent's rclone"
+        upload = (
+            '  case "$2" in status/*) cat "$1" ;; esac  # the last line: the termination message\n'
+            "  return 1  # the object store is reached with the agent's rclone"
+        )
     else:
         upload = (
             '  mkdir -p "$(dirname "$BOOT_BUCKET/$2")" && cp "$1" "$BOOT_BUCKET/$2.tmp" &&\n'
@@ -438,6 +444,9 @@ def pod_ending(place: Place) -> str:
     return f"""\
 BOOT_INDEX="${{{INDEX_ENV}:--1}}"
 BOOT_BUCKET="$(pwd)/{BUCKET_ROOT}"  # the task's volume, mounted in the working directory
+# A non-root user (restricted Pod Security) has no home of its own: the scratch
+# emptyDir is, besides the volume, the one place it may write (pip, the script).
+export HOME="$(pwd)/{SCRATCH_DIR}"
 boot_upload() {{
 {upload}
 }}"""

@@ -66,6 +66,7 @@ class Fault:
     times: int = 1
     reason: str = ""
     hits: int = field(default=0)
+    skip: int = 0  # matching requests to let through first
 
 
 REASONS = {
@@ -129,10 +130,20 @@ class FakeApiServer:
             self.admins.add(user)
 
     def fail(
-        self, verb: str, resource: str, code: int = 500, *, name: str = "", times: int = 1
+        self,
+        verb: str,
+        resource: str,
+        code: int = 500,
+        *,
+        name: str = "",
+        times: int = 1,
+        skip: int = 0,
     ) -> Fault:
-        """The next `times` requests `verb` on `resource` (e.g. "create", "jobs") fail."""
-        fault = Fault(verb, resource, code, name, times, REASONS.get(code, "InternalError"))
+        """The next `times` requests `verb` on `resource` (e.g. "create", "jobs") fail,
+        after `skip` matching ones went through."""
+        fault = Fault(
+            verb, resource, code, name, times, REASONS.get(code, "InternalError"), skip=skip
+        )
         self.faults.append(fault)
         return fault
 
@@ -144,6 +155,9 @@ class FakeApiServer:
                 and fault.resource == resource
                 and (not fault.name or fault.name == name)
             ):
+                if fault.skip:
+                    fault.skip -= 1
+                    continue
                 fault.hits += 1
                 return fault
         return None
