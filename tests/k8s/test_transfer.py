@@ -134,3 +134,26 @@ def test_a_pod_that_never_serves_fails_the_session_and_is_removed(
     finally:
         transfer.READY_DEADLINE = saved
     eventually(lambda: not cluster.objects("pods"), "the pod to go")
+
+
+def test_nested_sessions_share_one_pod_and_replace_it_if_it_ended(
+    cluster: FakeCluster, kube: Kube, volume: Path
+) -> None:
+    """What a held `lifecycle.session` gives status polls: one transfer pod for all,
+    each reuse costing one read of the pod; a pod that ended is replaced."""
+    with transfer.open_bucket(kube, NAMES) as outer:
+        for _ in range(3):
+            before = len(cluster.api.requests())
+            with transfer.open_bucket(kube, NAMES) as inner:
+                assert inner == outer
+                Rclone(inner).write(inner.path("x.txt"), b"x")
+            reuse = [e for e in cluster.api.requests()[before:] if e.resource != "pods/proxy"]
+            assert [(e.verb, e.resource) for e in reuse] == [("get", "pods")]
+        (first,) = [p["metadata"]["name"] for p in cluster.objects("pods")]
+        cluster.evict("work", first)
+        eventually(lambda: not cluster._running_uids(), "the evicted pod to end")
+        with transfer.open_bucket(kube, NAMES) as inner:
+            assert Rclone(inner).cat(inner.path("x.txt")) == b"x"
+    created = cluster.api.requests(verb="create", resource="pods")
+    assert len(created) == 2
+    eventually(lambda: not cluster.objects("pods"), "the pods to go")
