@@ -392,7 +392,7 @@ class Backend:
 
     def events(self, ref: TaskRef) -> list[Event]:
         place, names = Place.from_ref(ref), Names(ref.task_id)
-        out = []
+        out = self._pod_failures(place.kube(), names)
         for event in job.namespace_events(place.kube()):
             involved = event.involved_object
             name = (involved and involved.name) or ""
@@ -410,6 +410,29 @@ class Backend:
                     f"{event.reason}: {event.message}",
                 )
             )
+        return out
+
+    @staticmethod
+    def _pod_failures(kube: Kube, names: Names) -> list[Event]:
+        """Each failed pod's termination message, as an error event: the reason a boot
+        gives there reaches status even when its report could not reach the bucket (an
+        object store before the agent's rclone is installed)."""
+        out = []
+        for pod in job.task_pods(kube, names):
+            for container in (pod.status and pod.status.container_statuses) or []:
+                ended = container.state and container.state.terminated
+                if not ended or not ended.exit_code or not ended.message:
+                    continue
+                when = ended.finished_at.timestamp() if ended.finished_at else time.time()
+                name = pod.metadata.name
+                out.append(
+                    Event(
+                        when,
+                        "error",
+                        name,
+                        f"pod {name} failed (exit {ended.exit_code}): {why(ended.message)}",
+                    )
+                )
         return out
 
     def stop(self, ref: TaskRef) -> None:
@@ -450,6 +473,21 @@ export HOME="$(pwd)/{SCRATCH_DIR}"
 boot_upload() {{
 {upload}
 }}"""
+
+
+def why(message: str) -> str:
+    """The reason in a termination message: the last boot report's (a JSON line the
+    bootstrap prints when it cannot store it), else the message's last line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(report, dict) and report.get("reason"):
+                return str(report["reason"])
+    return lines[-1] if lines else ""
 
 
 def _claim_exists(kube: Kube, names: Names) -> bool:

@@ -752,9 +752,17 @@ class Cluster:
         code = runtime.proc.returncode
         if code < 0:
             code = 128 - code  # killed by a signal: the container runtime's convention
-        self._set_terminated(pod, code, "Completed" if code == 0 else "Error")
+        message = ""
+        container = pod["spec"]["containers"][0]
+        if code and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            # the kubelet's fallback: the log's last 80 lines, at most 2048 bytes
+            lines = runtime.log_path.read_text(errors="replace").splitlines(keepends=True)
+            message = "".join(lines[-80:])[-2048:]
+        self._set_terminated(pod, code, "Completed" if code == 0 else "Error", message)
 
-    def _set_terminated(self, pod: dict[str, Any], code: int, reason: str) -> None:
+    def _set_terminated(
+        self, pod: dict[str, Any], code: int, reason: str, message: str = ""
+    ) -> None:
         meta = pod["metadata"]
         finished = now_rfc3339()
 
@@ -778,6 +786,7 @@ class Cluster:
                             "reason": reason,
                             "startedAt": started,
                             "finishedAt": finished,
+                            **({"message": message} if message else {}),
                         }
                     },
                 )
