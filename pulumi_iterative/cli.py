@@ -218,6 +218,11 @@ def _print_estimate(spec: Any) -> None:
 
 def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
     """Print new log lines of every machine until the task is done."""
+    with lifecycle.session(ref):  # k8s: one transfer pod for every poll, not one each
+        return _follow(ref, out)
+
+
+def _follow(ref: TaskRef, out: Any) -> TaskStatus:
     seen: dict[str, int] = {}  # bytes printed per machine: only newer segments are fetched
     partial: dict[str, bytes] = {}  # a line not finished yet
     while True:

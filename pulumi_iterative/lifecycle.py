@@ -69,6 +69,15 @@ def bucket(ref: TaskRef, *, progress: bool = False) -> Iterator[Rclone]:
         yield Rclone(remote, progress=progress)
 
 
+@contextlib.contextmanager
+def session(ref: TaskRef) -> Iterator[None]:
+    """Keep the task's bucket open for the calls inside: on k8s one transfer pod serves
+    every status read, log fetch and pull within (a backend's `open_bucket` reuses an
+    open session of the same task), instead of one pod each."""
+    with bucket(ref):
+        yield
+
+
 def _steps(
     backend: Backend,
     ref: TaskRef,
@@ -288,7 +297,9 @@ def _live_logs(backend: object, ref: TaskRef, tail_lines: int | None) -> dict[st
 def new_log_bytes(ref: TaskRef, seen: dict[str, int]) -> dict[str, bytes]:
     """machine -> its log bytes past `seen` (updated): only the segments not fetched yet."""
     out = {}
-    for m, (blob, _, end) in logsegments.fetch(rclone_for(ref), since=seen).items():
+    with bucket(ref) as rclone:  # k8s: a session's remote, not the pods' own path
+        got = logsegments.fetch(rclone, since=seen)
+    for m, (blob, _, end) in got.items():
         if blob:
             out[m] = blob
         seen[m] = max(seen.get(m, 0), end)
@@ -342,6 +353,13 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
     """
     backend = get_backend(ref.cloud)
     backend.stop(ref)  # machines take a last checkpoint on their way down
+    pulled = _final_cost_and_pull(ref, pull_outputs, progress)
+    made = ref.made if ref.made is not None else backend.legacy_made(ref)
+    teardown(made, lambda m: backend.remove(ref, m))
+    return pulled
+
+
+def _final_cost_and_pull(ref: TaskRef, pull_outputs: bool, progress: bool) -> int:
     final_cost(ref)
     pulled = 0
     if pull_outputs and ref.output and ref.workdir:
@@ -362,8 +380,6 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
                 f"could not bring {ref.output!r} home ({exc}); nothing was "
                 "removed: fix the cause and run delete again"
             ) from exc
-    made = ref.made if ref.made is not None else backend.legacy_made(ref)
-    teardown(made, lambda m: backend.remove(ref, m))
     return pulled
 
 

@@ -289,9 +289,10 @@ class TaskProvider(ResourceProvider):
         spec = TaskSpec.from_dict(_inputs(props))
         ref = _here(TaskRef.from_dict(props["ref"]), spec)
         # Status first: a task this workstation cannot reach is an error, never "gone".
-        status = lifecycle.read(ref)
-        if not lifecycle.exists(ref):
-            return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
+        with lifecycle.session(ref):  # k8s: one transfer pod for both
+            status = lifecycle.read(ref)
+            if not lifecycle.exists(ref):
+                return ReadResult("", {})  # deleted outside Pulumi: the engine drops it
         outputs = self._outputs(spec, ref, _taken_in_state(props), status)
         kept = (props.get("status") or {}).get("cost") or {}
         if kept.get("final") and "cost" in outputs["status"]:

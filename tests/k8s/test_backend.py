@@ -21,15 +21,16 @@ from pulumi_iterative.task import new_task_id
 from tests.k8s.fake import FakeCluster, default_host_env
 from tests.k8s.helpers import eventually, leftovers
 
-# (verb, resource) the API refuses -> the step that fails
+# (verb, resource, matching requests let through) the API refuses -> the step that fails
 REFUSALS = (
-    ("create", "persistentvolumeclaims", "Create volume"),
-    ("create", "pods", "Upload workdir"),  # the transfer pod
-    ("create", "serviceaccounts", "Create machine identity"),
-    ("create", "rolebindings", "Create machine identity"),
-    ("create", "configmaps", "Create task config"),
-    ("create", "secrets", "Create task secret"),
-    ("create", "jobs", "Start job"),
+    ("create", "persistentvolumeclaims", 0, "Create volume"),
+    ("create", "pods", 0, "Upload workdir"),  # the transfer pod
+    ("create", "secrets", 0, "Upload workdir"),  # the transfer session's key
+    ("create", "serviceaccounts", 0, "Create machine identity"),
+    ("create", "rolebindings", 0, "Create machine identity"),
+    ("create", "configmaps", 0, "Create task config"),
+    ("create", "secrets", 1, "Create task secret"),  # after the session key's
+    ("create", "jobs", 0, "Start job"),
 )
 
 
@@ -66,8 +67,8 @@ def _spec(tmp_path: Path, script: str = "#!/bin/sh\ntrue\n", **args: object) -> 
 def test_a_refused_create_rolls_back_and_names_the_step(
     cluster_env: FakeCluster, tmp_path: Path
 ) -> None:
-    for verb, resource, step in REFUSALS:
-        cluster_env.api.fail(verb, resource, 403)
+    for verb, resource, skip, step in REFUSALS:
+        cluster_env.api.fail(verb, resource, 403, skip=skip)
         task_id = new_task_id("refused")
         with pytest.raises(StepFailed) as failed:
             lifecycle.create(_spec(tmp_path), task_id=task_id)

@@ -97,3 +97,40 @@ def test_bad_input_is_refused_at_preview_naming_the_field(
         parse_spec({"cloud": "k8s", "script": "#!/bin/sh\ntrue\n", **args})
     assert [e.field for e in refused.value.errors] == [field]
     assert says in refused.value.errors[0].message
+
+
+@pytest.mark.timeout(240)
+def test_a_failed_install_says_why_without_the_bucket(
+    moto: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the agent's rclone is installed a pod cannot reach the object store: the
+    boot's report is the end of its log, the pod's termination message
+    (FallbackToLogsOnError), and status shows its reason as an error event."""
+    moto.client("s3").create_bucket(Bucket="team-bucket")
+    host_env = {**default_host_env(), SKIP_INSTALL_ENV: "/nonexistent/python3"}
+    with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        workdir = tmp_path / "project"
+        workdir.mkdir()
+        spec = parse_spec(
+            {
+                "cloud": "k8s",
+                "machine": "s",
+                "script": "#!/bin/sh\ntrue\n",
+                "storage": {
+                    "workdir": str(workdir),
+                    "container": "s3:team-bucket/runs",
+                    "container_opts": {"endpoint": moto.endpoint, "region": "us-east-1"},
+                },
+            }
+        )
+        ref = lifecycle.create(spec)
+
+        def failure_said() -> list[str]:
+            events = lifecycle.read(ref, with_logs=False).events
+            return [e.message for e in events if e.kind == "error" and "failed (exit" in e.message]
+
+        said = eventually(failure_said, "the failed boot's reason in status", timeout=120)
+        assert any("bootstrap failed while installing the agent" in m for m in said), said
+        lifecycle.delete(ref)
+        assert leftovers(cluster, ref.task_id) == []

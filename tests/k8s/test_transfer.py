@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pulumi_iterative.clouds.k8s import transfer
+from pulumi_iterative.clouds.k8s import sigv4, transfer
 from pulumi_iterative.clouds.k8s.api import Kube
 from pulumi_iterative.clouds.k8s.names import ROLE_LABEL, Names
 from pulumi_iterative.clouds.k8s.resources import claim
+from pulumi_iterative.clouds.k8s.sigv4 import SessionKey
+from pulumi_iterative.errors import TransferError
 from pulumi_iterative.storage import Rclone
 from tests.k8s.fake import FakeCluster
 from tests.k8s.helpers import eventually, leftovers, raw
@@ -52,30 +55,72 @@ def test_a_session_moves_files_both_ways_and_leaves_no_pod(
     assert leftovers(cluster, NAMES.task_id) == [f"persistentvolumeclaims/{NAMES.claim}"]
     proxied = cluster.api.requests(resource="pods/proxy")
     assert proxied and {e.user for e in proxied} == {"admin"}, "the caller's own credentials"
+    assert not cluster.objects("secrets"), "the session's key went with its pod"
 
 
 def test_the_transfer_pod_is_locked_down(kube: Kube, volume: Path) -> None:
-    body = transfer.transfer_pod_body(NAMES, "tok")
+    body = transfer.transfer_pod_body(NAMES, "iterative-x-transfer-abc")
     spec = body["spec"]
     assert spec["automountServiceAccountToken"] is False
     assert spec["activeDeadlineSeconds"] > 0
     assert body["metadata"]["labels"][ROLE_LABEL] == "transfer"
-    assert [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]] == [NAMES.claim]
-    assert "--baseurl /tok" in spec["containers"][0]["command"][-1]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"][:1]] == [NAMES.claim]
+    # the key comes from the pod's own Secret, never from its spec
+    assert spec["volumes"][1]["secret"]["secretName"] == "iterative-x-transfer-abc"
+    command = spec["containers"][0]["command"][-1]
+    assert 'RCLONE_AUTH_KEY="$(cat key/auth)"' in command and "--auth-key" not in command
 
 
-def test_only_the_session_token_opens_the_bucket_and_webdav_verbs_are_refused(
-    cluster: FakeCluster, kube: Kube, volume: Path
+def test_only_the_session_key_opens_the_bucket(
+    cluster: FakeCluster, kube: Kube, volume: Path, tmp_path: Path
 ) -> None:
-    token = "A" * 32
-    pod = transfer.start_transfer_pod(kube, NAMES, token)
+    """The real `rclone serve s3` in the pod refuses requests without the session's
+    signature or with another key's; the key is in the pod's Secret only."""
+    key = SessionKey.new()
+    pod = transfer.start_transfer_pod(kube, NAMES, key)
     api = cluster.client()
     base = f"/api/v1/namespaces/work/pods/{pod}:8080/proxy"
-    eventually(lambda: raw(api, "GET", f"{base}/{token}/")[0] == 200, "the transfer pod to serve")
-    assert raw(api, "GET", f"{base}/{'B' * 32}/bucket/")[0] == 404
-    assert raw(api, "PROPFIND", f"{base}/{token}/")[0] == 405  # as the real pod proxy
+    host = transfer.api_host(kube)
+
+    def signed(with_key: SessionKey, method: str, target: str) -> int:
+        return raw(api, method, base + sigv4.presign(with_key, method, host, target, {}))[0]
+
+    eventually(lambda: signed(key, "GET", "/") == 200, "the transfer pod to serve")
+    assert signed(key, "PUT", "/bucket/a.txt") == 200
+    assert raw(api, "GET", f"{base}/bucket/a.txt")[0] in (400, 403)  # anonymous
+    assert signed(SessionKey.new(), "GET", "/bucket/a.txt") == 403  # another key
+    assert signed(SessionKey(key.access_key, "x" * 40), "GET", "/") == 403  # a guessed secret
+    assert raw(api, "PROPFIND", f"{base}/")[0] == 405  # as the real pod proxy
+    stored = json.dumps([cluster.objects(p) for p in ("pods", "jobs", "configmaps", "events")])
+    assert key.secret_key not in stored
+    (secret,) = [s for s in cluster.objects("secrets") if s["metadata"]["name"] == pod]
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "Pod"
     transfer.remove_transfer_pods(kube, NAMES)
     eventually(lambda: not cluster.objects("pods"), "the pod to go")
+    assert not cluster.objects("secrets"), "the key goes with its pod"
+
+
+def test_the_forwarder_refuses_a_local_caller_without_the_key(
+    cluster: FakeCluster, kube: Kube, volume: Path, tmp_path: Path
+) -> None:
+    """Another process on the workstation finds the loopback port, not the key."""
+    (tmp_path / "f.txt").write_text("x")
+    with transfer.open_bucket(kube, NAMES) as remote:
+        Rclone(remote).run("copyto", str(tmp_path / "f.txt"), remote.path("f.txt"))
+        env = dict(remote.env)
+        stranger = SessionKey.new()
+        env["RCLONE_S3_ACCESS_KEY_ID"] = stranger.access_key
+        env["RCLONE_S3_SECRET_ACCESS_KEY"] = stranger.secret_key
+        intruder = Rclone(replace(remote, env=tuple(sorted(env.items()))))
+        with pytest.raises(TransferError):
+            intruder.run("cat", remote.path("f.txt"))
+        anonymous = dict(env, RCLONE_S3_ACCESS_KEY_ID="", RCLONE_S3_SECRET_ACCESS_KEY="")
+        with pytest.raises(TransferError):
+            Rclone(replace(remote, env=tuple(sorted(anonymous.items())))).run(
+                "cat", remote.path("f.txt")
+            )
+    proxied = cluster.api.requests(resource="pods/proxy")
+    assert all("X-Amz-Signature" in e.query or not e.query for e in proxied)
 
 
 def test_a_pod_that_never_serves_fails_the_session_and_is_removed(
@@ -89,3 +134,26 @@ def test_a_pod_that_never_serves_fails_the_session_and_is_removed(
     finally:
         transfer.READY_DEADLINE = saved
     eventually(lambda: not cluster.objects("pods"), "the pod to go")
+
+
+def test_nested_sessions_share_one_pod_and_replace_it_if_it_ended(
+    cluster: FakeCluster, kube: Kube, volume: Path
+) -> None:
+    """What a held `lifecycle.session` gives status polls: one transfer pod for all,
+    each reuse costing one read of the pod; a pod that ended is replaced."""
+    with transfer.open_bucket(kube, NAMES) as outer:
+        for _ in range(3):
+            before = len(cluster.api.requests())
+            with transfer.open_bucket(kube, NAMES) as inner:
+                assert inner == outer
+                Rclone(inner).write(inner.path("x.txt"), b"x")
+            reuse = [e for e in cluster.api.requests()[before:] if e.resource != "pods/proxy"]
+            assert [(e.verb, e.resource) for e in reuse] == [("get", "pods")]
+        (first,) = [p["metadata"]["name"] for p in cluster.objects("pods")]
+        cluster.evict("work", first)
+        eventually(lambda: not cluster._running_uids(), "the evicted pod to end")
+        with transfer.open_bucket(kube, NAMES) as inner:
+            assert Rclone(inner).cat(inner.path("x.txt")) == b"x"
+    created = cluster.api.requests(verb="create", resource="pods")
+    assert len(created) == 2
+    eventually(lambda: not cluster.objects("pods"), "the pods to go")

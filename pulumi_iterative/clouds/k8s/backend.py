@@ -48,7 +48,7 @@ from ..place import PlaceRecord
 from . import catalog, transfer
 from .api import K8sError, Kube, Target, call, cluster_identity, namespace_of, wait_until
 from .machine import INDEX_ENV
-from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, TASK_DIR, TASK_KEY, Names
+from .names import BOOTSTRAP_KEY, BUCKET_ROOT, POD_HOME, SCRATCH_DIR, TASK_DIR, TASK_KEY, Names
 from .resources import claim, config, identity, job
 from .rules import CONTAINER, SECRET_OPTION
 
@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 BACKSTOP_GRACE = 60  # after the deadline: the agent's own timeout handling goes first
 STOP_DEADLINE = job.GRACE_SECONDS + 120.0
 CLAIM_GONE_DEADLINE = 300.0
-VENV = "/opt/pulumi-iterative"
+# in the scratch emptyDir: the pods run as a non-root user (restricted Pod Security)
+VENV = f"{POD_HOME}/{SCRATCH_DIR}/venv"
 # Kubernetes event reason -> our event kind
 EVENT_KINDS = {
     "SuccessfulCreate": "launch",
@@ -374,7 +375,7 @@ class Backend:
 
     def events(self, ref: TaskRef) -> list[Event]:
         place, names = Place.from_ref(ref), Names(ref.task_id)
-        out = []
+        out = self._pod_failures(place.kube(), names)
         for event in job.namespace_events(place.kube()):
             involved = event.involved_object
             name = (involved and involved.name) or ""
@@ -394,6 +395,29 @@ class Backend:
             )
         return out
 
+    @staticmethod
+    def _pod_failures(kube: Kube, names: Names) -> list[Event]:
+        """Each failed pod's termination message, as an error event: the reason a boot
+        gives there reaches status even when its report could not reach the bucket (an
+        object store before the agent's rclone is installed)."""
+        out = []
+        for pod in job.task_pods(kube, names):
+            for container in (pod.status and pod.status.container_statuses) or []:
+                ended = container.state and container.state.terminated
+                if not ended or not ended.exit_code or not ended.message:
+                    continue
+                when = ended.finished_at.timestamp() if ended.finished_at else time.time()
+                name = pod.metadata.name
+                out.append(
+                    Event(
+                        when,
+                        "error",
+                        name,
+                        f"pod {name} failed (exit {ended.exit_code}): {why(ended.message)}",
+                    )
+                )
+        return out
+
     def stop(self, ref: TaskRef) -> None:
         """Suspend the Job (it and its history stay) and wait for its pods to end."""
         place, names = Place.from_ref(ref), Names(ref.task_id)
@@ -407,12 +431,17 @@ class Backend:
 
 def pod_ending(place: Place) -> str:
     """How a pod stores a failed boot's report and log before (or without) the agent:
-    a copy into the mounted volume (an object store needs the agent's rclone, which a
-    failed install may lack: that boot leaves only its pod log). Its index is the
-    Job's, so status waits for the Job's retry of it. Ending is exiting: the bootstrap
-    exits non-zero, the pod fails, and the Job retries or fails the index."""
+    a copy into the mounted volume. An object store needs the agent's rclone, which a
+    failed install may lack: there the report goes to the container log, whose end is
+    the pod's termination message (`FallbackToLogsOnError`), which status reads
+    (`events`). Its index is the Job's, so status waits for the Job's retry of it.
+    Ending is exiting: the bootstrap exits non-zero, the pod fails, and the Job retries
+    or fails the index."""
     if place.container:
-        upload = "  return 1  # the object store is reached with the agent's rclone"
+        upload = (
+            '  case "$2" in status/*) cat "$1" ;; esac  # the last line: the termination message\n'
+            "  return 1  # the object store is reached with the agent's rclone"
+        )
     else:
         upload = (
             '  mkdir -p "$(dirname "$BOOT_BUCKET/$2")" && cp "$1" "$BOOT_BUCKET/$2.tmp" &&\n'
@@ -421,9 +450,27 @@ def pod_ending(place: Place) -> str:
     return f"""\
 BOOT_INDEX="${{{INDEX_ENV}:--1}}"
 BOOT_BUCKET="$(pwd)/{BUCKET_ROOT}"  # the task's volume, mounted in the working directory
+# A non-root user (restricted Pod Security) has no home of its own: the scratch
+# emptyDir is, besides the volume, the one place it may write (pip, the script).
+export HOME="$(pwd)/{SCRATCH_DIR}"
 boot_upload() {{
 {upload}
 }}"""
+
+
+def why(message: str) -> str:
+    """The reason in a termination message: the last boot report's (a JSON line the
+    bootstrap prints when it cannot store it), else the message's last line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(report, dict) and report.get("reason"):
+                return str(report["reason"])
+    return lines[-1] if lines else ""
 
 
 def _claim_exists(kube: Kube, names: Names) -> bool:

@@ -54,7 +54,12 @@ CATALOG = CloudCatalog(
     },
     regions={CURRENT_CONTEXT: "", **{r: "" for r in GENERIC_REGIONS}},
     default_region=CURRENT_CONTEXT,
-    images={"ubuntu": "ubuntu:24.04", "nvidia": "nvidia/cuda:12.4.1-runtime-ubuntu22.04"},
+    # The pods run as a non-root user (restricted Pod Security), who cannot install
+    # Python: the aliases name images that have it (Debian; Ubuntu 22.04 with CUDA).
+    images={
+        "ubuntu": "python:3.12-slim",
+        "nvidia": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    },
     native_machine=NATIVE_MACHINE,
     # a kubeconfig context name: EKS uses ARNs (with ':' and '/'), others '@' and '_'
     native_region=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"),

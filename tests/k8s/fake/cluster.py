@@ -34,7 +34,8 @@ One loop thread reconciles everything after each change (or every tick):
   FailureTarget), Suspended; events SuccessfulCreate, FailedCreate, Completed,
   BackoffLimitExceeded, DeadlineExceeded.
 - **Garbage collector**: Foreground, Background and Orphan propagation by
-  ownerReferences; PVCs in use stay (pvc-protection) until their pods are gone; a bound
+  ownerReferences (Jobs' pods; Secrets and ConfigMaps owned by a pod that is gone);
+  PVCs in use stay (pvc-protection) until their pods are gone; a bound
   PVC is a folder under the cluster's root, removed with the claim.
 """
 
@@ -339,6 +340,18 @@ class Cluster:
         ]
 
     def _collect_garbage(self) -> None:
+        pod_uids = {p["metadata"]["uid"] for p in self.store.iter_kind(PODS)}
+        for plural in ("secrets", "configmaps"):
+            kind = BY_PLURAL[plural]
+            for obj in self.store.iter_kind(kind):
+                owners = [
+                    r
+                    for r in obj["metadata"].get("ownerReferences") or []
+                    if r.get("kind") == "Pod"
+                ]
+                if owners and not any(r.get("uid") in pod_uids for r in owners):
+                    meta = obj["metadata"]
+                    self.store.remove(kind, meta["namespace"], meta["name"])
         live_uids = {j["metadata"]["uid"] for j in self.store.iter_kind(JOBS)}
         for pod in self.store.iter_kind(PODS):
             owners = [
@@ -739,9 +752,17 @@ class Cluster:
         code = runtime.proc.returncode
         if code < 0:
             code = 128 - code  # killed by a signal: the container runtime's convention
-        self._set_terminated(pod, code, "Completed" if code == 0 else "Error")
+        message = ""
+        container = pod["spec"]["containers"][0]
+        if code and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            # the kubelet's fallback: the log's last 80 lines, at most 2048 bytes
+            lines = runtime.log_path.read_text(errors="replace").splitlines(keepends=True)
+            message = "".join(lines[-80:])[-2048:]
+        self._set_terminated(pod, code, "Completed" if code == 0 else "Error", message)
 
-    def _set_terminated(self, pod: dict[str, Any], code: int, reason: str) -> None:
+    def _set_terminated(
+        self, pod: dict[str, Any], code: int, reason: str, message: str = ""
+    ) -> None:
         meta = pod["metadata"]
         finished = now_rfc3339()
 
@@ -765,6 +786,7 @@ class Cluster:
                             "reason": reason,
                             "startedAt": started,
                             "finishedAt": finished,
+                            **({"message": message} if message else {}),
                         }
                     },
                 )

@@ -66,6 +66,7 @@ class Fault:
     times: int = 1
     reason: str = ""
     hits: int = field(default=0)
+    skip: int = 0  # matching requests to let through first
 
 
 REASONS = {
@@ -129,10 +130,20 @@ class FakeApiServer:
             self.admins.add(user)
 
     def fail(
-        self, verb: str, resource: str, code: int = 500, *, name: str = "", times: int = 1
+        self,
+        verb: str,
+        resource: str,
+        code: int = 500,
+        *,
+        name: str = "",
+        times: int = 1,
+        skip: int = 0,
     ) -> Fault:
-        """The next `times` requests `verb` on `resource` (e.g. "create", "jobs") fail."""
-        fault = Fault(verb, resource, code, name, times, REASONS.get(code, "InternalError"))
+        """The next `times` requests `verb` on `resource` (e.g. "create", "jobs") fail,
+        after `skip` matching ones went through."""
+        fault = Fault(
+            verb, resource, code, name, times, REASONS.get(code, "InternalError"), skip=skip
+        )
         self.faults.append(fault)
         return fault
 
@@ -144,6 +155,9 @@ class FakeApiServer:
                 and fault.resource == resource
                 and (not fault.name or fault.name == name)
             ):
+                if fault.skip:
+                    fault.skip -= 1
+                    continue
                 fault.hits += 1
                 return fault
         return None
@@ -427,10 +441,15 @@ class _Handler(BaseHTTPRequestHandler):
         address = self.api.cluster.pod_address(route.namespace, route.name)
         port = int(route.port or 80)
         conn = http.client.HTTPConnection(address, port, timeout=300)
+        # As the API server's proxy (no UseLocationHost): the caller's Host header goes on
+        # to the pod, Authorization does not; the path is decoded, then escaped again as
+        # Go escapes a path; a trailing slash stays.
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["Host"] = f"{address}:{port}"
-        query = urllib.parse.urlsplit(self.path).query
-        target = "/" + route.rest + (f"?{query}" if query else "")
+        split = urllib.parse.urlsplit(self.path)
+        rest = urllib.parse.quote(route.rest, safe="/$&+,:;=@")
+        if split.path.endswith("/") and route.rest and not rest.endswith("/"):
+            rest += "/"
+        target = "/" + rest + (f"?{split.query}" if split.query else "")
         try:
             conn.request(
                 self.command,

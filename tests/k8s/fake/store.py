@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import schema
+from . import podsecurity, schema
 
 
 @dataclass(frozen=True)
@@ -960,10 +960,26 @@ def quantity(value: Any) -> float:
 
 
 def admit(store: Store, kind: Kind, obj: dict[str, Any]) -> None:
-    """Admission: a pod's service account must exist (the ServiceAccount plugin)."""
+    """Admission: Pod Security on a labelled namespace (the PodSecurity plugin), then a
+    pod's service account must exist (the ServiceAccount plugin)."""
     if kind.plural != "pods":
         return
     namespace = obj["metadata"]["namespace"]
+    found = store.find(BY_PLURAL["namespaces"], "", namespace) or {}
+    labels = (found.get("metadata") or {}).get("labels") or {}
+    level = labels.get(podsecurity.ENFORCE_LABEL, "privileged")
+    check = podsecurity.LEVELS.get(level)
+    failures = check(obj["spec"]) if check else []
+    if failures:
+        name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+        version = labels.get(podsecurity.VERSION_LABEL, "")
+        raise ApiError(
+            403,
+            "Forbidden",
+            podsecurity.forbidden_message(name, level, version, failures),
+            kind=kind,
+            name=obj["metadata"].get("name", ""),
+        )
     account = obj["spec"].get("serviceAccountName") or "default"
     if account == "default":
         return  # every namespace has one

