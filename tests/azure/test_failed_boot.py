@@ -16,6 +16,7 @@ from pulumi_iterative import lifecycle
 from pulumi_iterative.clouds.azure.names import Names
 from pulumi_iterative.status import State
 from tests.azure.conftest import Cloud, leftovers
+from tests.azure.fake_arm import Request
 from tests.azure.simulator import MachineSimulator
 from tests.azure.test_lifecycle import _Harness, _spec
 from tests.conformance.test_conformance import wait_status
@@ -23,9 +24,25 @@ from tests.conformance.test_conformance import wait_status
 DEADLINE = 120.0
 
 
+def _machine_leaves(cloud: Cloud) -> list[Request]:
+    """The VMs' own requests to leave (the fake logs a request once it has answered)."""
+    return [
+        r
+        for r in list(cloud.arm.fake.requests)
+        if r.method == "POST" and r.path.lower().endswith("/delete") and r.principal != "caller"
+    ]
+
+
 def _gone(cloud: Cloud, sim: MachineSimulator, scale_set: str) -> bool:
     vms = [v for v in cloud.arm.fake.vms.values() if v.scale_set.lower() == scale_set.lower()]
-    return not vms and bool(sim.machines) and not any(m.running for m in sim.machines.values())
+    # The leave that removed the VM is logged just after it took effect: wait for both.
+    left = any(r.status in (200, 202) for r in _machine_leaves(cloud))
+    return (
+        not vms
+        and left
+        and bool(sim.machines)
+        and not any(m.running for m in sim.machines.values())
+    )
 
 
 def _wait_gone(cloud: Cloud, sim: MachineSimulator, scale_set: str) -> None:
@@ -54,11 +71,7 @@ def test_a_failed_install_stores_why_and_the_vm_removes_itself(
 
     (machine,) = azure_simulator.machines.values()
     # it left through its own identity, which lowered the capacity: no replacement
-    leaves = [
-        r
-        for r in fake.requests
-        if r.method == "POST" and r.path.lower().endswith("/delete") and r.principal != "caller"
-    ]
+    leaves = _machine_leaves(azure_cloud)
     assert [r.status for r in leaves][:-1] == [503] * refusals and leaves[-1].status in (200, 202)
     assert leaves[-1].body == {"instanceIds": [machine.vm.name]}
     stored = fake.find("Microsoft.Compute/virtualMachineScaleSets")[0]
