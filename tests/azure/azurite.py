@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -60,43 +58,6 @@ def jwt(principal: str, audience: str = STORAGE_AUDIENCE, lifetime: int = 3600) 
         "uti": uuid.uuid4().hex,  # every token differs, so a scan can look for exactly it
     }
     return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{part({'sig': 'none'})}"
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (PEM files in folder)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "azurite-cert.pem", folder / "azurite-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def install() -> Path:
@@ -136,7 +97,11 @@ class Azurite:
         binary = install()
         self.port = _free_port()
         self.log = log
-        self.cert, key = self_signed(log.parent)
+        from tests.tls import self_signed  # cryptography: a test extra, not for install()
+
+        self.cert, key = self_signed(
+            log.parent, "127.0.0.1", cert_file="azurite-cert.pem", key_file="azurite-key.pem"
+        )
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [

@@ -51,9 +51,9 @@ class FakeCluster(Cluster):
         self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": namespace}})
         self.ca_cert: Path | None = None  # with tls: the cluster's CA (PEM)
         if tls:
-            from .tls import make_certificate
+            from tests.tls import self_signed
 
-            self.ca_cert, key = make_certificate(root / "tls")
+            self.ca_cert, key = self_signed(root / "tls", "fake-cluster-ca")
             self.api.serve_tls(self.ca_cert, key)
         self.kubeconfig = root / "kubeconfig"
         self.write_kubeconfig(self.kubeconfig, self.admin_token)

@@ -1,6 +1,6 @@
-"""A certificate for the fake API server, so clients talk TLS to it as to a cluster:
-self-signed for 127.0.0.1 and localhost (it is its own CA, which the kubeconfig or the pod's
-service account folder carries, as a cluster's CA)."""
+"""A self-signed certificate for the emulators the tests reach over TLS as they would a
+cloud (the fake Kubernetes API server, azurite): for 127.0.0.1 and localhost, its own CA,
+which the client is given as the CA to trust."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_certificate(folder: Path, name: str = "fake-cluster-ca") -> tuple[Path, Path]:
-    """(certificate, key) PEM files in `folder`, valid for a day, for 127.0.0.1 and
-    localhost (two URLs of one cluster, as two kubeconfigs may name it)."""
+def self_signed(
+    folder: Path, name: str, *, cert_file: str = "ca.crt", key_file: str = "server.key"
+) -> tuple[Path, Path]:
+    """(certificate, key) PEM files in `folder`, valid for two days, for 127.0.0.1 and
+    localhost (two URLs of one server, as two kubeconfigs may name a cluster)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -27,7 +29,7 @@ def make_certificate(folder: Path, name: str = "fake-cluster-ca") -> tuple[Path,
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
@@ -38,7 +40,7 @@ def make_certificate(folder: Path, name: str = "fake-cluster-ca") -> tuple[Path,
         .sign(key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "ca.crt", folder / "server.key"
+    cert_path, key_path = folder / cert_file, folder / key_file
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
