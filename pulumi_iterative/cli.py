@@ -296,20 +296,9 @@ def _progress() -> bool:
 
 
 def _create(spec: TaskSpec, *, progress: bool = False) -> TaskRef:
-    prepared: list[TaskRef] = []
-
-    def register(ref: TaskRef) -> None:  # before the first cloud call
-        prepared.append(ref)
-        registry.remember(ref)
-
-    try:
-        ref = lifecycle.create(spec, progress=progress, on_prepared=register)
-    except BaseException:
-        for ref in prepared:  # its steps were undone (also on Ctrl-C): nothing to find
-            registry.forget_quietly(ref.task_id)
-        raise
-    registry.remember(ref)
-    return ref
+    return registry.remembered(
+        lambda on_prepared: lifecycle.create(spec, progress=progress, on_prepared=on_prepared)
+    )
 
 
 def _delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -> int:

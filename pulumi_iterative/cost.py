@@ -403,11 +403,7 @@ def spend(
             continue
         seconds = _billed(pricing, _first(m.ended, now) - m.launched, m.ended is not None)
         out.append(_boot(pricing, m.id, None, m.id, m, seconds, "cloud", m.ended is None))
-    final = (
-        done
-        and not any(b.running for b in out)
-        and not any(m.alive for m in machines.values())
-    )
+    final = done and not any(b.running for b in out) and not any(m.alive for m in machines.values())
     return Spend(pricing.currency, pricing.basis, tuple(out), final)
 
 

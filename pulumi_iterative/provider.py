@@ -259,28 +259,17 @@ class TaskProvider(ResourceProvider):
         spec = TaskSpec.from_dict(_inputs(props))
         taken = _taken_here(spec)
         task_id = new_task_id(spec.name)
-        prepared: list[TaskRef] = []
-
-        def register(ref: TaskRef) -> None:
-            # Before the first cloud call, so a provider killed mid-create (a second
-            # Ctrl-C) leaves a task `pulumi-iterative list`/`delete` can find; its
-            # objects are then found by name (a ref without `made`).
-            prepared.append(ref)
-            registry.remember(ref)
-
-        try:
-            with _progress(task_id):
-                ref = lifecycle.create(
+        with _progress(task_id):
+            # Remembered before the first cloud call, so a provider killed mid-create (a
+            # second Ctrl-C) leaves a task `pulumi-iterative list`/`delete` can find.
+            ref = registry.remembered(
+                lambda on_prepared: lifecycle.create(
                     _runnable(spec, taken),
                     task_id=task_id,
-                    on_prepared=register,
+                    on_prepared=on_prepared,
                     cancelled=_server_stopping,
                 )
-        except BaseException:
-            for made in prepared:  # undone: nothing to find
-                registry.forget_quietly(made.task_id)
-            raise
-        registry.remember(ref)  # so `pulumi-iterative logs <id>` works here; never required
+            )
         return CreateResult(ref.task_id, self._outputs(spec, ref, taken))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 
 from .errors import IterativeError
 from .paths import home
@@ -74,3 +75,24 @@ def remember(ref: TaskRef) -> bool:
 def forget_quietly(task_id: str) -> None:
     with contextlib.suppress(OSError, RuntimeError):
         forget(task_id)
+
+
+def remembered(create: Callable[[Callable[[TaskRef], object]], TaskRef]) -> TaskRef:
+    """`create(on_prepared)` with the task remembered from its prepared ref on (before
+    the first cloud call), so a create cut short by a killed process leaves a task that
+    `list` and `delete` find (its objects found by name: a ref without `made`); forgotten
+    again when create fails, as its steps were undone (also on Ctrl-C)."""
+    prepared: list[TaskRef] = []
+
+    def register(ref: TaskRef) -> None:
+        prepared.append(ref)
+        remember(ref)
+
+    try:
+        ref = create(register)
+    except BaseException:
+        for ref in prepared:
+            forget_quietly(ref.task_id)
+        raise
+    remember(ref)
+    return ref
