@@ -21,6 +21,15 @@ def stub(folder: Path, name: str, body: str) -> Path:
     return path
 
 
+def power_off_stubs(root: Path) -> Path:
+    """`root/bin` with `shutdown` and `poweroff` that only note a machine powered itself
+    off (in its $HOME/powered-off): the tests may run as root, the host must stay up."""
+    folder = root / "bin"
+    for command in ("shutdown", "poweroff"):
+        stub(folder, command, 'echo "$0 $*" >>"$HOME/powered-off"\n')
+    return folder
+
+
 def real_install(simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The bootstrap's real install path (no skip switch) on `simulator`'s machines,
     with /opt moved into tmp and the OS's commands stubbed in a folder first on PATH;

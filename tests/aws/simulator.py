@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests import failed_boots
 from tests.aws.fake_imds import FakeImds
 
 SHUTDOWN_GRACE = 20.0
@@ -78,12 +79,7 @@ class MachineSimulator:
     def __init__(self, endpoint: str, region: str, root: Path, *, python: str) -> None:
         self.endpoint, self.region, self.root, self.python = endpoint, region, root, python
         self.root.mkdir(parents=True, exist_ok=True)
-        self.bin = self.root / "bin"
-        self.bin.mkdir(exist_ok=True)
-        for command in ("shutdown", "poweroff"):
-            stub = self.bin / command
-            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
-            stub.chmod(0o755)
+        self.bin = failed_boots.power_off_stubs(self.root)
         self.path_prefix: list[str] = [str(self.bin)]  # tests may put more stubs first
         self.extra_env: dict[str, str] = {}
         # Folders moved for a test that runs the real install path (as root, /opt is the

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import failed_boots
 from tests.azure.azurite import jwt
 from tests.azure.fake_arm import SUBSCRIPTION, FakeArm, Vm
 from tests.azure.fake_imds import FakeImds
@@ -74,14 +75,7 @@ class MachineSimulator:
     def __init__(self, arm: FakeArm, root: Path, *, python: str, path: str) -> None:
         self.arm, self.root, self.python, self.path = arm, root, python, path
         self.root.mkdir(parents=True, exist_ok=True)
-        # `shutdown` and `poweroff` only note that the VM powered itself off (the tests
-        # may run as root: the host must never go down).
-        self.bin = self.root / "bin"
-        self.bin.mkdir(exist_ok=True)
-        for command in ("shutdown", "poweroff"):
-            stub = self.bin / command
-            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
-            stub.chmod(0o755)
+        self.bin = failed_boots.power_off_stubs(self.root)
         self.path = os.pathsep.join([str(self.bin), path])
         self.machines: dict[str, SimVm] = {}  # VM name -> process
         self.errors: list[str] = []

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import failed_boots
 from tests.gcp.fake_compute import public
 from tests.gcp.fake_gcp import PROJECT, PROJECT_NUMBER, FakeGcp
 from tests.gcp.fake_gcs import FakeGcs
@@ -78,12 +79,7 @@ class MachineSimulator:
     def __init__(self, fake: FakeGcp, gcs: FakeGcs, root: Path, *, python: str) -> None:
         self.fake, self.gcs, self.root, self.python = fake, gcs, root, python
         self.root.mkdir(parents=True, exist_ok=True)
-        self.bin = self.root / "bin"
-        self.bin.mkdir(exist_ok=True)
-        for command in ("shutdown", "poweroff"):
-            stub = self.bin / command
-            stub.write_text('#!/bin/sh\necho "$0 $*" >>"$HOME/powered-off"\n')
-            stub.chmod(0o755)
+        self.bin = failed_boots.power_off_stubs(self.root)
         self.path_prefix: list[str] = [str(self.bin)]  # tests may put more stubs first
         self.extra_env: dict[str, str] = {}
         # Folders moved for a test that runs the real install path: {"/opt/": "<tmp>/opt/"}.
