@@ -386,8 +386,13 @@ def _final_cost_and_pull(ref: TaskRef, pull_outputs: bool, progress: bool) -> in
 def _storage_exists(ref: TaskRef) -> bool:
     """Does the task's bucket (or folder in a container) still hold anything? (Only on
     delete's rare NotFound path: a listing of everything.)"""
-    rclone = rclone_for(ref)
-    return bool(rclone.list(rclone.remote.path(), recursive=True))
+    # Through `bucket`, as the workstation reaches it: on k8s `ref.remote` is the pods'
+    # own path, which listed here would be empty and read as gone.
+    try:
+        with bucket(ref) as rclone:
+            return bool(rclone.list(rclone.remote.path(), recursive=True))
+    except NotFound:  # k8s: the volume itself is gone
+        return False
 
 
 def final_cost(ref: TaskRef) -> cost.Spend | None:

@@ -13,7 +13,7 @@ import pytest
 
 from pulumi_iterative import lifecycle
 from pulumi_iterative.clouds.base import Made
-from pulumi_iterative.errors import StepFailed
+from pulumi_iterative.errors import IterativeError, NotFound, StepFailed
 from pulumi_iterative.status import State, TaskStatus
 from pulumi_iterative.steps import Remove, Step
 from pulumi_iterative.task import TaskRef, new_task_id
@@ -61,6 +61,29 @@ def test_success_outputs_home_and_delete_twice(harness: Harness, workdir: Path) 
     assert (workdir / "results" / "size.txt").read_text().strip() == "6"
     assert harness.leftovers(ref.task_id) == []
     lifecycle.delete(ref)  # a second delete finds everything gone and is fine
+    assert harness.leftovers(ref.task_id) == []
+
+
+def test_delete_removes_nothing_when_outputs_cannot_come_home(
+    harness: Harness, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pull fails with NotFound for a reason of the workstation's (a file that cannot
+    be written here): the task's storage is not gone, so delete keeps everything."""
+    script = "#!/bin/sh\nmkdir -p results\necho 1 > results/x\n"
+    ref = lifecycle.create(harness.spec(workdir, script, storage={"output": "results"}))
+    harness.start()
+    assert done(harness, ref).state == State.SUCCEEDED, harness.report()
+
+    def cannot_write(*args: object, **kwargs: object) -> int:
+        raise NotFound("rclone copy: results/x: cannot open for writing: directory not found")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lifecycle, "pull", cannot_write)
+        with pytest.raises(IterativeError, match=r"cannot open for writing.*nothing was removed"):
+            lifecycle.delete(ref)
+    assert harness.leftovers(ref.task_id) != [], "everything is still there"
+    assert lifecycle.delete(ref) == 1
+    assert (workdir / "results" / "x").read_text() == "1\n"
     assert harness.leftovers(ref.task_id) == []
 
 
