@@ -272,9 +272,7 @@ def test_failure_at_every_create_step_leaves_nothing(
 
                 return Step(step.name, do, step.made)
 
-            return real(
-                [broken(s) if s.name == failing else s for s in steps], remove, cancelled
-            )
+            return real([broken(s) if s.name == failing else s for s in steps], remove, cancelled)
 
         monkeypatch.setattr(lifecycle, "run_steps", sabotaged)
         task_id = new_task_id("rollback")
