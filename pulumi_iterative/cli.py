@@ -225,8 +225,10 @@ def follow(ref: TaskRef, out: Any = sys.stdout) -> TaskStatus:
 def _follow(ref: TaskRef, out: Any) -> TaskStatus:
     seen: dict[str, int] = {}  # bytes printed per machine: only newer segments are fetched
     partial: dict[str, bytes] = {}  # a line not finished yet
+    told = _Progress(out)
     while True:
         status = lifecycle.read(ref, with_logs=False)
+        told.show(status)
         for machine, new in lifecycle.new_log_bytes(ref, seen).items():
             data = partial.pop(machine, b"") + new
             head, sep, rest = data.rpartition(b"\n")
@@ -239,6 +241,30 @@ def _follow(ref: TaskRef, out: Any) -> TaskStatus:
         if status.done:
             return status
         time.sleep(FOLLOW_POLL)
+
+
+class _Progress:
+    """What `follow` says besides logs: each change of the task's state and each new
+    event (a machine launched, evicted, unschedulable...), so a task that waits says why."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.state = ""
+        self.events: set[tuple[float, str, str, str]] = set()
+
+    def show(self, status: TaskStatus) -> None:
+        for e in status.events:
+            key = (e.time, e.kind, e.machine, e.message)
+            if key in self.events:
+                continue
+            self.events.add(key)
+            when = time.strftime("%H:%M:%S", time.localtime(e.time))
+            print(f"[event] {when} {e.machine or '-'} {e.kind}: {e.message}", file=self.out)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(status.counts.items()))
+        state = f"{status.state.value} ({counts})" if counts else status.state.value
+        if state != self.state:
+            self.state = state
+            print(f"[task] {state}", file=self.out)
 
 
 # What cancels `run`: Ctrl-C, a CI system cancelling the job, a closed terminal.

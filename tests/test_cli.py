@@ -46,6 +46,9 @@ def test_run_follows_logs_brings_outputs_and_exits_with_the_task_code(
     assert done.returncode == 3, done.stderr
     assert "hi from 0" in done.stdout
     assert "failed" in done.stdout
+    # besides logs, run says what happens: the machine's launch, the state's changes
+    assert " launch: launched machine " in done.stdout
+    assert "\n[task] failed (1 failed)\n" in done.stdout
     assert (workdir / "results" / "answer.txt").read_text().strip() == "42"
     assert "Traceback" not in done.stderr
     assert cli("list", home=iterative_home).stdout == ""  # run cleans up after itself

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,25 @@ def test_example_task_runs_on_the_fake_cluster(
     assert leftovers(machines_cluster, ref.task_id) == []
 
 
+def run_cli(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it; if it hangs, every thread's stack is in the failure
+    (faulthandler answers SIGABRT), with all it printed."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "pulumi_iterative.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    ) as cli:
+        try:
+            out, err = cli.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            cli.send_signal(signal.SIGABRT)
+            out, err = cli.communicate()
+            pytest.fail(f"the CLI hung for {timeout:.0f}s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(cli.args, cli.returncode, out, err)
+
+
 @pytest.mark.timeout(240)
 def test_the_cli_runs_a_task_end_to_end(machines_cluster: FakeCluster, tmp_path: Path) -> None:
     project = tmp_path / "project"
@@ -109,13 +129,7 @@ def test_the_cli_runs_a_task_end_to_end(machines_cluster: FakeCluster, tmp_path:
         'script: |\n  #!/bin/sh\n  mkdir -p out\n  echo "index $TASK_INDEX" | tee out/done.txt\n'
         "storage:\n  workdir: .\n  output: out\n"
     )
-    ran = subprocess.run(
-        [sys.executable, "-m", "pulumi_iterative.cli", "run", str(project / "task.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ},
-    )
+    ran = run_cli(["-v", "run", str(project / "task.yaml")], timeout=200)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert (project / "out" / "done.txt").read_text() == "index 0\n"
     assert "index 0" in ran.stdout + ran.stderr
