@@ -14,6 +14,7 @@ from pulumi_iterative.clouds.k8s import sigv4, transfer
 from pulumi_iterative.clouds.k8s.api import Kube
 from pulumi_iterative.clouds.k8s.names import ROLE_LABEL, Names
 from pulumi_iterative.clouds.k8s.resources import claim
+from pulumi_iterative.clouds.k8s.security import container_security_context, pod_security_context
 from pulumi_iterative.clouds.k8s.sigv4 import SessionKey
 from pulumi_iterative.errors import TransferError
 from pulumi_iterative.storage import Rclone
@@ -148,7 +149,7 @@ def test_nested_sessions_share_one_pod_and_replace_it_if_it_ended(
                 assert inner == outer
                 Rclone(inner).write(inner.path("x.txt"), b"x")
             reuse = [e for e in cluster.api.requests()[before:] if e.resource != "pods/proxy"]
-            assert [(e.verb, e.resource) for e in reuse] == [("get", "pods")]
+            assert [(e.verb, e.resource) for e in reuse] == [("list", "pods")]
         (first,) = [p["metadata"]["name"] for p in cluster.objects("pods")]
         cluster.evict("work", first)
         eventually(lambda: not cluster._running_uids(), "the evicted pod to end")
@@ -157,3 +158,85 @@ def test_nested_sessions_share_one_pod_and_replace_it_if_it_ended(
     created = cluster.api.requests(verb="create", resource="pods")
     assert len(created) == 2
     eventually(lambda: not cluster.objects("pods"), "the pods to go")
+
+
+def _machine_pod(node: str) -> dict:
+    """A pod of the task's Job as the cluster has it: on a tainted spot node, writing
+    into the volume once it is attached there."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{NAMES.job}-0-x", "labels": NAMES.labels("machine")},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [
+                {
+                    "key": "kubernetes.azure.com/scalesetpriority",
+                    "operator": "Equal",
+                    "value": "spot",
+                    "effect": "NoSchedule",
+                }
+            ],
+            "securityContext": pod_security_context(),
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "python:3.12-slim",
+                    "command": ["/bin/sh", "-c", "echo trained > volume/bucket/model.txt"],
+                    "securityContext": container_security_context(),
+                    "volumeMounts": [{"name": "volume", "mountPath": "/pulumi-iterative/volume"}],
+                    "workingDir": "/pulumi-iterative",
+                }
+            ],
+            "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": NAMES.claim}}],
+        },
+    }
+
+
+def test_a_held_session_moves_its_pod_to_where_a_once_volume_is_needed(
+    cluster: FakeCluster, kube: Kube
+) -> None:
+    """A ReadWriteOnce volume is attached to one node at a time. A session opened before
+    the task's pod was placed must not keep that pod from starting (Multi-Attach): once
+    the pod is on a node, the session's next use moves its transfer pod there."""
+    claim.create_claim(
+        kube, NAMES, claim.claim_body(NAMES, parallelism=1, size_gb=1, storage_class="")
+    )
+    with transfer.open_bucket(kube, NAMES, shared=False) as outer:
+        (first,) = cluster.objects("pods")
+        assert first["spec"]["nodeName"] == "ondemand-1"  # no task pod yet: anywhere
+        kube.core.create_namespaced_pod("work", _machine_pod("spot-1"))
+        eventually(
+            lambda: [e for e in cluster.objects("events") if e["reason"] == "FailedAttachVolume"],
+            "the task's pod to wait for the volume",
+        )
+        with transfer.open_bucket(kube, NAMES, shared=False) as inner:
+            assert inner == outer  # the same session, its pod moved
+            moved = [
+                p
+                for p in cluster.objects("pods")
+                if p["metadata"]["name"] != first["metadata"]["name"]
+                and p["metadata"]["labels"][ROLE_LABEL] == "transfer"
+            ]
+            assert [p["spec"]["nodeName"] for p in moved] == ["spot-1"]
+            eventually(
+                lambda: _phase(cluster, f"{NAMES.job}-0-x") == "Succeeded",
+                "the task's pod to run once the volume is free",
+            )
+            assert Rclone(inner).cat(inner.path("model.txt")) == b"trained\n"
+    eventually(
+        lambda: (
+            not [
+                p
+                for p in cluster.objects("pods")
+                if p["metadata"]["labels"][ROLE_LABEL] == "transfer"
+            ]
+        ),
+        "the transfer pods to go",
+    )
+
+
+def _phase(cluster: FakeCluster, name: str) -> str:
+    found = [p for p in cluster.objects("pods") if p["metadata"]["name"] == name]
+    return (found[0].get("status") or {}).get("phase", "") if found else ""

@@ -15,7 +15,8 @@ Steps (lifecycle.py adds the workdir upload and the task definition after storag
                               index, the pod failure policy and the deadline backstop
 
 The workstation reaches a volume bucket through a short-lived transfer pod per
-operation (`open_bucket`, see transfer.py). Which cluster: `region` names the
+operation (on the node of the task's pod when the volume is ReadWriteOnce;
+`open_bucket`, see transfer.py). Which cluster: `region` names the
 kubeconfig context (`local` = the current one; in a pod without a kubeconfig, the
 pod's own cluster and service account); `namespace` (else the context's) names the
 namespace. Both are resolved once at create and kept in the task's state as the
@@ -318,8 +319,9 @@ class Backend:
             yield Remote.from_dict(ref.remote)
             return
         kube, names = place.kube(), Names(ref.task_id)
-        call(kube.core.read_namespaced_persistent_volume_claim, names.claim, kube.namespace)
-        with transfer.open_bucket(kube, names) as remote:
+        found = call(kube.core.read_namespaced_persistent_volume_claim, names.claim, kube.namespace)
+        shared = "ReadWriteMany" in (found.spec.access_modes or [])
+        with transfer.open_bucket(kube, names, shared=shared) as remote:
             yield remote
 
     # --- the machine's agent ------------------------------------------------------------

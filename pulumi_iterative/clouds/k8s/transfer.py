@@ -23,6 +23,11 @@ workstation (upload, status, logs, pull) reaches it through the cluster only:
   port without the key) and signs each request again in its query string for the pod.
   The pod proxy passes the Host header through (it does not set the pod's), so the
   forwarder signs the API server's host, which it sends explicitly.
+- A ReadWriteOnce claim (one pod per task) can be attached to one node at a time: a
+  transfer pod elsewhere would keep the task's own pod from starting (Multi-Attach),
+  or be kept from starting by it. So while a pod of the task's Job is on a node, the
+  transfer pod goes to that node (with that pod's tolerations), and a session's pod
+  found on another node is replaced there; the Job's pod always has the volume first.
 - The pod mounts the claim and its key and nothing else, has no service account
   token, runs as the restricted Pod Security Standard asks (security.py), and
   `activeDeadlineSeconds` ends it if a session is never closed. Sessions are
@@ -41,9 +46,9 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from ...errors import NotFound
 from ...storage import Remote
 from . import sigv4
 from .api import K8sError, Kube, call, gone, wait_until
@@ -76,6 +81,7 @@ NOT_FORWARDED = frozenset(
         "x-amz-content-sha256",
     }
 )
+ENDED = ("Succeeded", "Failed")
 SKIP_BACK = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
@@ -83,13 +89,37 @@ DENIED = (
 )
 
 
-def transfer_pod_body(names: Names, pod: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Placement:
+    """Where a transfer pod must run: the node that has the task's volume attached, and
+    the tolerations its pod there has (the node may be a tainted spot node)."""
+
+    node: str
+    tolerations: tuple[dict[str, Any], ...] = ()
+
+    def spec(self) -> dict[str, Any]:
+        # by node name, as a DaemonSet pins its pods (matchFields, not a hostname label)
+        term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [self.node]}]}
+        out: dict[str, Any] = {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+                }
+            }
+        }
+        if self.tolerations:
+            out["tolerations"] = list(self.tolerations)
+        return out
+
+
+def transfer_pod_body(names: Names, pod: str, place: Placement | None = None) -> dict[str, Any]:
     """The transfer pod `pod`; its key comes from the Secret of the same name."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod, "labels": names.labels("transfer")},
         "spec": {
+            **(place.spec() if place else {}),
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -237,8 +267,9 @@ class Session:
     it. The pod is started on `ensure` and replaced there if it has ended (its
     deadline, an eviction), so a long-held session outlives its first pod."""
 
-    def __init__(self, kube: Kube, names: Names) -> None:
+    def __init__(self, kube: Kube, names: Names, *, shared: bool) -> None:
         self.kube, self.names = kube, names
+        self.shared = shared  # a ReadWriteMany claim: any node may have it at once
         self.key = SessionKey.new()
         self.pod = ""
         handler = type("Handler", (_ForwardHandler,), {"session": self})
@@ -261,15 +292,25 @@ class Session:
         return signed_request(self.kube, self.pod, self.key, method, target, body, headers)
 
     def ensure(self) -> None:
-        """A transfer pod serving now: the current one if it still runs (one read),
-        else a new one."""
-        if self.pod and _running(self.kube, self.pod):
-            return
+        """A transfer pod serving now, where the volume can be: the current one if it
+        still runs on the right node (one list of the task's pods), else a new one."""
+        pods = _task_pods(self.kube, self.names)
+        place = None if self.shared else volume_placement(self.kube, pods)
         if self.pod:
-            log.info("transfer pod %s ended; starting another", self.pod)
+            mine = next((p for p in pods if p.metadata.name == self.pod), None)
+            if mine is not None and _serving(mine):
+                if place is None or mine.spec.node_name == place.node:
+                    return
+                log.info(
+                    "transfer pod %s is not where the volume is needed (%s); moving it",
+                    self.pod,
+                    place.node,
+                )
+            else:
+                log.info("transfer pod %s ended; starting another", self.pod)
             _delete_pod(self.kube, self.pod)
         started = time.monotonic()
-        self.pod = start_transfer_pod(self.kube, self.names, self.key)
+        self.pod = start_transfer_pod(self.kube, self.names, self.key, place)
         wait_until(
             lambda: _answering(self.kube, self.pod, self.key),
             f"transfer pod {self.pod} to serve the task's volume",
@@ -353,11 +394,16 @@ def _pod_name(names: Names) -> str:
     return f"{names.transfer_pod}-{''.join(secrets.choice(alphabet) for _ in range(8))}"
 
 
-def start_transfer_pod(kube: Kube, names: Names, key: SessionKey) -> str:
+def start_transfer_pod(
+    kube: Kube, names: Names, key: SessionKey, place: Placement | None = None
+) -> str:
     """The pod first (it waits for its key's mount), then the key's Secret owned by it."""
     pod = _pod_name(names)
     made = call(
-        kube.core.create_namespaced_pod, kube.namespace, transfer_pod_body(names, pod), **STRICT
+        kube.core.create_namespaced_pod,
+        kube.namespace,
+        transfer_pod_body(names, pod, place),
+        **STRICT,
     )
     try:
         call(
@@ -372,19 +418,34 @@ def start_transfer_pod(kube: Kube, names: Names, key: SessionKey) -> str:
     return pod
 
 
-def _running(kube: Kube, pod: str) -> bool:
-    try:
-        found = call(kube.core.read_namespaced_pod, pod, kube.namespace)
-    except NotFound:
-        return False
-    phase = found.status and found.status.phase
-    return phase == "Running" and not found.metadata.deletion_timestamp
+def _task_pods(kube: Kube, names: Names) -> list[Any]:
+    """Every pod of the task, the Job's and the transfer pods (one list call)."""
+    found = call(kube.core.list_namespaced_pod, kube.namespace, label_selector=names.selector)
+    return list(found.items or [])
+
+
+def _serving(pod: Any) -> bool:
+    phase = pod.status and pod.status.phase
+    return phase == "Running" and not pod.metadata.deletion_timestamp
+
+
+def volume_placement(kube: Kube, pods: list[Any]) -> Placement | None:
+    """Where a ReadWriteOnce volume is (or is about to be) attached: the node of a pod of
+    the task's Job that has not ended, terminating ones included (they hold it until
+    gone). None when no such pod is on a node: the transfer pod may go anywhere."""
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        phase = pod.status and pod.status.phase
+        if labels.get(ROLE_LABEL) == "machine" and pod.spec.node_name and phase not in ENDED:
+            tolerations = kube.client.sanitize_for_serialization(pod.spec.tolerations or [])
+            return Placement(pod.spec.node_name, tuple(tolerations))
+    return None
 
 
 def _answering(kube: Kube, pod: str, key: SessionKey) -> bool:
     found = call(kube.core.read_namespaced_pod, pod, kube.namespace)
     phase = found.status and found.status.phase
-    if phase in ("Failed", "Succeeded"):
+    if phase in ENDED:
         raise K8sError(f"transfer pod {pod} ended ({phase}) before serving; see its events")
     if phase != "Running":
         return False
@@ -425,18 +486,19 @@ _OPEN: ContextVar[dict[tuple[str, str], Session] | None] = ContextVar(
 
 
 @contextlib.contextmanager
-def open_bucket(kube: Kube, names: Names) -> Iterator[Remote]:
+def open_bucket(kube: Kube, names: Names, *, shared: bool = True) -> Iterator[Remote]:
     """A session: the transfer pod up and answering, a loopback forwarder to it, and
     the rclone remote to use meanwhile; on exit the forwarder stops and the pod goes.
     Inside an open session of the same task (same thread), that session is reused
-    (its pod checked, and replaced if it ended): one pod for all the reads within."""
+    (its pod checked, and replaced if it ended or is on the wrong node): one pod for
+    all the reads within. `shared`: the claim is ReadWriteMany (see Placement)."""
     held = _OPEN.get() or {}
     slot = (kube.namespace, names.task_id)
     if slot in held:
         held[slot].ensure()
         yield held[slot].remote()
         return
-    session = Session(kube, names)
+    session = Session(kube, names, shared=shared)
     token = _OPEN.set({**held, slot: session})
     try:
         session.ensure()

@@ -273,6 +273,8 @@ class Cluster:
 
                 def bind(c: dict[str, Any]) -> None:
                     c["spec"]["volumeName"] = f"pvc-{c['metadata']['uid']}"
+
+                def bound(c: dict[str, Any]) -> None:
                     c["status"] = {
                         "phase": "Bound",
                         "accessModes": c["spec"]["accessModes"],
@@ -280,6 +282,9 @@ class Cluster:
                     }
 
                 self.store.update(PVCS, meta["namespace"], meta["name"], bind)
+                self.store.update(
+                    PVCS, meta["namespace"], meta["name"], bound, subresource="status"
+                )
                 self.event(
                     claim,
                     "ProvisioningSucceeded",
@@ -608,7 +613,8 @@ class Cluster:
             "requiredDuringSchedulingIgnoredDuringExecution"
         )
         if required and not any(
-            _term_matches(t, labels) for t in required.get("nodeSelectorTerms") or []
+            _term_matches(t, labels, node["metadata"]["name"])
+            for t in required.get("nodeSelectorTerms") or []
         ):
             return "node(s) didn't match Pod's node affinity/selector"
         for taint in (node.get("spec") or {}).get("taints") or []:
@@ -728,6 +734,33 @@ class Cluster:
 
         self.store.update(PODS, namespace, meta["name"], running, subresource="status")
         self.event(pod, "Started", f"Started container {container['name']}", component="kubelet")
+
+    def _attachable(self, pod: dict[str, Any], claim: dict[str, Any]) -> None:
+        """As the attach/detach controller: a ReadWriteOnce volume is attached to one
+        node at a time; a pod on another node waits while a pod that has not ended
+        holds it there (terminating ones too, until they are gone)."""
+        if "ReadWriteMany" in (claim["spec"].get("accessModes") or []):
+            return
+        name, node = claim["metadata"]["name"], pod["spec"].get("nodeName")
+        holders = [
+            other["metadata"]["name"]
+            for other in self.store.list(PODS, pod["metadata"]["namespace"])
+            if other["metadata"]["uid"] != pod["metadata"]["uid"]
+            and other["spec"].get("nodeName") not in (None, node)
+            and other["metadata"]["uid"] in self.runtimes
+            and (other.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            and any(
+                (v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                for v in other["spec"].get("volumes") or []
+            )
+        ]
+        if holders:
+            raise _Waiting(
+                "ContainerCreating",
+                "FailedAttachVolume",
+                f'Multi-Attach error for volume "pvc-{claim["metadata"]["uid"]}" Volume is '
+                f"already used by pod(s) {', '.join(sorted(holders))}",
+            )
 
     def _waiting(self, pod: dict[str, Any], container: dict[str, Any], waiting: _Waiting) -> None:
         meta = pod["metadata"]
@@ -944,6 +977,7 @@ class Cluster:
                         "FailedMount",
                         f'persistentvolumeclaim "{claim_name}" not found or not bound',
                     )
+                self._attachable(pod, claim)
                 folder = self.claim_dir(namespace, claim_name, claim["metadata"]["uid"])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not target.exists():
@@ -1246,7 +1280,13 @@ def _expand(text: str, env: dict[str, str]) -> str:
     )
 
 
-def _term_matches(term: dict[str, Any], labels: dict[str, str]) -> bool:
+def _term_matches(term: dict[str, Any], labels: dict[str, str], node: str) -> bool:
+    for field_expr in term.get("matchFields") or []:
+        # the one field the API server allows here, with In/NotIn and one value
+        if field_expr["key"] != "metadata.name" or field_expr["operator"] not in ("In", "NotIn"):
+            raise ApiError(422, "Invalid", f"unsupported node field selector {field_expr}")
+        if (node in (field_expr.get("values") or [])) != (field_expr["operator"] == "In"):
+            return False
     for expr in term.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], expr.get("values") or []
         value = labels.get(key)
@@ -1274,7 +1314,7 @@ def _preference(pod: dict[str, Any], node: dict[str, Any]) -> int:
     return sum(
         int(p.get("weight", 0))
         for p in preferred
-        if _term_matches(p.get("preference") or {}, labels)
+        if _term_matches(p.get("preference") or {}, labels, node["metadata"]["name"])
     )
 
 

@@ -535,6 +535,8 @@ def after_create_defaults(kind: Kind, obj: dict[str, Any]) -> None:
         pass
     elif kind.plural == "namespaces":
         obj["status"] = {"phase": "Active"}
+    elif kind.plural == "persistentvolumeclaims":
+        obj["status"] = {"phase": "Pending"}  # as the API server's defaults: never unset
 
 
 def _qos(spec: dict[str, Any]) -> str:
