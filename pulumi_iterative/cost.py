@@ -255,9 +255,14 @@ def estimate(spec: TaskSpec) -> Estimate:
             f"price of {first} ({money(on_demand, pricing.currency)}/h); spot is billed at "
             "the market price, so use 0 (market) or on-demand (-1)"
         )
-    return Estimate(
-        pricing, catalog.resolve_region(spec.cloud, spec.region), spec.timeout, tuple(warnings)
-    )
+    region = catalog.resolve_region(spec.cloud, spec.region)
+    if spec.budget and not pricing.ceiling:
+        warnings.append(
+            f"budget: the price list shipped with this version has no price for "
+            f"{', '.join(pricing.types)} in {region}; create asks the cloud's live price "
+            "list, and stops before making anything if it has none either"
+        )
+    return Estimate(pricing, region, spec.timeout, tuple(warnings))
 
 
 # --- the spend (status) ------------------------------------------------------------------

@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, agent_wheel, catalog, cost, logsegments, reportnames, sync
+from . import __version__, agent_wheel, catalog, clouds, cost, logsegments, reportnames, sync
 from .agent.bootstrap import render_bootstrap
 from .clouds import get_backend
 from .clouds.base import Backend
-from .errors import IterativeError, NotFound, TransferError
+from .errors import FieldError, IterativeError, NotFound, SpecError, TransferError
 from .records import BootConfig, BootReport, StopMarker, TaskDefinition
 from .spec import TaskSpec
 from .status import Event, TaskStatus, summarize
@@ -169,10 +169,27 @@ def create(
 
 def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pricing:
     """The snapshot's prices, with the cloud's live prices where it offers them (asked
-    here, at create, never at preview). Without them the snapshot stands."""
+    here, at create, never at preview). Without them the snapshot stands; a budget with
+    no price from either is refused here, before anything is made."""
+    pricing = _live_or_snapshot(backend, spec, ref)
+    if spec.budget and not pricing.ceiling:
+        raise SpecError(
+            [
+                FieldError(
+                    "budget",
+                    f"no price is known for {', '.join(pricing.types)} in {ref.region} "
+                    f"({pricing.source}), so a budget cannot be enforced; choose a machine "
+                    "and region with a known price, or remove budget. Nothing was created.",
+                )
+            ]
+        )
+    return pricing
+
+
+def _live_or_snapshot(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pricing:
     live_prices = getattr(backend, "live_prices", None)  # optional in the contract
-    on_demand_too = bool(getattr(backend, "live_on_demand", False))
-    if live_prices is None or spec.notional_price or not (spec.is_spot or on_demand_too):
+    asked = clouds.get(spec.cloud).priced_at_create(spec.is_spot)
+    if live_prices is None or spec.notional_price or not asked:
         return cost.pricing_for(spec)
     types = catalog.resolve_machine(spec.cloud, spec.machine).types
     source = str(getattr(backend, "live_price_source", "") or f"{spec.cloud} live prices")

@@ -292,11 +292,14 @@ class _Parser:
         return None if self.errors else spec
 
     def budget_has_a_price(self, spec: TaskSpec) -> None:
+        from .clouds import get
         from .cost import pricing_for  # the snapshot only: no cloud call
 
         pricing = pricing_for(spec)
         if pricing.ceiling:
             return
+        if get(spec.cloud).priced_at_create(spec.is_spot):
+            return  # the cloud's live list prices it at create (the estimate says so)
         fix = (
             "set notional_price to rehearse a budget"
             if spec.cloud == "local"

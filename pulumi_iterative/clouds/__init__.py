@@ -29,6 +29,12 @@ class Cloud:
     # What the agent imports on a machine of this cloud besides the agent itself (its
     # SDK): the machine installs exactly these, never the whole extra or Pulumi.
     machine_requires: tuple[str, ...] = ()
+    # Which prices the backend's `live_prices` asks the cloud for at create (never at
+    # preview): "spot", "all" (on-demand too), or "" (none: the snapshot only).
+    live_prices: str = ""
+
+    def priced_at_create(self, spot: bool) -> bool:
+        return self.live_prices == "all" or (self.live_prices == "spot" and spot)
 
     def _module(self, part: str) -> ModuleType:
         from ..errors import IterativeError
@@ -59,13 +65,16 @@ class Cloud:
 # Adding a cloud is one line here (and its folder). Order is the order users see.
 CLOUDS: dict[str, Cloud] = {
     "local": Cloud("local", "pulumi_iterative.clouds.local"),
-    "aws": Cloud("aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.35.69",)),
+    "aws": Cloud(
+        "aws", "pulumi_iterative.clouds.aws", "aws", ("boto3>=1.35.69",), live_prices="spot"
+    ),
     "gcp": Cloud(
         "gcp",
         "pulumi_iterative.clouds.gcp",
         "gcp",
         # the metadata server's token and one JSON call (leaving the group)
         ("google-auth>=2.20", "google-api-core>=2.11", "requests>=2.28"),
+        live_prices="all",
     ),
     # The machine's index claims use Blob storage with the VM's managed identity.
     "azure": Cloud(
@@ -73,6 +82,7 @@ CLOUDS: dict[str, Cloud] = {
         "pulumi_iterative.clouds.azure",
         "azure",
         ("azure-identity>=1.23", "azure-storage-blob>=12.19"),
+        live_prices="all",  # the Retail Prices API: every region, the EU ones too
     ),
     "k8s": Cloud("k8s", "pulumi_iterative.clouds.k8s", "k8s"),  # the machine side needs no SDK
 }

@@ -273,10 +273,11 @@ class Backend(Protocol):
     #       """Current prices of these native types in this native region, asked of the
     #       cloud (AWS: spot price history; Azure: the Retail Prices API). A figure it
     #       lacks is None and the snapshot's stands. Called at create only, never at
-    #       preview; a failure is a warning and the snapshot stands."""
+    #       preview; a failure is a warning and the snapshot stands (a task with a
+    #       budget and no price at all is refused then, before anything is made)."""
     #
     #   live_price_source: str   # names the list in the output ("... at create" + date)
-    #   live_on_demand: bool     # its on-demand figures count too (else: spot tasks only)
+    #   (which figures count, spot only or on-demand too: the registry's `live_prices`)
     #
     # The cloud-side backstop goes at `ref.backstop_at`: the sooner of the timeout and
     # the time the budget runs out if every machine bills from create (see cost.py).

@@ -18,7 +18,7 @@ from pulumi_iterative import catalog, cost, lifecycle
 from pulumi_iterative.clouds.azure import retail
 from pulumi_iterative.clouds.azure.backend import Backend
 from pulumi_iterative.clouds.base import Price
-from pulumi_iterative.errors import IterativeError
+from pulumi_iterative.errors import IterativeError, SpecError
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.storage import TASK_FILE, Remote
 from pulumi_iterative.task import new_task_id
@@ -174,3 +174,44 @@ def test_an_unreachable_list_is_a_warning_and_the_snapshot_stands(
     assert retail_prices.requests  # it was asked
     lifecycle.delete(ref)
     assert leftovers(azure_cloud, ref.task_id) == []
+
+
+def test_a_budget_where_only_the_live_list_has_a_price(
+    azure_cloud: Cloud, retail_prices: FakeRetailPrices, workdir: Path
+) -> None:
+    """The EU regions are not in the shipped snapshot. A budget there is accepted at
+    preview (the estimate says the price comes at create); create enforces it with the
+    list's price, and refuses it before making anything when the list has none."""
+    spec = _spec(workdir, region="eu-west", budget=5)  # accepted: no error at preview
+    assert any("create asks the cloud's live price list" in w for w in cost.estimate(spec).warnings)
+    first, _ = catalog.resolve_machine("azure", spec.machine).types
+    with pytest.raises(SpecError, match="budget: no price is known") as refused:
+        lifecycle.create(spec)
+    assert "Nothing was created" in str(refused.value)
+    assert retail_prices.requests  # asked, and had nothing
+    assert [r.path for r in azure_cloud.arm.fake.requests if r.method != "GET"] == []
+    retail_prices.items.append(meter(first, "westeurope", 0.115))
+    ref = lifecycle.create(spec)
+    pricing = cost.Pricing.from_dict(ref.pricing)
+    assert pricing.ceiling == 0.115 and pricing.budget == 5
+    assert pricing.budget_seconds() == pytest.approx(5 / 0.115 * 3600)
+    lifecycle.delete(ref)
+    assert leftovers(azure_cloud, ref.task_id) == []
+
+
+def test_a_budget_the_snapshot_cannot_price_is_refused_at_preview_where_nothing_is_live(
+    workdir: Path,
+) -> None:
+    """AWS asks live prices for spot only: an on-demand type without a snapshot price
+    and a budget is still refused at preview, with the field and the fix."""
+    with pytest.raises(SpecError, match="budget: no price is known"):
+        parse_spec(
+            {
+                "cloud": "aws",
+                "machine": "p5.48xlarge",
+                "region": "eu-west",
+                "budget": 5,
+                "script": "#!/bin/sh\ntrue\n",
+                "storage": {"workdir": str(workdir)},
+            }
+        )

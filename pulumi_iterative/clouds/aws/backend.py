@@ -305,7 +305,6 @@ class Backend:
         ]
 
     live_price_source = "AWS spot price history"
-    live_on_demand = False  # spot only: on-demand tasks are priced from the snapshot
 
     def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
         """The current spot price of each type: the highest over the region's zones (the

@@ -384,7 +384,6 @@ class Backend:
     # --- prices ------------------------------------------------------------------------------
 
     live_price_source = retail.SOURCE
-    live_on_demand = True  # the list has both figures, for every region (the EU ones too)
 
     def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
         """Each size's Linux on-demand and spot price in the region, from Azure's public

@@ -376,7 +376,6 @@ class Backend:
     # --- prices ------------------------------------------------------------------------------
 
     live_price_source = billing.SOURCE
-    live_on_demand = True  # the catalog has both figures
 
     def live_prices(self, region: str, types: tuple[str, ...]) -> dict[str, Price]:
         """Each type's on-demand and spot price in the region, from Compute Engine's SKUs
