@@ -377,6 +377,15 @@ def delete(ref: TaskRef, *, pull_outputs: bool = True, progress: bool = False) -
 
 
 def _final_cost_and_pull(ref: TaskRef, pull_outputs: bool, progress: bool) -> int:
+    with contextlib.ExitStack() as held:
+        try:  # k8s: one transfer pod for the cost's read and the pull, not one each
+            held.enter_context(session(ref))
+        except Exception as exc:  # each step opens its own and says what fails
+            log.debug("no shared bucket session for delete: %s", exc)
+        return _cost_then_pull(ref, pull_outputs, progress)
+
+
+def _cost_then_pull(ref: TaskRef, pull_outputs: bool, progress: bool) -> int:
     final_cost(ref)
     pulled = 0
     if pull_outputs and ref.output and ref.workdir:

@@ -138,14 +138,23 @@ def test_a_failing_script_fails_its_pod_and_the_index_is_retried(
     cluster_env: FakeCluster, tmp_path: Path
 ) -> None:
     # the first try leaves a mark in the workdir (its final checkpoint keeps it) and fails
-    script = "#!/bin/sh\nif [ -f tried ]; then echo second try; exit 0; fi\ntouch tried\nexit 3\n"
-    ref = lifecycle.create(_spec(tmp_path, script))
+    script = (
+        "#!/bin/sh\nif [ -f tried ]; then echo second try; mkdir -p out; echo ok > out/x; "
+        "exit 0; fi\ntouch tried\nexit 3\n"
+    )
+    ref = lifecycle.create(
+        _spec(tmp_path, script, storage={"workdir": str(tmp_path / "project"), "output": "out"})
+    )
     eventually(lambda: "Complete" in _job_conditions(cluster_env), "the Job to complete")
     assert _exit_codes(cluster_env) == [3, 0]  # backoffLimitPerIndex retried the index
     status = lifecycle.read(ref)
     assert status.state == State.SUCCEEDED, status
     assert "second try" in "".join(status.logs.values())
-    lifecycle.delete(ref)
+    before = len(cluster_env.api.requests(verb="create", resource="pods"))
+    assert lifecycle.delete(ref) > 0
+    assert (tmp_path / "project" / "out" / "x").read_text() == "ok\n"
+    # the final cost's read and the pull share one transfer pod
+    assert len(cluster_env.api.requests(verb="create", resource="pods")) == before + 1
     assert leftovers(cluster_env, ref.task_id) == []
 
 
