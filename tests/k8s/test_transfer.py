@@ -240,3 +240,20 @@ def test_a_held_session_moves_its_pod_to_where_a_once_volume_is_needed(
 def _phase(cluster: FakeCluster, name: str) -> str:
     found = [p for p in cluster.objects("pods") if p["metadata"]["name"] == name]
     return (found[0].get("status") or {}).get("phase", "") if found else ""
+
+
+def test_a_held_session_lists_what_the_pods_wrote_since(
+    cluster: FakeCluster, kube: Kube, volume: Path
+) -> None:
+    """The task's pods write into the volume beside the transfer pod's server; a session
+    held across polls (`follow`) must see each new report and log at once, not a
+    listing cached from its first poll."""
+    status = volume / "bucket" / "status"
+    status.mkdir(parents=True)
+    (status / "start").write_text("s")
+    with transfer.open_bucket(kube, NAMES) as remote:
+        rclone = Rclone(remote)
+        assert [e["Path"] for e in rclone.list(remote.path("status"))] == ["start"]
+        (status / "end").write_text("e")  # as a pod writes it: not through the session
+        assert [e["Path"] for e in rclone.list(remote.path("status"))] == ["end", "start"]
+        assert rclone.cat(remote.path("status", "end")) == b"e"

@@ -131,13 +131,17 @@ def transfer_pod_body(names: Names, pod: str, place: Placement | None = None) ->
                     "name": "rclone",
                     "image": RCLONE_IMAGE,
                     # the bucket folder first (a fresh claim is empty), then serve its parent
-                    # to the session key's holder only (RCLONE_AUTH_KEY is --auth-key)
+                    # to the session key's holder only (RCLONE_AUTH_KEY is --auth-key).
+                    # No directory cache: the task's pods write into the volume beside
+                    # this server, and a held session must list what they wrote since
+                    # (rclone's default keeps a listing 5 minutes).
                     "command": [
                         "/bin/sh",
                         "-c",
                         f"mkdir -p {SERVE_DIR}/{BUCKET_DIR} && "
                         f'RCLONE_AUTH_KEY="$(cat {KEY_DIR}/{KEY_FILE})" exec rclone serve s3 '
-                        f"{SERVE_DIR} --addr $(POD_IP):{TRANSFER_PORT} --config /dev/null",
+                        f"{SERVE_DIR} --addr $(POD_IP):{TRANSFER_PORT} --dir-cache-time 0s "
+                        "--config /dev/null",
                     ],
                     "workingDir": POD_HOME,
                     "env": [
