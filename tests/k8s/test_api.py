@@ -68,3 +68,26 @@ def test_the_current_context_is_pinned_by_name(cluster: FakeCluster) -> None:
 def test_a_missing_kubeconfig_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(K8sError, match="KUBECONFIG"):
         api.api_client(Target(kubeconfig=str(tmp_path / "absent")))
+
+
+def test_a_server_that_never_answers_ends_in_an_error_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection the network dropped silently: each request times out, is retried
+    as transient, and the call ends at its deadline with the cause."""
+    import socket
+
+    from kubernetes import client
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) and never answers
+    try:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        core = client.CoreV1Api(client.ApiClient(configuration))
+        monkeypatch.setattr(api, "REQUEST_TIMEOUT", (1.0, 0.2))
+        with pytest.raises(K8sError, match=r"list_namespaced_pod.*(?i:timeout|timed out)"):
+            call(core.list_namespaced_pod, "work", deadline=1.0)
+    finally:
+        silent.close()

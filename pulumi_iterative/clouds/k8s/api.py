@@ -41,6 +41,9 @@ from ...errors import IterativeError, NotFound, missing_is_done
 T = TypeVar("T")
 
 DEADLINE = 120.0  # seconds a call keeps retrying transient errors
+# Each request's (connect, read) timeout: without one the client waits forever on a
+# connection the network dropped silently; a timed-out request is retried as transient.
+REQUEST_TIMEOUT = (15.0, 60.0)
 POLL_CAP = 5.0  # seconds between wait_until's polls at the most: pods change fast
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 # Where a pod's service account token, CA and namespace are mounted (tests point it
@@ -355,7 +358,15 @@ def call(fn: Callable[..., T], /, *args: Any, deadline: float = DEADLINE, **kwar
             return retrying.Transient(f"{what}: {type(exc).__name__}: {exc}", K8sError)
         return exc
 
+    if _is_client_method(fn):
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     return retrying.retry(lambda: fn(*args, **kwargs), classify=classify, deadline=deadline)
+
+
+def _is_client_method(fn: Callable[..., Any]) -> bool:
+    """One of the official client's API methods (they take `_request_timeout`)."""
+    owner = getattr(fn, "__self__", None)
+    return owner is not None and type(owner).__module__.startswith("kubernetes.client.api")
 
 
 gone = missing_is_done(call)
