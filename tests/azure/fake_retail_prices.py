@@ -11,7 +11,7 @@ as the real API would not understand them: an unknown api-version, a filter clau
 other than `<field> eq '<value>'` joined by ` and ` (lower case, as OData has it), a
 field the API does not filter on. Filter values are case-sensitive (2023-01-01-preview).
 `priceType` filters the items' `type`. Every request is kept (`requests`), and
-`down` makes it answer 503.
+`down` makes it answer 503; `busy` answers that many requests 429 first.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ class FakeRetailPrices:
         self.page_size = page_size
         self.requests: list[str] = []
         self.down = False
+        self.busy = 0  # answer this many requests with 429 first (the API's throttling)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -139,6 +140,9 @@ class FakeRetailPrices:
     def answer(self, path: str) -> tuple[int, dict[str, Any]]:
         if self.down:
             return 503, {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}
+        if self.busy:
+            self.busy -= 1
+            return 429, {"Error": {"Code": "TooManyRequests", "Message": "slow down"}}
         parts = urlsplit(path)
         if parts.path != PATH:
             return 404, {"Error": {"Code": "NotFound", "Message": parts.path}}

@@ -159,19 +159,31 @@ def test_on_demand_and_the_eu_regions_are_priced_from_the_list_too(
     assert mixed.source.startswith("Azure Retail Prices API at create (some types from Azure")
 
 
+def test_a_throttled_list_is_asked_again() -> None:
+    fake = FakeRetailPrices([meter(D2, "eastus", 0.101)])
+    fake.busy = 2  # 429, 429, then the page
+    try:
+        assert retail.vm_prices("eastus", (D2,), base=fake.endpoint) == {D2: Price(0.101, None)}
+        assert len(fake.requests) == 3
+    finally:
+        fake.close()
+
+
 def test_an_unreachable_list_is_a_warning_and_the_snapshot_stands(
     azure_cloud: Cloud,
     retail_prices: FakeRetailPrices,
     workdir: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    retail_prices.down = True  # 503
+    retail_prices.down = True  # 503, whatever the retries
+    monkeypatch.setattr(retail, "RETRY_DEADLINE", 0.5)
     spec = _spec(workdir, spot=0)
     with caplog.at_level(logging.WARNING, logger="pulumi_iterative.lifecycle"):
         ref = lifecycle.create(spec)
     assert cost.Pricing.from_dict(ref.pricing) == cost.pricing_for(spec)
     assert "live prices unavailable from Azure Retail Prices API" in caplog.text
-    assert retail_prices.requests  # it was asked
+    assert retail_prices.requests  # it was asked (retries: the throttled test above)
     lifecycle.delete(ref)
     assert leftovers(azure_cloud, ref.task_id) == []
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from ... import retrying
 from ...errors import IterativeError
 from ..base import Price
 from .api import LOOPBACK
@@ -37,6 +39,8 @@ SOURCE = "Azure Retail Prices API"
 CURRENCY = "USD"  # the API's default; other currencies are "for reference" only
 MAX_PAGES = 20  # a handful of sizes in one region is one page; never follow forever
 TIMEOUT = 20.0  # seconds per request: a price is not worth a slow create
+RETRY_DEADLINE = 20.0  # seconds a throttled or failing request is tried again
+TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
 
 
 def endpoint(environ: Mapping[str, str] | None = None) -> str:
@@ -97,9 +101,20 @@ def _items(root: str, odata_filter: str) -> Iterator[Mapping[str, Any]]:
 
 
 def _get(url: str) -> Mapping[str, Any]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-        body = json.load(response)
+    """One page, a throttled (429) or failing request tried again until RETRY_DEADLINE."""
+
+    def attempt() -> Any:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return json.load(response)
+
+    def classify(exc: Exception) -> retrying.Verdict:
+        code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
+        if code in TRANSIENT_HTTP or (code is None and isinstance(exc, OSError)):
+            return retrying.Transient(f"{SOURCE}: {exc}", IterativeError)
+        return exc
+
+    body = retrying.retry(attempt, classify=classify, deadline=RETRY_DEADLINE)
     if not isinstance(body, Mapping):
         raise IterativeError(f"{SOURCE}: not a JSON object")
     return body
