@@ -84,13 +84,14 @@ def test_vm_clouds_run_the_agent_as_a_unit(cloud: str, monkeypatch: pytest.Monke
     assert f"<<UNIT\n{render_unit(ref.task_id)}\nUNIT\n" in text
 
 
-# A stand-in agent: records how it was started; waits for SIGTERM when $AGENT_WAITS.
+# A stand-in agent: records how it was started; waits for SIGTERM when $AGENT_WAITS
+# (and ends its sleep then: a sleep left behind would keep the boot log's tee alive).
 AGENT = """\
 #!/bin/sh
 [ "$1" = -c ] && exit 0
 printf '%s\\n' "$@" >"$OUT/agent-args.tmp" && mv "$OUT/agent-args.tmp" "$OUT/agent-args"
-trap 'echo TERM >"$OUT/agent-term"; exit 143' TERM
-if [ -n "${AGENT_WAITS:-}" ]; then sleep 600 & wait $!; fi
+trap 'echo TERM >"$OUT/agent-term"; kill $WAITING 2>/dev/null; exit 143' TERM
+if [ -n "${AGENT_WAITS:-}" ]; then sleep 600 & WAITING=$!; wait $WAITING; fi
 exit 0
 """
 # A stand-in systemctl: notes what it was asked (the test plays systemd's part).
