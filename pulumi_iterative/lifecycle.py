@@ -53,19 +53,20 @@ def rclone_for(ref: TaskRef, *, progress: bool = False) -> Rclone:
 
 
 @contextlib.contextmanager
-def bucket(ref: TaskRef, *, progress: bool = False) -> Iterator[Rclone]:
+def bucket(ref: TaskRef, *, progress: bool = False, fresh: bool = False) -> Iterator[Rclone]:
     """The task's bucket as this workstation reaches it, for one operation.
 
     Most clouds' buckets are reachable directly at `ref.remote`. A backend with an
-    `open_bucket(ref)` context manager (k8s: a volume inside the cluster, reached
+    `open_bucket(ref, fresh=...)` context manager (k8s: a volume inside the cluster, reached
     through a short-lived transfer pod) gives a session remote instead, closed when
-    the operation ends.
+    the operation ends. `fresh`: a session held across polls, whose listings must
+    show what the machines wrote since its last one.
     """
     opener = getattr(get_backend(ref.cloud), "open_bucket", None)
     if opener is None:
         yield rclone_for(ref, progress=progress)
         return
-    with opener(ref) as remote:
+    with opener(ref, fresh=fresh) as remote:
         yield Rclone(remote, progress=progress)
 
 
@@ -74,7 +75,7 @@ def session(ref: TaskRef) -> Iterator[None]:
     """Keep the task's bucket open for the calls inside: on k8s one transfer pod serves
     every status read, log fetch and pull within (a backend's `open_bucket` reuses an
     open session of the same task), instead of one pod each."""
-    with bucket(ref):
+    with bucket(ref, fresh=True):
         yield
 
 

@@ -186,10 +186,12 @@ class Backend(Protocol):
     """The workstation side of a cloud. Every method is idempotent; none keeps an SDK
     client, socket or lock on self (the provider object is pickled into state).
 
-    Optional: `open_bucket(ref)`, a context manager yielding the `storage.Remote` the
-    workstation uses for one operation, for a bucket that is not reachable at
-    `ref.remote` directly (k8s: a volume inside the cluster, served by a short-lived
-    transfer pod). Without it, lifecycle uses `ref.remote`, which the machines use too.
+    Optional: `open_bucket(ref, *, fresh)`, a context manager yielding the
+    `storage.Remote` the workstation uses for one operation, for a bucket that is not
+    reachable at `ref.remote` directly (k8s: a volume inside the cluster, served by a
+    short-lived transfer pod); `fresh` asks for one whose listings are never cached
+    (held across polls). Without it, lifecycle uses `ref.remote`, which the machines
+    use too.
     """
 
     name: str

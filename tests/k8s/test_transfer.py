@@ -246,14 +246,16 @@ def test_a_held_session_lists_what_the_pods_wrote_since(
     cluster: FakeCluster, kube: Kube, volume: Path
 ) -> None:
     """The task's pods write into the volume beside the transfer pod's server; a session
-    held across polls (`follow`) must see each new report and log at once, not a
-    listing cached from its first poll."""
+    held across polls (`follow`: `lifecycle.session`, a fresh one) must see each new
+    report and log at once, not a listing cached from its first poll."""
     status = volume / "bucket" / "status"
     status.mkdir(parents=True)
     (status / "start").write_text("s")
-    with transfer.open_bucket(kube, NAMES) as remote:
+    with transfer.open_bucket(kube, NAMES, fresh=True) as remote:
         rclone = Rclone(remote)
         assert [e["Path"] for e in rclone.list(remote.path("status"))] == ["start"]
+        (pod,) = cluster.objects("pods")
+        assert "--dir-cache-time 0s" in pod["spec"]["containers"][0]["command"][-1]
         (status / "end").write_text("e")  # as a pod writes it: not through the session
         assert [e["Path"] for e in rclone.list(remote.path("status"))] == ["end", "start"]
         assert rclone.cat(remote.path("status", "end")) == b"e"

@@ -313,7 +313,7 @@ class Backend:
     # --- the bucket, as the workstation reaches it -------------------------------------
 
     @contextlib.contextmanager
-    def open_bucket(self, ref: TaskRef) -> Iterator[Remote]:
+    def open_bucket(self, ref: TaskRef, *, fresh: bool = False) -> Iterator[Remote]:
         place = Place.from_ref(ref)
         if place.container:
             yield Remote.from_dict(ref.remote)
@@ -321,7 +321,7 @@ class Backend:
         kube, names = place.kube(), Names(ref.task_id)
         found = call(kube.core.read_namespaced_persistent_volume_claim, names.claim, kube.namespace)
         shared = "ReadWriteMany" in (found.spec.access_modes or [])
-        with transfer.open_bucket(kube, names, shared=shared) as remote:
+        with transfer.open_bucket(kube, names, shared=shared, fresh=fresh) as remote:
             yield remote
 
     # --- the machine's agent ------------------------------------------------------------

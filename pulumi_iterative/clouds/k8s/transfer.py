@@ -82,6 +82,11 @@ NOT_FORWARDED = frozenset(
     }
 )
 ENDED = ("Succeeded", "Failed")
+# The task's pods write into the volume beside the server, which by default keeps a
+# directory listing 5 minutes: a session held across polls (`follow`) would never see
+# a new report. Only such reading sessions go without the cache; with it off, the
+# server was seen to hang on concurrent uploads (a create's), so those keep it.
+FRESH = "--dir-cache-time 0s "
 SKIP_BACK = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
@@ -112,8 +117,12 @@ class Placement:
         return out
 
 
-def transfer_pod_body(names: Names, pod: str, place: Placement | None = None) -> dict[str, Any]:
-    """The transfer pod `pod`; its key comes from the Secret of the same name."""
+def transfer_pod_body(
+    names: Names, pod: str, place: Placement | None = None, *, fresh: bool = False
+) -> dict[str, Any]:
+    """The transfer pod `pod`; its key comes from the Secret of the same name. `fresh`:
+    a session held across polls, whose listings must show what the task's pods wrote
+    since (see FRESH)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -132,15 +141,12 @@ def transfer_pod_body(names: Names, pod: str, place: Placement | None = None) ->
                     "image": RCLONE_IMAGE,
                     # the bucket folder first (a fresh claim is empty), then serve its parent
                     # to the session key's holder only (RCLONE_AUTH_KEY is --auth-key).
-                    # No directory cache: the task's pods write into the volume beside
-                    # this server, and a held session must list what they wrote since
-                    # (rclone's default keeps a listing 5 minutes).
                     "command": [
                         "/bin/sh",
                         "-c",
                         f"mkdir -p {SERVE_DIR}/{BUCKET_DIR} && "
                         f'RCLONE_AUTH_KEY="$(cat {KEY_DIR}/{KEY_FILE})" exec rclone serve s3 '
-                        f"{SERVE_DIR} --addr $(POD_IP):{TRANSFER_PORT} --dir-cache-time 0s "
+                        f"{SERVE_DIR} --addr $(POD_IP):{TRANSFER_PORT} {FRESH if fresh else ''}"
                         "--config /dev/null",
                     ],
                     "workingDir": POD_HOME,
@@ -271,9 +277,10 @@ class Session:
     it. The pod is started on `ensure` and replaced there if it has ended (its
     deadline, an eviction), so a long-held session outlives its first pod."""
 
-    def __init__(self, kube: Kube, names: Names, *, shared: bool) -> None:
+    def __init__(self, kube: Kube, names: Names, *, shared: bool, fresh: bool) -> None:
         self.kube, self.names = kube, names
         self.shared = shared  # a ReadWriteMany claim: any node may have it at once
+        self.fresh = fresh  # held across polls: no directory cache (see FRESH)
         self.key = SessionKey.new()
         self.pod = ""
         handler = type("Handler", (_ForwardHandler,), {"session": self})
@@ -314,7 +321,7 @@ class Session:
                 log.info("transfer pod %s ended; starting another", self.pod)
             _delete_pod(self.kube, self.pod)
         started = time.monotonic()
-        self.pod = start_transfer_pod(self.kube, self.names, self.key, place)
+        self.pod = start_transfer_pod(self.kube, self.names, self.key, place, fresh=self.fresh)
         wait_until(
             lambda: _answering(self.kube, self.pod, self.key),
             f"transfer pod {self.pod} to serve the task's volume",
@@ -399,14 +406,19 @@ def _pod_name(names: Names) -> str:
 
 
 def start_transfer_pod(
-    kube: Kube, names: Names, key: SessionKey, place: Placement | None = None
+    kube: Kube,
+    names: Names,
+    key: SessionKey,
+    place: Placement | None = None,
+    *,
+    fresh: bool = False,
 ) -> str:
     """The pod first (it waits for its key's mount), then the key's Secret owned by it."""
     pod = _pod_name(names)
     made = call(
         kube.core.create_namespaced_pod,
         kube.namespace,
-        transfer_pod_body(names, pod, place),
+        transfer_pod_body(names, pod, place, fresh=fresh),
         **STRICT,
     )
     try:
@@ -490,19 +502,22 @@ _OPEN: ContextVar[dict[tuple[str, str], Session] | None] = ContextVar(
 
 
 @contextlib.contextmanager
-def open_bucket(kube: Kube, names: Names, *, shared: bool = True) -> Iterator[Remote]:
+def open_bucket(
+    kube: Kube, names: Names, *, shared: bool = True, fresh: bool = False
+) -> Iterator[Remote]:
     """A session: the transfer pod up and answering, a loopback forwarder to it, and
     the rclone remote to use meanwhile; on exit the forwarder stops and the pod goes.
     Inside an open session of the same task (same thread), that session is reused
     (its pod checked, and replaced if it ended or is on the wrong node): one pod for
-    all the reads within. `shared`: the claim is ReadWriteMany (see Placement)."""
+    all the reads within. `shared`: the claim is ReadWriteMany (see Placement);
+    `fresh`: held across polls, listings never cached (see FRESH)."""
     held = _OPEN.get() or {}
     slot = (kube.namespace, names.task_id)
     if slot in held:
         held[slot].ensure()
         yield held[slot].remote()
         return
-    session = Session(kube, names, shared=shared)
+    session = Session(kube, names, shared=shared, fresh=fresh)
     token = _OPEN.set({**held, slot: session})
     try:
         session.ensure()
