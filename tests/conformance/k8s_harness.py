@@ -5,8 +5,6 @@ the bootstrap from the task's ConfigMap, mounted as the pod would see it."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,13 +145,9 @@ def k8s_harness(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> Iterator[K8sHarness]:
     pytest.importorskip("kubernetes")  # without the k8s extra only this cloud is skipped
-    from tests.k8s.fake import FakeCluster, default_host_env
+    from tests.k8s.fake import FakeCluster, agent_host_env
 
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,  # the documented simulator-only install skip
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "k8s", host_env=host_env) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         yield K8sHarness(cluster)

@@ -4,8 +4,6 @@ failures) reaches status and events; stop suspends the Job and keeps the volume.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from pulumi_iterative.errors import StepFailed
 from pulumi_iterative.spec import TaskSpec, parse_spec
 from pulumi_iterative.status import State, TaskStatus
 from pulumi_iterative.task import new_task_id
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env
 from tests.k8s.helpers import eventually, leftovers
 
 # (verb, resource, matching requests let through) the API refuses -> the step that fails
@@ -38,11 +36,7 @@ REFUSALS = (
 def cluster_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> Iterator[FakeCluster]:
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         yield cluster

@@ -5,18 +5,16 @@ permission in it is used."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.permissions import CALLER_RULES, caller_role, caller_role_yaml
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env
 from tests.k8s.helpers import eventually, leftovers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -30,11 +28,7 @@ def test_the_readme_prints_the_role_the_tests_enforce() -> None:
 def test_a_task_runs_with_only_the_callers_role(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> None:
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
         rbac = client.RbacAuthorizationV1Api(cluster.client())
         rbac.create_namespaced_role("work", caller_role("work"))

@@ -5,8 +5,6 @@ the workstation uses the caller's own; no volume is made and the bucket stays.""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from pulumi_iterative.errors import SpecError
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
 from tests.aws.conftest import Moto, moto, moto_server
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env, default_host_env
 from tests.k8s.helpers import eventually, leftovers
 
 __all__ = ["moto", "moto_server"]  # fixtures, found by pytest through this module
@@ -30,11 +28,7 @@ def test_a_task_in_an_s3_container(
 ) -> None:
     s3 = moto.client("s3")
     s3.create_bucket(Bucket="team-bucket")
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         workdir = tmp_path / "project"

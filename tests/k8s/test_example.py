@@ -16,10 +16,9 @@ import pulumi
 import pytest
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.spec import FIELDS, parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env
 from tests.k8s.helpers import eventually, leftovers
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "k8s"
@@ -63,11 +62,7 @@ def program_inputs(example: Path) -> dict[str, Any]:
 @pytest.fixture
 def machines_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path) -> Any:
     """The fake cluster whose pods run the agent of this checkout (the install skip)."""
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster-root", host_env=host_env) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         yield cluster

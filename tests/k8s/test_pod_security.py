@@ -5,8 +5,6 @@ as a non-root user writing only to its mounts."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +12,12 @@ from typing import Any
 import pytest
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s.api import K8sError, Kube, Target, call
 from pulumi_iterative.clouds.k8s.names import ROLE_LABEL
 from pulumi_iterative.clouds.k8s.security import RUN_AS_USER
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.fake import BY_PLURAL, FakeCluster, default_host_env
+from tests.k8s.fake import BY_PLURAL, FakeCluster, agent_host_env
 from tests.k8s.fake.podsecurity import ENFORCE_LABEL
 from tests.k8s.helpers import eventually, leftovers
 
@@ -36,11 +33,7 @@ def _restrict(cluster: FakeCluster) -> None:
 def restricted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> Iterator[FakeCluster]:
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
         _restrict(cluster)
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))

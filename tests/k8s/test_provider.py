@@ -4,16 +4,13 @@ create (a secret stays secret), read (status from the fake cluster), delete."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.provider import TaskProvider
 from pulumi_iterative.task import TaskRef
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env
 from tests.k8s.helpers import eventually, leftovers
 from tests.provider_server import Secret, provider_server
 
@@ -29,11 +26,7 @@ test "$API_TOKEN" = "grpc-secret-value"
 def test_k8s_task_through_the_provider_server(
     tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, iterative_home: Path
 ) -> None:
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         news = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import yaml
 from kubernetes import client
 
 from pulumi_iterative import lifecycle
-from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
 from pulumi_iterative.clouds.k8s import api
 from pulumi_iterative.clouds.k8s.api import K8sError
 from pulumi_iterative.clouds.k8s.permissions import caller_role
 from pulumi_iterative.spec import parse_spec
 from pulumi_iterative.status import State
-from tests.k8s.fake import FakeCluster, default_host_env
+from tests.k8s.fake import FakeCluster, agent_host_env
 from tests.k8s.helpers import eventually, leftovers
 
 SCRIPT = "#!/bin/sh\nmkdir -p out\necho done > out/x\n"
@@ -32,11 +30,7 @@ SCRIPT = "#!/bin/sh\nmkdir -p out\necho done > out/x\n"
 
 @pytest.fixture
 def tls_cluster(tmp_path: Path, iterative_home: Path) -> Iterator[FakeCluster]:
-    host_env = {
-        **default_host_env(),
-        SKIP_INSTALL_ENV: sys.executable,
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    host_env = agent_host_env()
     with FakeCluster(tmp_path / "cluster", host_env=host_env, tls=True) as cluster:
         yield cluster
         assert not cluster.errors, cluster.errors

@@ -124,3 +124,17 @@ def default_host_env() -> dict[str, str]:
         "PATH": ":".join((scripts, str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
         "LANG": "C.UTF-8",
     }
+
+
+def agent_host_env() -> dict[str, str]:
+    """default_host_env, and the pods run this checkout's agent with this Python (the
+    documented simulator-only install skip) instead of installing one."""
+    import os
+
+    from pulumi_iterative.agent.bootstrap import SKIP_INSTALL_ENV
+
+    return {
+        **default_host_env(),
+        SKIP_INSTALL_ENV: sys.executable,
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
