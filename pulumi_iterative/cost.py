@@ -36,6 +36,9 @@ BUDGET_STEP = 0.01
 # A machine bills this long after its agent decides to stop, besides the final
 # checkpoint, where the cloud's price sheet does not say (PriceSheet.stop_seconds).
 STOP_SECONDS = 60.0
+# The fix for a budget on a machine nobody can price (spec at preview, create after the
+# live list): the same words in both places.
+CHOOSE_PRICED = "choose a machine and region with a known price, or remove budget"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class Pricing:
     def rate(self) -> float | None:
         """The price per hour of one machine of the first (preferred) type."""
         return self.hourly.get(self.types[0]) if self.types else None
+
+    def unpriced_budget(self, fix: str, region: str = "") -> str:
+        """Why a budget cannot be enforced at these prices (none known), and `fix`."""
+        where = f" in {region}" if region else ""
+        return (
+            f"no price is known for {', '.join(self.types)}{where} ({self.source}), so a "
+            f"budget cannot be enforced; {fix}"
+        )
 
     @property
     def ceiling(self) -> float | None:

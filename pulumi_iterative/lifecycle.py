@@ -174,16 +174,8 @@ def pricing_at_create(backend: Backend, spec: TaskSpec, ref: TaskRef) -> cost.Pr
     no price from either is refused here, before anything is made."""
     pricing = _live_or_snapshot(backend, spec, ref)
     if spec.budget and not pricing.ceiling:
-        raise SpecError(
-            [
-                FieldError(
-                    "budget",
-                    f"no price is known for {', '.join(pricing.types)} in {ref.region} "
-                    f"({pricing.source}), so a budget cannot be enforced; choose a machine "
-                    "and region with a known price, or remove budget. Nothing was created.",
-                )
-            ]
-        )
+        fix = f"{cost.CHOOSE_PRICED}. Nothing was created."
+        raise SpecError([FieldError("budget", pricing.unpriced_budget(fix, ref.region))])
     return pricing
 
 

@@ -293,7 +293,7 @@ class _Parser:
 
     def budget_has_a_price(self, spec: TaskSpec) -> None:
         from .clouds import get
-        from .cost import pricing_for  # the snapshot only: no cloud call
+        from .cost import CHOOSE_PRICED, pricing_for  # the snapshot only: no cloud call
 
         pricing = pricing_for(spec)
         if pricing.ceiling:
@@ -305,13 +305,9 @@ class _Parser:
             if spec.cloud == "local"
             else "set notional_price to what one machine hour costs you in this cluster"
             if spec.cloud == "k8s"
-            else "choose a machine and region with a known price, or remove budget"
+            else CHOOSE_PRICED
         )
-        self.err(
-            "budget",
-            f"no price is known for {', '.join(pricing.types)} ({pricing.source}), so a "
-            f"budget cannot be enforced; {fix}",
-        )
+        self.err("budget", pricing.unpriced_budget(fix))
 
     # --- one method per kind of field -------------------------------------------
 
