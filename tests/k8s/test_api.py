@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pulumi_iterative.clouds.k8s import api
 from pulumi_iterative.clouds.k8s.api import K8sError, Kube, Target, call
@@ -71,23 +72,40 @@ def test_a_missing_kubeconfig_says_how_to_fix_it(tmp_path: Path) -> None:
 
 
 def test_a_server_that_never_answers_ends_in_an_error_not_a_hang(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A connection the network dropped silently: each request times out, is retried
-    as transient, and the call ends at its deadline with the cause."""
+    as transient, and the call ends at its deadline with the cause, whether the call
+    is an API method or a lambda around one (as `resources.ensure` passes)."""
     import socket
-
-    from kubernetes import client
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts connections (the kernel does) and never answers
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "silent",
+                        "cluster": {"server": f"http://127.0.0.1:{silent.getsockname()[1]}"},
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "u"}}],
+                "current-context": "silent",
+            }
+        )
+    )
     try:
-        configuration = client.Configuration()
-        configuration.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        core = client.CoreV1Api(client.ApiClient(configuration))
+        kube = Kube(Target(kubeconfig=str(kubeconfig)))
         monkeypatch.setattr(api, "REQUEST_TIMEOUT", (1.0, 0.2))
         with pytest.raises(K8sError, match=r"list_namespaced_pod.*(?i:timeout|timed out)"):
-            call(core.list_namespaced_pod, "work", deadline=1.0)
+            call(kube.core.list_namespaced_pod, "work", deadline=1.0)
+        with pytest.raises(K8sError, match=r"(?i:timeout|timed out)"):
+            call(lambda: kube.core.read_namespaced_pod("p", "work"), deadline=1.0)
     finally:
         silent.close()

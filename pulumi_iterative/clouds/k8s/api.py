@@ -217,8 +217,25 @@ def api_client(target: Target) -> Any:
                 )
             except config.ConfigException as exc:
                 raise K8sError(f"kubeconfig {path}: {exc}") from exc
-            configuration.retries = False  # `call` is the only retry layer
-            made = _clients[key] = client.ApiClient(configuration)
+            made = _clients[key] = _made_client(configuration)
+    return made
+
+
+def _made_client(configuration: Any) -> Any:
+    """The ApiClient every call goes through: no retries of its own (`call` is the only
+    retry layer) and REQUEST_TIMEOUT on every request that does not set one, whichever
+    way the call is made (an API method, or a lambda around one as `ensure` passes)."""
+    from kubernetes import client
+    from kubernetes.client import rest
+
+    class TimedRest(rest.RESTClientObject):  # type: ignore[misc]
+        def request(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+            timeout = _request_timeout or REQUEST_TIMEOUT
+            return super().request(*args, _request_timeout=timeout, **kwargs)
+
+    configuration.retries = False
+    made = client.ApiClient(configuration)
+    made.rest_client = TimedRest(configuration)
     return made
 
 
@@ -243,8 +260,7 @@ def _in_cluster_client(target: Target) -> Any:
         loader.load_and_set(configuration)
     except ConfigException as exc:
         raise K8sError(f"in-cluster configuration ({SERVICE_ACCOUNT_DIR}): {exc}") from exc
-    configuration.retries = False  # `call` is the only retry layer
-    return client.ApiClient(configuration)
+    return _made_client(configuration)
 
 
 def context_of(target: Target) -> str:
@@ -358,15 +374,7 @@ def call(fn: Callable[..., T], /, *args: Any, deadline: float = DEADLINE, **kwar
             return retrying.Transient(f"{what}: {type(exc).__name__}: {exc}", K8sError)
         return exc
 
-    if _is_client_method(fn):
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     return retrying.retry(lambda: fn(*args, **kwargs), classify=classify, deadline=deadline)
-
-
-def _is_client_method(fn: Callable[..., Any]) -> bool:
-    """One of the official client's API methods (they take `_request_timeout`)."""
-    owner = getattr(fn, "__self__", None)
-    return owner is not None and type(owner).__module__.startswith("kubernetes.client.api")
 
 
 gone = missing_is_done(call)
